@@ -1,0 +1,196 @@
+"""Development sessions for the aframe monorepo.
+
+Every session except ``build`` shares one virtual environment that lives outside the clone,
+under ``$AFRAME_ENV_HOME`` (default ``~/.cache/aframe/envs``), in a folder named by a hash of
+the files that declare dependencies (``constraints.txt``, the root ``pyproject.toml`` and the three
+``packages/*/pyproject.toml``). A changed dependency therefore gets a fresh environment, and nothing
+installed by hand into an old one can hide a missing declaration. The third-party dependencies
+are read from those files (never listed here twice); the project's own three packages are
+reinstalled from the working tree on every run. Environments of other hashes that nobody is
+using are deleted, so throwaway venvs do not pile up on the shared disk.
+
+    nox -s quickstart   # synthetic data -> training -> exported model -> report
+    nox -s tests        # the default test suite (< 15 min on 2 CPUs)
+    nox -s tests_slow   # the slow tests
+    nox -s lint         # ruff + layering check
+    nox -s build        # three wheels, each installed alone in a fresh venv and imported
+    nox -s bench        # benchmarks under bench/
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+PACKAGES = ["aframe-lib", "aframe-train", "aframe-flow"]
+IMPORT_NAMES = {p: p.replace("-", "_") for p in PACKAGES}
+CONSTRAINTS = ROOT / "constraints.txt"
+DEP_FILES = [CONSTRAINTS, ROOT / "pyproject.toml"] + [
+    ROOT / "packages" / p / "pyproject.toml" for p in PACKAGES
+]
+ENV_HOME = Path(os.environ.get("AFRAME_ENV_HOME", "~/.cache/aframe/envs")).expanduser()
+# an unused environment of another hash is deleted once it has been idle this long
+STALE_SECONDS = float(os.environ.get("AFRAME_ENV_STALE_SECONDS", 3 * 3600))
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["lint", "tests"]
+
+_SIBLING = re.compile(r"^\s*aframe-(lib|train|flow)\b")
+
+
+def _dep_hash() -> str:
+    h = hashlib.sha256(f"{sys.version_info[:2]}".encode())
+    for path in DEP_FILES:
+        h.update(path.relative_to(ROOT).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _third_party_requirements() -> list[str]:
+    """Every dependency and extra of the three packages, and the dev group, minus siblings."""
+    reqs: list[str] = []
+    for p in PACKAGES:
+        project = tomllib.loads((ROOT / "packages" / p / "pyproject.toml").read_text())["project"]
+        reqs += project.get("dependencies", [])
+        for extra in project.get("optional-dependencies", {}).values():
+            reqs += extra
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    reqs += root["dependency-groups"]["dev"]
+    return sorted({r for r in reqs if not _SIBLING.match(r)})
+
+
+def _prune(keep: Path) -> None:
+    """Delete environments of other hashes that no running session holds and that went stale."""
+    for env in ENV_HOME.glob("env-*"):
+        if env == keep or not env.is_dir():
+            continue
+        lock = env / ".in-use"
+        last = env / ".last-used"
+        age = time.time() - (last.stat().st_mtime if last.exists() else env.stat().st_mtime)
+        if age < STALE_SECONDS:
+            continue
+        try:
+            with open(lock, "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(env, ignore_errors=True)
+        except OSError:
+            continue  # somebody is using it
+
+
+_HELD: list = []  # lock files held for the life of this nox process
+
+
+def shared_env(session: nox.Session) -> dict[str, str]:
+    """Create (once per dependency hash) and return the environment variables of the shared venv."""
+    ENV_HOME.mkdir(parents=True, exist_ok=True)
+    env = ENV_HOME / f"env-{_dep_hash()}"
+    with open(ENV_HOME / ".create.lock", "a") as create_lock:
+        fcntl.flock(create_lock, fcntl.LOCK_EX)
+        if not (env / ".complete").exists():
+            # a half-built environment (a killed install) never counts as done
+            shutil.rmtree(env, ignore_errors=True)
+            session.log(f"creating shared environment {env}")
+            session.run(sys.executable, "-m", "venv", str(env), external=True)
+            pip = [str(env / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+            session.run(*pip, "--upgrade", "pip", external=True)
+            session.run(
+                *pip, "-c", str(CONSTRAINTS), *_third_party_requirements(), external=True
+            )
+            (env / ".complete").write_text(_dep_hash())
+        in_use = open(env / ".in-use", "a")  # noqa: SIM115 - held until nox exits
+        fcntl.flock(in_use, fcntl.LOCK_SH)
+        _HELD.append(in_use)
+        (env / ".last-used").touch()
+        _prune(keep=env)
+    # the project's own packages: reinstalled from this tree on every run
+    session.run(
+        str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps",
+        "--force-reinstall", "--no-build-isolation",
+        *[str(ROOT / "packages" / p) for p in PACKAGES],
+        external=True,
+    )
+    return {
+        "VIRTUAL_ENV": str(env),
+        "PATH": f"{env / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"),
+        "PYTHONNOUSERSITE": "1",
+    }
+
+
+def _run(session: nox.Session, env: dict[str, str], *args: str) -> None:
+    session.run(*args, env=env, external=True)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The default test suite: everything not marked slow."""
+    env = shared_env(session)
+    _run(session, env, "python", "-m", "pytest", "-m", "not slow", *session.posargs)
+
+
+@nox.session
+def tests_slow(session: nox.Session) -> None:
+    """The slow tests (longer trainings, bigger searches)."""
+    env = shared_env(session)
+    _run(session, env, "python", "-m", "pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session
+def quickstart(session: nox.Session) -> None:
+    """Synthetic data -> training -> exported model -> report, in ./quickstart-run (or posargs)."""
+    env = shared_env(session)
+    out = session.posargs[0] if session.posargs else str(ROOT / "quickstart-run")
+    _run(session, env, "python", str(ROOT / "projects" / "quickstart" / "run.py"), out)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint + format check) and the layering rule lib <- train <- flow."""
+    env = shared_env(session)
+    _run(session, env, "ruff", "check", ".")
+    _run(session, env, "ruff", "format", "--check", ".")
+    _run(session, env, "python", "-m", "pytest", "-q", "tests/integration/test_layers.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: each prints its headlines as `name: value` lines."""
+    env = shared_env(session)
+    scripts = session.posargs or sorted(str(p) for p in (ROOT / "bench").glob("*.py"))
+    for script in scripts:
+        _run(session, env, "python", script)
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build the three wheels; install each alone in a fresh venv (only what it declares); import it."""
+    env = shared_env(session)
+    dist = ROOT / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    for p in PACKAGES:
+        _run(session, env, "python", "-m", "build", "--wheel", "--no-isolation",
+             "--outdir", str(dist), str(ROOT / "packages" / p))
+    for p in PACKAGES:
+        with tempfile.TemporaryDirectory(prefix=f"aframe-build-{p}-") as tmp:
+            venv = Path(tmp) / "venv"
+            session.run(sys.executable, "-m", "venv", str(venv), external=True)
+            py = str(venv / "bin" / "python")
+            # siblings come from the freshly built wheels, never from an index
+            session.run(py, "-m", "pip", "install", "--quiet", "-c", str(CONSTRAINTS),
+                        "--find-links", str(dist), p, external=True)
+            session.run(py, "-m", "pip", "check", external=True)
+            session.run(py, "-c", f"import {IMPORT_NAMES[p]} as m; print(m.__name__, m.__version__)",
+                        external=True)
+        # the TemporaryDirectory (several GB with torch) is deleted here

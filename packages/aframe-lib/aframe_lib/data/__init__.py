@@ -1,0 +1,56 @@
+"""The data layer: the HDF5 contract, synthetic data, and the training Dataset base.
+
+- :mod:`~aframe_lib.data.background`: background strain files (``background-{t0}-{duration}.hdf5``),
+  local or ``s3://``: discovery, validation, reading, writing, train/validation split.
+- :mod:`~aframe_lib.data.waveforms`: waveform files (``waveforms.hdf5``, ``val_waveforms.hdf5``).
+- :mod:`~aframe_lib.data.synthetic`: coloured Gaussian background and IMRPhenomD waveforms.
+- :mod:`~aframe_lib.data.timeslides`: timeslides of validation background.
+- :mod:`~aframe_lib.data.injection`: sky projection, SNR rescaling and injection (on device).
+- :mod:`~aframe_lib.data.base`: :class:`AframeDataset`, the LightningDataModule to subclass.
+
+Submodules are imported lazily: ``from aframe_lib.data import AframeDataset`` works, but
+``import aframe_lib.data`` alone pulls in neither torch nor h5py.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "AframeDataset": "base",
+    "BackgroundSegment": "background",
+    "BackgroundError": "background",
+    "list_segments": "background",
+    "read_segment": "background",
+    "write_background": "background",
+    "WaveformSet": "waveforms",
+    "read_waveforms": "waveforms",
+    "write_waveforms": "waveforms",
+    "Injector": "injection",
+    "Timeslide": "timeslides",
+    "make_timeslides": "timeslides",
+}
+
+if TYPE_CHECKING:
+    from .background import (
+        BackgroundError,
+        BackgroundSegment,
+        list_segments,
+        read_segment,
+        write_background,
+    )
+    from .base import AframeDataset
+    from .injection import Injector
+    from .timeslides import Timeslide, make_timeslides
+    from .waveforms import WaveformSet, read_waveforms, write_waveforms
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

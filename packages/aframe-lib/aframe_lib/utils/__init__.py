@@ -1,0 +1,1 @@
+"""Small shared helpers: filesystem access (local or ``s3://``) and atomic writes."""

@@ -1,0 +1,109 @@
+"""Filesystem helpers shared by every layer: local paths and ``s3://`` URLs through fsspec.
+
+``s3://`` access uses s3fs (the ``aframe-lib[s3]`` extra), imported only when an ``s3://`` path is
+used. The endpoint comes from ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) so the same code
+reaches AWS, a Ceph/MinIO gateway, or a test server on 127.0.0.1.
+
+Every writer here is atomic: data go to a temporary file beside the target (or to a local
+temporary file that is uploaded in one PUT for ``s3://``), then are renamed into place, so a
+killed process never leaves a file that later counts as complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import fsspec
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a URL (``s3://...``) rather than a local path."""
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def s3_endpoint() -> str | None:
+    """The S3 endpoint to use, from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def filesystem(path: str | os.PathLike) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem for ``path`` and the path within it.
+
+    Raises:
+        ImportError: for ``s3://`` paths when s3fs is missing, naming the extra to install.
+    """
+    import fsspec
+
+    path = str(path)
+    if not is_remote(path):
+        return fsspec.filesystem("file"), str(Path(path.removeprefix("file://")).expanduser())
+    protocol = path.split("://", 1)[0]
+    if protocol in ("s3", "s3a"):
+        try:
+            import s3fs
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ImportError(
+                f"reading {path!r} needs s3fs: pip install 'aframe-lib[s3]'"
+            ) from exc
+        kwargs = {}
+        if endpoint := s3_endpoint():
+            kwargs["endpoint_url"] = endpoint
+        # cache_regions/skip_instance_cache: a fresh client per call so that a changed
+        # AWS_ENDPOINT_URL (e.g. between tests, or inside a Ray worker) is honoured
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, client_kwargs=kwargs)
+        return fs, path.split("://", 1)[1]
+    fs, inner = fsspec.core.url_to_fs(path)
+    return fs, inner
+
+
+def join(base: str | os.PathLike, *parts: str) -> str:
+    """Join path parts for local paths and URLs alike."""
+    base = str(base)
+    if is_remote(base):
+        return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
+    return str(Path(base, *parts))
+
+
+@contextlib.contextmanager
+def atomic_local_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """A temporary local path to write; on success it replaces ``target`` (local or remote).
+
+    On error (or a kill) the temporary file is removed and ``target`` is left untouched.
+    """
+    target = str(target)
+    if is_remote(target):
+        fd, tmp = tempfile.mkstemp(suffix=suffix or Path(target).suffix)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            fs, inner = filesystem(target)
+            fs.put_file(str(tmp_path), inner)
+        finally:
+            tmp_path.unlink(missing_ok=True)
+        return
+
+    final = Path(target).expanduser()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=final.parent, prefix=f".{final.name}.", suffix=".tmp" + (suffix or "")
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``target`` (local or remote) atomically."""
+    with atomic_local_path(target) as tmp:
+        tmp.write_bytes(data)
