@@ -1,0 +1,93 @@
+"""Batch augmentations of multi-IFO strain, as ``nn.Module``s.
+
+ml4gw already provides :class:`~ml4gw.augmentations.SignalInverter` and
+:class:`~ml4gw.augmentations.SignalReverser` (re-exported here). The two below act on the
+*injected* kernels only and make a signal inconsistent across the network, so the sample is
+relabelled as noise: they teach the network to require coherence between detectors.
+"""
+
+from __future__ import annotations
+
+import torch
+from ml4gw.augmentations import SignalInverter, SignalReverser
+from torch import Tensor
+
+__all__ = ["ChannelMuter", "ChannelSwapper", "SignalInverter", "SignalReverser"]
+
+
+def _check_prob(name: str, prob: float) -> None:
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {prob}")
+
+
+def _draw(size: int, prob: float, device: torch.device) -> Tensor:
+    """Indices of a Bernoulli(``prob``) draw over ``size`` samples, in random order."""
+    mask = torch.rand(size, device=device) < prob
+    idx = mask.nonzero().flatten()
+    return idx[torch.randperm(len(idx), device=device)]
+
+
+class ChannelSwapper(torch.nn.Module):
+    """Swap one IFO's signal between pairs of injected samples.
+
+    Each sample is chosen with probability ``prob`` (the last one dropped if the count is odd)
+    and the chosen ones are paired up;
+    within each pair one randomly chosen IFO channel is exchanged, so each sample of the pair
+    carries the response of two different sources.
+
+    Args:
+        prob: Probability that a sample is swapped, in [0, 1].
+    """
+
+    def __init__(self, prob: float = 0.0) -> None:
+        super().__init__()
+        _check_prob("swap_prob", prob)
+        self.prob = prob
+
+    def forward(self, X: Tensor) -> tuple[Tensor, Tensor]:
+        """Swap channels in place.
+
+        Args:
+            X: Injected kernels, shape ``(batch, num_ifos, time)``.
+
+        Returns:
+            ``X`` and the indices (into the batch) of the swapped samples.
+        """
+        idx = _draw(len(X), self.prob, X.device)
+        num = len(idx) // 2 * 2
+        idx = idx[:num]
+        if num == 0 or X.shape[1] < 2:
+            return X, idx[:0]
+        first, second = idx[: num // 2], idx[num // 2 :]
+        channel = torch.randint(X.shape[1], (num // 2,), device=X.device)
+        tmp = X[first, channel].clone()
+        X[first, channel] = X[second, channel]
+        X[second, channel] = tmp
+        return X, idx
+
+
+class ChannelMuter(torch.nn.Module):
+    """Zero one randomly chosen IFO's signal in each sample with probability ``prob``.
+
+    Args:
+        prob: Probability that a sample is muted, in [0, 1].
+    """
+
+    def __init__(self, prob: float = 0.0) -> None:
+        super().__init__()
+        _check_prob("mute_prob", prob)
+        self.prob = prob
+
+    def forward(self, X: Tensor) -> tuple[Tensor, Tensor]:
+        """Mute channels in place.
+
+        Args:
+            X: Injected kernels, shape ``(batch, num_ifos, time)``.
+
+        Returns:
+            ``X`` and the indices (into the batch) of the muted samples.
+        """
+        idx = _draw(len(X), self.prob, X.device)
+        channel = torch.randint(X.shape[1], (len(idx),), device=X.device)
+        X[idx, channel] = 0.0
+        return X, idx

@@ -1,0 +1,325 @@
+"""The training Dataset base: a LightningDataModule that other ML4GW projects subclass.
+
+Data flow (everything after loading runs batched on the training device)::
+
+    background windows (psd_length + kernel_length + fduration)      BackgroundSampler
+    -> PSD of the first psd_length seconds                           PsdEstimator (ml4gw)
+    -> inversion / reversal                                          ml4gw augmentations
+    -> inject into a fraction of the batch: sample waveforms, sky projection, SNR rescaling
+       against that sample's PSD, place coalescence in the kernel, swap/mute (relabel as noise)
+    -> whiten with the background PSD                                ml4gw Whiten
+    -> ``transform`` hook (identity; e.g. a spectrogram in a subclass)
+
+Validation uses held-out background files, shifted IFO-against-IFO (timeslides) to build
+``valid_livetime`` seconds of background, and the same windows with validation waveforms injected
+at ``num_valid_views`` positions (foreground). Subclasses usually override only
+:meth:`transform`; the hooks :meth:`augment` and :meth:`validation_batch` can be overridden too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from ml4gw.distributions import PowerLaw
+from ml4gw.transforms import Whiten
+from torch import Tensor
+from torch.distributions import Distribution
+
+from ..augmentations import ChannelMuter, ChannelSwapper, SignalInverter, SignalReverser
+from ..utils import fs
+from .background import check_finite, list_segments, localize, read_segment, split_by_file
+from .config import validate_data_args
+from .injection import Injector, slice_around
+from .preprocessing import PsdEstimator
+from .sampling import BackgroundSampler
+from .timeslides import TimeslideWindows, make_timeslides
+from .waveforms import read_waveforms
+
+logger = logging.getLogger(__name__)
+
+
+class AframeDataset(pl.LightningDataModule):
+    """LightningDataModule for aframe detectors (see the module docstring for the data path).
+
+    Args:
+        data_dir: Directory (local or ``s3://bucket/prefix``) with ``background-*.hdf5``,
+            ``waveforms.hdf5`` and ``val_waveforms.hdf5`` (see ``aframe_lib.data.background``).
+        ifos: Detector codes, in channel order.
+        sample_rate: Hz; must match the files.
+        kernel_length: Seconds of whitened strain the network sees.
+        fduration: Seconds of whitening filter; half is cropped from each side of a window.
+        psd_length: Seconds of background before each window used to estimate its PSD.
+        fftlength: Welch segment length (s); ``None`` means ``kernel_length + fduration``.
+        highpass: Hz; frequencies below are removed by whitening and ignored for SNRs.
+        lowpass: Hz; ``None`` keeps everything up to Nyquist.
+        batch_size: Training samples per batch (per device).
+        batches_per_epoch: Training batches per epoch, over all devices.
+        waveform_prob: Fraction of each batch that ends up labelled as signal.
+        swap_prob: Probability that an injected sample has one IFO's signal swapped with
+            another event's (relabelled noise).
+        mute_prob: Probability that an injected sample has one IFO's signal removed
+            (relabelled noise).
+        inversion_prob: Probability of flipping the sign of each background channel.
+        reversal_prob: Probability of time-reversing each background channel.
+        snr_sampler: Distribution of target network SNRs; default ``PowerLaw(4, 100, -3)``.
+        left_pad: Minimum seconds between the kernel's left edge and coalescence.
+        right_pad: Minimum seconds between coalescence and the kernel's right edge.
+        valid_frac: Fraction of the background duration (latest files) held out for validation.
+        valid_stride: Seconds between validation windows.
+        valid_livetime: Seconds of timeslid background to score each validation.
+        timeslide_step: Seconds between successive shifts; ``None`` means
+            ``ceil(kernel_length + fduration)`` (must exceed light travel time + kernel).
+        num_valid_views: Positions of coalescence within the kernel for each foreground window.
+        valid_batch_size: Validation windows per batch; ``None`` means ``batch_size``.
+        max_valid_waveforms: Use at most this many validation waveforms; ``None``: all.
+        cache_dir: Local cache for ``s3://`` data; ``None`` means the system temp dir.
+        synthetic: ``None`` reads existing data; a dict (``{}`` for defaults) generates synthetic
+            data in ``data_dir`` on first use with those ``ensure_synthetic_dataset`` arguments.
+        seed: Seed of the validation sky positions and SNRs.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        ifos: list[str] = ["H1", "L1"],  # noqa: B006 - jsonargparse shows this default
+        sample_rate: float = 2048.0,
+        kernel_length: float = 1.5,
+        fduration: float = 1.0,
+        psd_length: float = 8.0,
+        fftlength: float | None = None,
+        highpass: float | None = 32.0,
+        lowpass: float | None = None,
+        batch_size: int = 384,
+        batches_per_epoch: int = 200,
+        waveform_prob: float = 0.277,
+        swap_prob: float = 0.014,
+        mute_prob: float = 0.055,
+        inversion_prob: float = 0.5,
+        reversal_prob: float = 0.5,
+        snr_sampler: Distribution | None = None,
+        left_pad: float = 0.25,
+        right_pad: float = 0.05,
+        valid_frac: float = 0.25,
+        valid_stride: float = 0.5,
+        valid_livetime: float = 3600.0,
+        timeslide_step: float | None = None,
+        num_valid_views: int = 4,
+        valid_batch_size: int | None = None,
+        max_valid_waveforms: int | None = None,
+        cache_dir: str | None = None,
+        synthetic: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["snr_sampler"])
+        values = dict(locals())
+        values.pop("self")
+        values.pop("__class__", None)
+        for name, value in validate_data_args(values).items():
+            setattr(self, name, value)
+        if self.snr_sampler is None:
+            self.snr_sampler = PowerLaw(4.0, 100.0, -3.0)
+        fftlength = self.fftlength or self.kernel_length + self.fduration
+        self.psd_estimator = PsdEstimator(
+            self.kernel_length + self.fduration, self.sample_rate, fftlength,
+            average="median", fast=self.highpass is not None,
+        )
+        self.whitener = Whiten(self.fduration, self.sample_rate, self.highpass, self.lowpass)
+        self.injector = Injector(
+            self.ifos, self.sample_rate, self.highpass, self.lowpass, self.snr_sampler
+        )
+        self.inverter = SignalInverter(self.inversion_prob)
+        self.reverser = SignalReverser(self.reversal_prob)
+        self.swapper = ChannelSwapper(self.swap_prob)
+        self.muter = ChannelMuter(self.mute_prob)
+        self._device_cache: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ data on disk
+    @property
+    def local_dir(self) -> str:
+        """Where the data are read from: ``data_dir`` itself, or a local cache of an s3:// one."""
+        if not fs.is_remote(self.data_dir):
+            return self.data_dir
+        root = self.cache_dir or os.path.join(tempfile.gettempdir(), "aframe-cache")
+        digest = hashlib.sha256(self.data_dir.encode()).hexdigest()[:12]
+        return os.path.join(root, digest)
+
+    def prepare_data(self) -> None:
+        """Generate synthetic data on first use (if asked) and download s3:// data (rank 0)."""
+        if self.synthetic is not None:
+            from .synthetic import ensure_synthetic_dataset
+
+            kwargs = {"ifos": self.ifos, "sample_rate": self.sample_rate, **self.synthetic}
+            ensure_synthetic_dataset(self.data_dir, **kwargs)
+        if fs.is_remote(self.data_dir):
+            localize(self.data_dir, self.local_dir)
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read and check the data, split it, and build the samplers."""
+        segments = list_segments(
+            self.local_dir, self.ifos, self.sample_rate, min_duration=self.sample_length
+        )
+        for segment in segments:
+            check_finite(segment, self.ifos)
+        train, valid = split_by_file(segments, valid_frac=self.valid_frac)
+        logger.info("%d training and %d validation background files", len(train), len(valid))
+        self.sampler = BackgroundSampler(
+            [read_segment(s, self.ifos) for s in train], self.sample_size, coincident=False
+        )
+        waveforms = read_waveforms(
+            fs.join(self.local_dir, "waveforms.hdf5"), sample_rate=self.sample_rate
+        )
+        self.train_waveforms = torch.as_tensor(np.stack([waveforms.cross, waveforms.plus], 1))
+        self.coalescence_index = int(round(waveforms.coalescence_time * self.sample_rate))
+        self._setup_validation(valid)
+
+    def _setup_validation(self, valid: list) -> None:
+        rank, world_size = self._rank()
+        background = [torch.as_tensor(read_segment(s, self.ifos)) for s in valid]
+        step = self.timeslide_step or np.ceil(self.kernel_length + self.fduration)
+        timeslides = make_timeslides(
+            [b.shape[-1] for b in background], self.num_ifos, self.sample_rate,
+            livetime=self.valid_livetime, step=step, min_size=self.sample_size,
+        )
+        stride = int(round(self.valid_stride * self.sample_rate))
+        self.valid_windows = TimeslideWindows(
+            background, timeslides, self.sample_size, stride,
+            self.valid_batch_size or self.batch_size, rank=rank, world_size=world_size,
+        )
+        # first window number of each timeslide: gives every window a global id, which
+        # decides (identically on every rank) which validation waveform it receives
+        counts = [max(0, (t.size - self.sample_size) // stride + 1) for t in timeslides]
+        self.window_offsets = torch.as_tensor(np.concatenate([[0], np.cumsum(counts)[:-1]]))
+
+        val = read_waveforms(
+            fs.join(self.local_dir, "val_waveforms.hdf5"), sample_rate=self.sample_rate,
+            stop=self.max_valid_waveforms,
+        )
+        # fixed sky positions and SNRs, so the validation score is comparable across epochs
+        # and equal on every rank
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            cross, plus = torch.as_tensor(val.cross), torch.as_tensor(val.plus)
+            self.valid_responses = self.injector.project(cross, plus).float()
+            self.valid_snrs = self.snr_sampler.sample((len(val),))
+        self.valid_coalescence_index = int(round(val.coalescence_time * self.sample_rate))
+
+    # ------------------------------------------------------------------ loaders
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        # background and waveforms already live in memory: each "batch" is only its number,
+        # and the batch itself is drawn on the device in on_after_batch_transfer
+        _, world_size = self._rank()
+        per_rank = -(-self.batches_per_epoch // world_size)
+        return torch.utils.data.DataLoader(torch.arange(per_rank), batch_size=None)
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(self.valid_windows, batch_size=None, shuffle=False)
+
+    def _on_device(self, name: str, device: torch.device) -> Any:
+        key = f"{name}:{device}"
+        if key not in self._device_cache:
+            value = getattr(self, name)
+            self._device_cache[key] = value.to(device)
+        return self._device_cache[key]
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = getattr(self, "trainer", None)
+        device = trainer.lightning_module.device if trainer is not None else torch.device("cpu")
+        if trainer is not None and trainer.training:
+            return self.augment(self._on_device("sampler", device)(self.batch_size))
+        return self.validation_batch(*batch)
+
+    # ------------------------------------------------------------------ the data path
+    def transform(self, X: Tensor) -> Tensor:
+        """Model-specific transform of whitened strain ``(batch, num_ifos, kernel_size)``."""
+        return X
+
+    def augment(self, X: Tensor) -> tuple[Tensor, Tensor]:
+        """Turn raw background windows into a training batch.
+
+        Args:
+            X: ``(batch, num_ifos, sample_size)`` background on the training device.
+
+        Returns:
+            ``transform(whitened)`` and labels ``(batch, 1)`` (1 = signal, 0 = noise).
+        """
+        X, psds = self.psd_estimator(X)
+        X = self.reverser(self.inverter(X))
+        y = torch.zeros((len(X), 1), device=X.device)
+        mask = torch.rand(len(X), device=X.device) < self.inject_prob
+        num = int(mask.sum())
+        if num:
+            waveforms = self._on_device("train_waveforms", X.device)
+            idx = torch.randint(len(waveforms), (num,), device=X.device)
+            responses = self.injector.project(waveforms[idx, 0], waveforms[idx, 1])
+            responses, _ = self.injector.rescale(responses, psds[mask])
+            lo, hi = self.coalescence_bounds
+            positions = torch.randint(lo, hi + 1, (num,), device=X.device)
+            kernels = slice_around(responses, self.coalescence_index, positions, X.shape[-1])
+            kernels, swapped = self.swapper(kernels)
+            kernels, muted = self.muter(kernels)
+            labels = torch.ones(num, device=X.device)
+            labels[swapped] = 0
+            labels[muted] = 0
+            X[mask] += kernels.to(X.dtype)
+            y[mask, 0] = labels
+        X = self.whitener(X, psds).float()
+        return self.transform(X), y
+
+    @property
+    def coalescence_bounds(self) -> tuple[int, int]:
+        """Sample indices within a window (kernel + whitening padding) where coalescence may land."""
+        pad = self.fduration / 2
+        lo = int(round((pad + self.left_pad) * self.sample_rate))
+        hi = int(round((pad + self.kernel_length - self.right_pad) * self.sample_rate))
+        return lo, hi
+
+    def validation_batch(self, X: Tensor, shift_id: Tensor, index: Tensor) -> dict[str, Tensor]:
+        """Whitened background windows and their injected views.
+
+        Args:
+            X: ``(batch, num_ifos, sample_size)`` timeslid background.
+            shift_id: ``(batch,)`` timeslide of each window (-1: padding, to be ignored).
+            index: ``(batch,)`` window number within its timeslide.
+
+        Returns:
+            ``background`` ``(batch, ...)`` and ``foreground`` ``(batch, num_valid_views, ...)``
+            (both after :meth:`transform`), with ``shift_id`` and ``index`` passed through.
+        """
+        X, psds = self.psd_estimator(X)
+        background = self.transform(self.whitener(X, psds).float())
+
+        responses = self._on_device("valid_responses", X.device)
+        snrs = self._on_device("valid_snrs", X.device)
+        offsets = self._on_device("window_offsets", X.device)
+        window = offsets[shift_id.clamp_min(0)] + index
+        which = window % len(responses)
+        injected, _ = self.injector.rescale(responses[which], psds, snrs[which])
+        lo, hi = self.coalescence_bounds
+        views = torch.linspace(lo, hi, self.num_valid_views, device=X.device).round().long()
+        foreground = []
+        for position in views:
+            positions = position.expand(len(X))
+            kernels = slice_around(
+                injected, self.valid_coalescence_index, positions, X.shape[-1]
+            )
+            foreground.append(self.transform(self.whitener(X + kernels.to(X.dtype), psds).float()))
+        return {
+            "background": background,
+            "foreground": torch.stack(foreground, dim=1),
+            "shift_id": shift_id,
+            "index": index,
+        }
