@@ -122,9 +122,7 @@ def test_pooling_clusters_a_loud_burst():
 
 def test_pools_only_windows_that_exist():
     metric = TimeSlideAUROC(pool_length=POOL_LENGTH, stride=STRIDE)
-    pooled = metric.cluster(
-        torch.tensor([1.0, 2.0]), torch.tensor([3, 3]), torch.tensor([0, 40])
-    )
+    pooled = metric.cluster(torch.tensor([1.0, 2.0]), torch.tensor([3, 3]), torch.tensor([0, 40]))
     # pools 0 (0..15) and 4 (32..47) hold a window; pools 1-3 are empty and dropped
     assert pooled.tolist() == [1.0, 2.0]
 
@@ -156,8 +154,8 @@ def test_order_and_split_do_not_matter():
     shuffled = TimeSlideAUROC(max_fpr=0.1, pool_length=POOL_LENGTH, stride=STRIDE)
     order, fg_order = rng.permutation(len(background)), rng.permutation(len(foreground))
     cuts, fg_cuts = [0, 13, 250, 251, 600, len(order)], [0, 50, 51, 120, 120, len(fg_order)]
-    for (a, b), (c, d) in zip(zip(cuts, cuts[1:]), zip(fg_cuts, fg_cuts[1:])):
-        rows, fg_rows = order[a:b], fg_order[c:d]
+    for i in range(len(cuts) - 1):
+        rows, fg_rows = order[cuts[i] : cuts[i + 1]], fg_order[fg_cuts[i] : fg_cuts[i + 1]]
         update(shuffled, background[rows], shift_id[rows], index[rows], foreground[fg_rows])
     assert torch.equal(single.compute(), shuffled.compute())
 

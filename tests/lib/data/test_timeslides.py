@@ -77,9 +77,7 @@ def test_timeslides_impossible_livetime_raises():
     [{"step": 0.0}, {"step": -1.0}, {"num_ifos": 1}, {"livetime": 0.0}, {"segment_sizes": []}],
 )
 def test_timeslides_bad_arguments_raise(kwargs):
-    args = dict(
-        segment_sizes=[1000], num_ifos=2, sample_rate=SAMPLE_RATE, livetime=10.0, step=1.0
-    )
+    args = dict(segment_sizes=[1000], num_ifos=2, sample_rate=SAMPLE_RATE, livetime=10.0, step=1.0)
     args.update(kwargs)
     with pytest.raises(ValueError):
         make_timeslides(min_size=10, **args)
@@ -140,7 +138,7 @@ def test_windows_enumerated_once_across_ranks(windows_setup, world_size):
             shapes.add((i, X.shape[0]))
             real = shift_id >= 0
             assert (index[~real] == -1).all()
-            for x, t, w in zip(X[real], shift_id[real].tolist(), index[real].tolist()):
+            for x, t, w in zip(X[real], shift_id[real].tolist(), index[real].tolist(), strict=True):
                 expected = expected_window(background, timeslides[t], w, window_size, stride)
                 np.testing.assert_array_equal(x.numpy(), expected)
                 seen.append((t, w))
@@ -161,7 +159,7 @@ def test_windows_read_expected_samples(windows_setup):
     X, shift_id, index = dataset[0]
     assert len(dataset) == 1 and (shift_id >= 0).all()
     # with arange data, each IFO's first sample names where it was read from
-    for x, t, w in zip(X, shift_id.tolist(), index.tolist()):
+    for x, t, w in zip(X, shift_id.tolist(), index.tolist(), strict=True):
         ts = timeslides[t]
         starts = x[:, 0].numpy() - 1e6 * np.arange(3)
         np.testing.assert_array_equal(starts, [-min(ts.shifts) + s + w * stride for s in ts.shifts])

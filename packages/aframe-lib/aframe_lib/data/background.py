@@ -26,7 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..utils.fs import atomic_local_path, filesystem, is_remote, retry
+from aframe_lib.utils.fs import atomic_local_path, filesystem, is_remote, retry
 
 _NAME = re.compile(r"^background-(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\.hdf5$")
 _S3_BLOCK = 4 * 2**20  # small blocks: listing reads only HDF5 headers, not 50 MiB per file
@@ -220,15 +220,14 @@ def list_segments(
         )
     prefix = data_dir.split("://", 1)[0] + "://" if is_remote(data_dir) else ""
     segments = []
+    rate_from = f"the config asks for data.sample_rate={_num(sample_rate or 0)}"
     for name in found:
         path = prefix + name
         with _open(path, fs) as f:
             seg = _inspect(f, path, list(ifos))
         if sample_rate is None:
             sample_rate = seg.sample_rate
-            rate_from = f"the rate of {segments[0].path if segments else path}"
-        else:
-            rate_from = f"the config asks for data.sample_rate={_num(sample_rate)}"
+            rate_from = f"{path} has {_num(sample_rate)} Hz (data.sample_rate is unset)"
         if not np.isclose(seg.sample_rate, sample_rate, rtol=1e-9, atol=0):
             raise BackgroundError(
                 f"{path}: sample rate of {seg.ifos[0]!r} is {_num(seg.sample_rate)} Hz "

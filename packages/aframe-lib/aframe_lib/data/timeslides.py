@@ -155,6 +155,11 @@ class TimeslideWindows(torch.utils.data.Dataset):
     Only the last batch of a rank may be shorter than ``batch_size``, and it is equally short
     on every rank.
 
+    Items are whole batches and each rank is already given its own share: load it with
+    ``DataLoader(dataset, batch_size=None)`` and keep Lightning from adding a
+    ``DistributedSampler`` (``Trainer(use_distributed_sampler=False)``), which would split the
+    batches again and pad by duplicating them.
+
     Args:
         background: validation segments, each of shape ``(num_ifos, N_segment)``, in strain
             units; converted to float32 tensors (no copy when they already are).

@@ -14,12 +14,33 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import fsspec
+
+T = TypeVar("T")
+
+# errors that a retry cannot fix, although they are OSErrors
+_PERMANENT = (
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
+# botocore/aiohttp network errors that are not OSErrors (matched by name: no import needed)
+_TRANSIENT_NAMES = {
+    "EndpointConnectionError",
+    "ConnectionClosedError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "ServerDisconnectedError",
+    "ClientPayloadError",
+}
 
 
 def is_remote(path: str | os.PathLike) -> bool:
@@ -48,9 +69,7 @@ def filesystem(path: str | os.PathLike) -> tuple[fsspec.AbstractFileSystem, str]
         try:
             import s3fs
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError(
-                f"reading {path!r} needs s3fs: pip install 'aframe-lib[s3]'"
-            ) from exc
+            raise ImportError(f"reading {path!r} needs s3fs: pip install 'aframe-lib[s3]'") from exc
         kwargs = {}
         if endpoint := s3_endpoint():
             kwargs["endpoint_url"] = endpoint
@@ -107,3 +126,32 @@ def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``target`` (local or remote) atomically."""
     with atomic_local_path(target) as tmp:
         tmp.write_bytes(data)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` looks like a transient storage/network error worth retrying.
+
+    Missing files and denied permissions are not; other ``OSError``s (s3fs turns throttling and
+    5xx responses into them), timeouts and botocore/aiohttp connection errors are.
+    """
+    if isinstance(exc, _PERMANENT):
+        return False
+    return isinstance(exc, OSError) or type(exc).__name__ in _TRANSIENT_NAMES
+
+
+def retry(fn: Callable[[], T], attempts: int = 4, delay: float = 0.5) -> T:
+    """Call ``fn()``, retrying transient errors (see :func:`is_transient`) with backoff.
+
+    Args:
+        fn: the operation, without arguments.
+        attempts: calls in all before the last error is raised.
+        delay: seconds before the first retry; doubled after each.
+    """
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            if i == attempts - 1 or not is_transient(exc):
+                raise
+            time.sleep(delay * 2**i)
+    raise AssertionError("unreachable")  # pragma: no cover
