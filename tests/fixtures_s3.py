@@ -6,6 +6,7 @@ would find a Ceph or MinIO gateway.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 
@@ -17,6 +18,7 @@ def s3_server() -> Iterator[str]:
     """Start moto's S3 server on a free port of 127.0.0.1 for the session; yields its URL."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

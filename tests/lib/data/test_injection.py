@@ -40,25 +40,35 @@ def sine_gaussians(num: int, duration: float) -> tuple[torch.Tensor, torch.Tenso
 
 @pytest.fixture(scope="module")
 def noise():
-    """Coloured Gaussian noise from the aLIGO design PSD: (batch, 2 IFOs, 10.5 s)."""
+    """Coloured Gaussian noise from the aLIGO design PSD: (16, 2 IFOs, 64 s PSD + 2.5 s window)."""
     rng = np.random.default_rng(1)
     freqs = np.linspace(0, SAMPLE_RATE / 2, 4097)
-    x = colored_noise(aligo_design_psd(freqs), freqs, 64 * 10.5, SAMPLE_RATE, 2, rng)
-    size = int(10.5 * SAMPLE_RATE)
-    return torch.as_tensor(x).reshape(2, 64, size).transpose(0, 1).contiguous()
+    x = colored_noise(aligo_design_psd(freqs), freqs, 16 * 66.5, SAMPLE_RATE, 2, rng)
+    size = int(66.5 * SAMPLE_RATE)
+    return torch.as_tensor(x).reshape(2, 16, size).transpose(0, 1).contiguous()
 
 
-def test_whitened_noise_has_unit_variance(noise):
-    estimator = PsdEstimator(2.5, SAMPLE_RATE, fftlength=2.5, average="median")
+@pytest.mark.parametrize("average", ["median", "mean"])
+def test_whitened_noise_has_unit_variance(noise, average):
+    """Whitened by a PSD measured on the preceding 64 s (the upstream inference setting).
+
+    With only 8 s of PSD (training's default) the variance is ~30 % high: the PSD estimate is
+    unbiased, but 1/PSD is not (Jensen), which is a property of the estimate, not of the code.
+    """
+    estimator = PsdEstimator(2.5, SAMPLE_RATE, fftlength=2.0, average=average)
     whiten = Whiten(1.0, SAMPLE_RATE, highpass=32.0)
     X, psds = estimator(noise)
-    assert X.shape == (64, 2, int(2.5 * SAMPLE_RATE))
-    assert psds.shape == (64, 2, int(2.5 * SAMPLE_RATE) // 2 + 1)
+    assert X.shape == (16, 2, int(2.5 * SAMPLE_RATE))
+    assert psds.shape == (16, 2, int(2.0 * SAMPLE_RATE) // 2 + 1)
     white = whiten(X.double(), psds)
-    assert white.shape == (64, 2, int(1.5 * SAMPLE_RATE))
-    # a highpass at 32 Hz removes 32/1024 of the band, so the variance is ~ 1 - 1/32
-    assert white.std().item() == pytest.approx(1.0, abs=0.06)
+    assert white.shape == (16, 2, int(1.5 * SAMPLE_RATE))
+    assert white.std().item() == pytest.approx(1.0, abs=0.03)
     assert white.mean().abs().item() < 0.02
+    # and it is white: equal power in low and high frequency bands above the highpass
+    power = np.abs(np.fft.rfft(white.numpy(), axis=-1)) ** 2
+    f = np.fft.rfftfreq(white.shape[-1], 1 / SAMPLE_RATE)
+    low, high = power[..., (f > 40) & (f < 200)].mean(), power[..., (f > 400) & (f < 900)].mean()
+    assert low / high == pytest.approx(1.0, abs=0.1)
 
 
 def test_rescaled_snr_matches_independent_computation():
@@ -75,10 +85,20 @@ def test_rescaled_snr_matches_independent_computation():
     np.testing.assert_allclose(measured, target.numpy(), rtol=0.01)
 
 
+def test_float32_strain_psd_gives_a_clear_error():
+    """A strain PSD (~1e-47 /Hz) cast to float32 underflows to 0: say so instead of NaNs."""
+    cross, plus = sine_gaussians(2, 1.0)
+    injector = Injector(["H1", "L1"], SAMPLE_RATE)
+    freqs = np.linspace(0, SAMPLE_RATE / 2, 1025)
+    psd = torch.as_tensor(aligo_design_psd(freqs)).expand(2, -1).float()
+    with pytest.raises(ValueError, match="keep them float64"):
+        injector.rescale(injector.project(cross, plus), psd, torch.tensor([8.0, 9.0]))
+
+
 def test_snr_with_estimated_psd_is_close_to_truth(noise):
-    """Rescaling with the PSD estimated from 8 s of the noise gives the target SNR within ~5 %."""
-    estimator = PsdEstimator(2.5, SAMPLE_RATE, fftlength=2.5, average="median")
-    _, psds = estimator(noise[:16])
+    """Rescaling with the PSD estimated from the noise gives the target SNR within ~5 %."""
+    estimator = PsdEstimator(2.5, SAMPLE_RATE, fftlength=2.0, average="median")
+    _, psds = estimator(noise)
     cross, plus = sine_gaussians(16, 2.5)
     injector = Injector(["H1", "L1"], SAMPLE_RATE, highpass=32.0)
     rescaled, target = injector.rescale(injector.project(cross, plus), psds, torch.full((16,), 12.0))

@@ -26,7 +26,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from aframe_lib.utils.fs import atomic_local_path, filesystem, is_remote, retry
+from aframe_lib.utils.fs import (
+    atomic_local_path,
+    explain_storage_errors,
+    filesystem,
+    is_remote,
+    retry,
+)
 
 _NAME = re.compile(r"^background-(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\.hdf5$")
 _S3_BLOCK = 4 * 2**20  # small blocks: listing reads only HDF5 headers, not 50 MiB per file
@@ -66,12 +72,7 @@ def _num(x: float) -> str:
 
 
 def background_fname(t0: float, duration: float) -> str:
-    """``background-{t0}-{duration}.hdf5``, integral values printed without ``.0``.
-
-    Args:
-        t0: GPS start time (s).
-        duration: length (s).
-    """
+    """``background-{t0}-{duration}.hdf5`` (GPS start and length in s; integers without ``.0``)."""
     return f"background-{_num(t0)}-{_num(duration)}.hdf5"
 
 
@@ -93,19 +94,20 @@ def write_background(
         chunk_size: HDF5 chunk length in samples (``min(size, chunk_size)`` is used).
     """
     arrays = {ifo: np.asarray(x, dtype=np.float32) for ifo, x in strain.items()}
-    if not arrays:
-        raise BackgroundError(f"{path}: no strain given; pass a mapping IFO -> 1-D array")
-    shapes = {ifo: x.shape for ifo, x in arrays.items()}
-    if len(set(shapes.values())) != 1 or len(next(iter(shapes.values()))) != 1:
-        raise BackgroundError(f"{path}: strain arrays must be 1-D and equally long, got {shapes}")
+    shapes = {x.shape for x in arrays.values()}
+    if len(shapes) != 1 or len(shape := shapes.pop()) != 1 or not shape[0]:
+        shapes = {ifo: x.shape for ifo, x in arrays.items()}
+        raise BackgroundError(
+            f"{path}: strain must be equally long, non-empty 1-D arrays: {shapes}"
+        )
     for ifo, x in arrays.items():
         _check_rows(path, [ifo], x[None], t0, sample_rate, 0)
-    size = len(next(iter(arrays.values())))
     with atomic_local_path(path) as tmp, h5py.File(tmp, "w") as f:
         for ifo, x in arrays.items():
-            ds = f.create_dataset(ifo, data=x, chunks=(max(1, min(size, chunk_size)),))
-            attrs = dict(x0=float(t0), dx=1.0 / sample_rate, xunit="s", unit="")
-            ds.attrs.update(attrs, name=ifo, channel=ifo)
+            ds = f.create_dataset(ifo, data=x, chunks=(min(shape[0], chunk_size),))
+            # the attributes gwpy's TimeSeriesDict.write(format="hdf5") writes
+            ds.attrs.update(x0=float(t0), dx=1.0 / sample_rate, xunit="s", unit="")
+            ds.attrs.update(name=ifo, channel=ifo)
 
 
 @contextlib.contextmanager
@@ -113,15 +115,14 @@ def _open(path: str, fs=None) -> Iterator[h5py.File]:
     """Open ``path`` (local or remote) with h5py, turning unreadable files into BackgroundError."""
     with contextlib.ExitStack() as stack:
         try:
-            if is_remote(path):
+            if is_remote(path):  # h5py reads through a file object; small blocks: see _S3_BLOCK
                 fs = fs or filesystem(path)[0]
-                inner = path.split("://", 1)[1]
-                fobj = stack.enter_context(
-                    fs.open(inner, "rb", block_size=_S3_BLOCK, cache_type="blockcache")
+                src = stack.enter_context(
+                    fs.open(path.split("://", 1)[1], "rb", block_size=_S3_BLOCK)
                 )
-                f = stack.enter_context(h5py.File(fobj, "r"))
             else:
-                f = stack.enter_context(h5py.File(filesystem(path)[1], "r"))
+                src = filesystem(path)[1]
+            f = stack.enter_context(h5py.File(src, "r"))
         except FileNotFoundError as exc:
             raise BackgroundError(f"{path}: file not found ({exc})") from exc
         except OSError as exc:
@@ -132,9 +133,13 @@ def _open(path: str, fs=None) -> Iterator[h5py.File]:
         yield f
 
 
-def _rate(dx: float) -> float:
-    rate = 1.0 / float(dx)
-    return float(round(rate)) if np.isclose(rate, round(rate), rtol=1e-9, atol=0) else rate
+def _no_data(data_dir: str, exists: bool, holds: list[str]) -> BackgroundError:
+    what = "holds no background-{t0}-{duration}.hdf5 files" if exists else "does not exist"
+    return BackgroundError(
+        f"{data_dir}: the data directory (data.data_dir) {what}"
+        + (f" (it holds {sorted(holds)[:10]})" if exists else "")
+        + "; create the data there (e.g. with aframe-synthetic) or fix data.data_dir"
+    )
 
 
 def _inspect(f: h5py.File, path: str, ifos: Sequence[str]) -> BackgroundSegment:
@@ -157,27 +162,25 @@ def _inspect(f: h5py.File, path: str, ifos: Sequence[str]) -> BackgroundSegment:
                 "dx: sample spacing in s); write files with write_background or gwpy's "
                 "TimeSeriesDict.write(format='hdf5')"
             )
-        t0s[ifo], rates[ifo], sizes[ifo] = float(ds.attrs["x0"]), _rate(ds.attrs["dx"]), len(ds)
-    for what, values, unit in (("lengths", sizes, "samples"), ("start times", t0s, "s (x0)")):
+        rate = 1.0 / float(ds.attrs["dx"])  # rounded so that 1 / (1 / 2048) reads as 2048
+        rates[ifo] = float(round(rate)) if np.isclose(rate, round(rate), rtol=1e-9) else rate
+        t0s[ifo], sizes[ifo] = float(ds.attrs["x0"]), len(ds)
+    for what, values, fix in (
+        ("sample rates", rates, "Hz; resample them to one rate"),
+        ("lengths", sizes, "samples; crop every IFO to their common span"),
+        ("start times", t0s, "s (x0); crop every IFO to their common span"),
+    ):
         if len(set(values.values())) > 1:
-            raise BackgroundError(
-                f"{path}: the IFOs have different {what}: {values} {unit}; every IFO in a file "
-                "must cover the same span: crop them to their common span"
-            )
-    if len(set(rates.values())) > 1:
-        raise BackgroundError(
-            f"{path}: the IFOs have different sample rates {rates} Hz; resample them to one rate"
-        )
+            raise BackgroundError(f"{path}: the IFOs have different {what}: {values} {fix}")
     t0, rate, size = t0s[ifos[0]], rates[ifos[0]], sizes[ifos[0]]
     seg = BackgroundSegment(path, t0, size / rate, rate, tuple(ifos))
-    if m := _NAME.match(Path(path).name):
-        named = float(m[1]), float(m[2])
-        if abs(named[0] - seg.t0) > 1 or abs(named[1] - seg.duration) > 1:
-            raise BackgroundError(
-                f"{path}: the name says t0={m[1]}, duration={m[2]} but the data say "
-                f"t0={_num(seg.t0)} (x0), duration={_num(seg.duration)} s; rename the file to "
-                f"{background_fname(seg.t0, seg.duration)}"
-            )
+    m = _NAME.match(Path(path).name)
+    if m and (abs(float(m[1]) - seg.t0) > 1 or abs(float(m[2]) - seg.duration) > 1):
+        raise BackgroundError(
+            f"{path}: the name says t0={m[1]}, duration={m[2]} but the data say "
+            f"t0={_num(seg.t0)} (x0), duration={_num(seg.duration)} s; rename the file to "
+            f"{background_fname(seg.t0, seg.duration)}"
+        )
     return seg
 
 
@@ -205,19 +208,11 @@ def list_segments(
     if not ifos:
         raise BackgroundError(f"{data_dir}: no IFOs requested; set data.ifos, e.g. ['H1', 'L1']")
     fs, inner = filesystem(data_dir)
-    found = sorted(retry(lambda: fs.glob(f"{inner.rstrip('/')}/background-*.hdf5")))
+    with explain_storage_errors(data_dir):
+        found = sorted(retry(lambda: fs.glob(f"{inner.rstrip('/')}/background-*.hdf5")))
     if not found:
-        if not retry(lambda: fs.isdir(inner)):
-            raise BackgroundError(
-                f"{data_dir}: the data directory (data.data_dir) does not exist; create the "
-                "data first (e.g. with aframe-synthetic) or fix data.data_dir"
-            )
-        others = sorted(Path(p).name for p in fs.ls(inner, detail=False))[:10]
-        raise BackgroundError(
-            f"{data_dir}: no background-{{t0}}-{{duration}}.hdf5 files in the data directory "
-            f"(data.data_dir); it holds {others}; write background files there or fix "
-            "data.data_dir"
-        )
+        exists = fs.isdir(inner)
+        raise _no_data(data_dir, exists, [Path(p).name for p in fs.ls(inner)] if exists else [])
     prefix = data_dir.split("://", 1)[0] + "://" if is_remote(data_dir) else ""
     segments = []
     rate_from = f"the config asks for data.sample_rate={_num(sample_rate or 0)}"
@@ -234,11 +229,11 @@ def list_segments(
                 f"(dx={1 / seg.sample_rate!r}), but {rate_from}; resample the data or set "
                 f"data.sample_rate={_num(seg.sample_rate)}"
             )
-        if seg.duration < min_duration:
-            made_of = f" ({min_duration_desc})" if min_duration_desc else ""
+        if seg.duration < min_duration - 0.5 / seg.sample_rate:  # float slack: half a sample
             raise BackgroundError(
                 f"{path}: duration is {_num(seg.duration)} s, shorter than the minimum "
-                f"{_num(min_duration)} s{made_of}; remove the file or shorten the windows"
+                f"{_num(min_duration)} s ({min_duration_desc or 'min_duration'}); remove the "
+                "file or shorten the windows"
             )
         segments.append(seg)
     return sorted(segments, key=lambda s: s.t0)
@@ -300,6 +295,7 @@ def check_finite(
     """
     ifos = list(segment.ifos if ifos is None else ifos)
     with _open(segment.path) as f:
+        _inspect(f, segment.path, ifos)
         for ifo in ifos:
             ds = f[ifo]
             for i in range(0, len(ds), chunk):
@@ -324,10 +320,12 @@ def split_by_file(
         than two files are given or the latest files cannot meet the request while leaving one.
     """
     segs = sorted(segments, key=lambda s: s.t0)
-    if valid_frac is None and min_valid_duration is None:
-        raise BackgroundError("split_by_file: set data.valid_frac or min_valid_duration")
-    if valid_frac is not None and not 0 < valid_frac < 1:
-        raise BackgroundError(f"data.valid_frac={valid_frac} must lie in (0, 1), e.g. 0.25")
+    bad_frac = valid_frac is not None and not 0 < valid_frac < 1
+    if bad_frac or (valid_frac is None and min_valid_duration is None):
+        raise BackgroundError(
+            f"data.valid_frac={valid_frac}, min_valid_duration={min_valid_duration}: set "
+            "valid_frac in (0, 1), e.g. 0.25, or min_valid_duration (s)"
+        )
     if len(segs) < 2:
         where = segs[0].path if segs else "no files"
         raise BackgroundError(
@@ -344,7 +342,7 @@ def split_by_file(
         raise BackgroundError(
             f"{segs[-1].path}: validation needs {_num(want)} s (data.valid_frac={valid_frac}, "
             f"min_valid_duration={min_valid_duration}) of {_num(total)} s in {len(segs)} files, "
-            f"but the latest {n} files hold {_num(held)} s while leaving {segs[0].path} for "
+            f"but the latest {n} file(s) hold {_num(held)} s while leaving {segs[0].path} for "
             "training; lower the request or add background files"
         )
     return segs[:-n], segs[-n:]
@@ -367,23 +365,26 @@ def localize(data_dir: str, cache_dir: str) -> str:
         return data_dir
     fs, inner = filesystem(data_dir)
     try:
-        entries = retry(lambda: fs.ls(inner, detail=True))
+        with explain_storage_errors(data_dir):
+            entries = retry(lambda: fs.ls(inner, detail=True))
     except FileNotFoundError as exc:
-        raise BackgroundError(
-            f"{data_dir}: the data directory (data.data_dir) does not exist; upload the data "
-            "or fix data.data_dir"
-        ) from exc
-    files = [e for e in entries if e["type"] == "file" and e["name"].endswith(".hdf5")]
-    if not any(_NAME.match(Path(e["name"]).name) for e in files):
-        raise BackgroundError(
-            f"{data_dir}: no background-{{t0}}-{{duration}}.hdf5 files in the data directory "
-            "(data.data_dir); write background files there or fix data.data_dir"
-        )
+        raise _no_data(data_dir, False, []) from exc
+    names = {Path(e["name"]).name: e for e in entries if e["type"] == "file"}
+    files = {n: e for n, e in names.items() if n.endswith(".hdf5")}
+    if not any(_NAME.match(n) for n in files):
+        raise _no_data(data_dir, True, list(names))
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    for e in files:
-        local = Path(cache_dir, Path(e["name"]).name)
+    # a cache filled from another data_dir would silently mix its segments into this one's
+    stale = sorted(p.name for p in Path(cache_dir).glob("background-*.hdf5") if p.name not in files)
+    if stale:
+        raise BackgroundError(
+            f"{cache_dir}: the cache holds background files that {data_dir} does not: "
+            f"{stale[:10]}; empty the cache directory or give this data_dir its own"
+        )
+    for name, e in files.items():
+        local = Path(cache_dir, name)
         if local.is_file() and local.stat().st_size == e["size"]:
             continue
-        with atomic_local_path(local) as tmp:
+        with atomic_local_path(local) as tmp, explain_storage_errors(data_dir):
             retry(lambda e=e, tmp=tmp: fs.get_file(e["name"], str(tmp)))
     return str(cache_dir)

@@ -297,7 +297,8 @@ class AframeDataset(pl.LightningDataModule):
 
         Returns:
             ``background`` ``(batch, ...)`` and ``foreground`` ``(batch, num_valid_views, ...)``
-            (both after :meth:`transform`), with ``shift_id`` and ``index`` passed through.
+            (both after :meth:`transform`), ``snr`` ``(batch,)`` (network SNR of each
+            foreground injection), and ``shift_id``/``index`` passed through.
         """
         X, psds = self.psd_estimator(X)
         background = self.transform(self.whitener(X, psds).float())
@@ -320,6 +321,7 @@ class AframeDataset(pl.LightningDataModule):
         return {
             "background": background,
             "foreground": torch.stack(foreground, dim=1),
+            "snr": snrs[which],
             "shift_id": shift_id,
             "index": index,
         }

@@ -84,14 +84,23 @@ class Injector(torch.nn.Module):
         Args:
             responses: ``(batch, num_ifos, time)``.
             psds: One-sided PSDs, ``(batch, num_ifos, freqs)`` or ``(num_ifos, freqs)``, spanning
-                0 Hz to Nyquist (any resolution: ml4gw interpolates to the responses' grid).
+                0 Hz to Nyquist (any resolution: ml4gw interpolates to the responses' grid);
+                used in float64.
 
         Returns:
             ``(batch,)`` network SNRs.
         """
-        return compute_network_snr(
-            responses, psds.to(responses.dtype), self.sample_rate, self.highpass, self.lowpass
+        # PSDs in strain units (~1e-47 /Hz) underflow float32 (to 0, so SNRs become inf/NaN):
+        # ml4gw divides by sqrt(psd) in the PSD's own precision, so keep them float64
+        snrs = compute_network_snr(
+            responses, psds.to(torch.float64), self.sample_rate, self.highpass, self.lowpass
         )
+        if not torch.isfinite(snrs).all():
+            raise ValueError(
+                "non-finite SNR: the PSD has zeros or NaNs in the band "
+                f"(dtype {psds.dtype}); strain PSDs underflow float32, keep them float64"
+            )
+        return snrs
 
     def rescale(
         self, responses: Tensor, psds: Tensor, target_snrs: Tensor | None = None

@@ -246,7 +246,8 @@ class TimeslideWindows(torch.utils.data.Dataset):
 
         shift_id = torch.searchsorted(self._starts, flat, right=True) - 1
         index = flat - self._starts[shift_id]
-        X = torch.empty((len(flat), *self._shape), dtype=torch.float32)
+        device = self.background[0].device
+        X = torch.empty((len(flat), *self._shape), dtype=torch.float32, device=device)
         # one vectorised gather per (timeslide in this batch, IFO): never a loop over samples
         for t in torch.unique(shift_id).tolist():
             rows = (shift_id == t).nonzero().squeeze(1)

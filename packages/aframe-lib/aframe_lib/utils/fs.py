@@ -32,11 +32,10 @@ _PERMANENT = (
     IsADirectoryError,
     NotADirectoryError,
 )
-# botocore/aiohttp network errors that are not OSErrors (matched by name: no import needed)
+# botocore/aiohttp network errors that are not OSErrors (matched by name: no import needed).
+# Connect errors (EndpointConnectionError) are left out: botocore has already retried those.
 _TRANSIENT_NAMES = {
-    "EndpointConnectionError",
     "ConnectionClosedError",
-    "ConnectTimeoutError",
     "ReadTimeoutError",
     "ServerDisconnectedError",
     "ClientPayloadError",
@@ -155,3 +154,17 @@ def retry(fn: Callable[[], T], attempts: int = 4, delay: float = 0.5) -> T:
                 raise
             time.sleep(delay * 2**i)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def explain_storage_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Re-raise an unreachable S3 endpoint as a ``ConnectionError`` that names it and the fix."""
+    try:
+        yield
+    except Exception as exc:
+        if type(exc).__name__ not in ("EndpointConnectionError", "ConnectTimeoutError"):
+            raise
+        raise ConnectionError(
+            f"{path}: cannot reach the S3 endpoint {s3_endpoint() or '(AWS default)'} "
+            f"(AWS_ENDPOINT_URL): {exc}; check the URL and that the server is up"
+        ) from exc

@@ -1,0 +1,90 @@
+"""Shared helpers for the benchmarks under ``bench/`` (not a benchmark itself).
+
+``nox -s bench`` runs every ``bench/*.py``; run as a script this module does nothing. The
+benchmarks import it as ``import _common`` (``python bench/x.py`` puts ``bench/`` on the path).
+
+Conventions: every benchmark prints its headline numbers as ``name: value`` lines (one each,
+nothing else on the line), exits non-zero only on errors (a missed target is a printed note),
+and keeps its runtime to a few minutes on a shared 2-core machine, so timings are noisy:
+medians of a few repetitions after a warm-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+
+def headline(name: str, value: float | int | str, fmt: str = ".4g") -> None:
+    """Print one headline as ``name: value``."""
+    text = format(value, fmt) if isinstance(value, float) else str(value)
+    print(f"{name}: {text}", flush=True)
+
+
+def note(text: str) -> None:
+    """Print an informational line (never in the ``name: value`` headline form)."""
+    print(f"# {text}", flush=True)
+
+
+def import_when_ready(module: str, timeout: float = 1200.0, interval: float = 60.0) -> Any:
+    """Import ``module``, retrying every ``interval`` s for up to ``timeout`` s.
+
+    For modules that colleagues may still be writing while a benchmark is developed; in a
+    finished tree the first attempt succeeds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return importlib.import_module(module)
+        except ImportError as exc:
+            if time.monotonic() + interval > deadline:
+                raise
+            print(f"# {module} not importable yet ({exc}); retrying in {interval:.0f} s",
+                  file=sys.stderr, flush=True)
+            time.sleep(interval)
+            for name in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
+                del sys.modules[name]
+
+
+def time_calls(
+    fn: Callable[[], Any],
+    repeats: int = 5,
+    warmup: int = 1,
+    sync: Callable[[], None] | None = None,
+) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones.
+
+    ``sync`` (e.g. ``torch.cuda.synchronize``) is called before each clock read.
+    """
+    sync = sync or (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def median(times: list[float]) -> float:
+    return statistics.median(times)
+
+
+@contextlib.contextmanager
+def stopwatch(label: str) -> Iterator[None]:
+    """Print how long a (setup) block took, as a note."""
+    start = time.perf_counter()
+    yield
+    note(f"{label}: {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":  # `nox -s bench` globs bench/*.py: nothing to measure here
+    pass

@@ -1,0 +1,330 @@
+"""Throughput of the training augmentation path, against a per-sample gwpy/numpy baseline.
+
+Run by ``nox -s bench`` as ``python bench/augment.py``. Shape: the ``AframeDataset`` defaults
+(2 IFOs H1/L1, 2048 Hz, kernel_length 1.5 s, fduration 1 s, psd_length 8 s, fftlength 2.5 s,
+median PSD, highpass 32 Hz, batch 384, waveform_prob 0.277, swap 0.014, mute 0.055, inversion
+and reversal 0.5 each), on a small synthetic dataset (4 segments of 256 s, 200 training and 50
+validation waveforms) generated into a temporary directory.
+
+Ours (timed: ``ds.augment(ds.sampler(384))``, one batch, everything batched in torch):
+    draw 384 x 2 windows of 10.5 s (8 s PSD segment + 1.5 s kernel + 1 s filter padding) from
+    the in-memory background -> ml4gw SpectralDensity (Welch median, 2.5 s FFTs) of the first 8 s
+    -> inversion/reversal -> for the ~30 % injected samples: index waveforms, sky projection
+    (ml4gw compute_observed_strain: antenna patterns + light-travel shift), network SNR against
+    that sample's PSD (ml4gw compute_network_snr), rescale to a PowerLaw(4, 100, -3) SNR, slice
+    so coalescence lands in the kernel, swap/mute, add -> ml4gw Whiten (1 s FIR, 32 Hz highpass,
+    crops 0.5 s each side) -> (384, 2, 3072) float32 and labels.
+
+Baseline (what a user would otherwise write; timed per sample on fewer samples, scaled):
+    per sample and per IFO: slice a 10.5 s window from the numpy background; gwpy
+    ``TimeSeries(psd_segment).asd(fftlength=2.5, method="median")``; numpy sign flip / reversal.
+    For the same injection fraction: numpy sky projection per sample (F+/Fx from the detector
+    tensors of ``ml4gw.gw.get_ifo_geometry``, light-travel delay from its vertices, ``np.roll``),
+    numpy SNR per IFO against the gwpy PSD (rfft of the 8 s response, ``np.interp`` of the PSD onto
+    its grid, integral above 32 Hz), rescale to a numpy-drawn PowerLaw(4, 100, -3) SNR, slice
+    around a random coalescence position, numpy swap/mute over the batch, add into the window.
+    Then per sample and per IFO: gwpy ``TimeSeries(window).whiten(asd=asd, fduration=1,
+    highpass=32)`` and crop 0.5 s each side -> the same (N, 2, 3072) float32 and labels.
+
+Training step (timed: forward + backward + AdamW step, BCE-with-logits loss) of the default
+time-domain model ``ml4gw.nn.resnet.resnet_1d.ResNet1D(in_channels=2, layers=[3, 4, 6, 3],
+classes=1, norm_layer=GroupNorm1DGetter(groups=16))`` on one augmented batch.
+
+Headlines (``name: value``):
+    augment_samples_per_s       ours, CPU, torch's default thread count
+    baseline_samples_per_s      gwpy/numpy, per sample (single process)
+    augment_speedup             augment_samples_per_s / baseline_samples_per_s (target >= 10)
+    train_step_s                one training step on the same batch, CPU
+    augment_step_share          t_augment / t_step for one batch (target <= 0.10): the cost of
+                                making a batch relative to the step that consumes it
+    augment_samples_per_s_cuda  ours on CUDA, only when a GPU is available
+
+The machine is shared (2 cores): numbers are medians of a few repetitions and noisy.
+``--profile`` prints a torch.profiler table of the augmentation path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+
+import _common as common
+import numpy as np
+import torch
+
+IFOS = ["H1", "L1"]
+SAMPLE_RATE = 2048.0
+SPEED_OF_LIGHT = 299792458.0  # m/s, as in ml4gw.constants.C
+
+
+# ---------------------------------------------------------------------------------- baseline
+class GwpyBaseline:
+    """The per-sample gwpy/numpy equivalent of ``AframeDataset.augment`` (see module docstring)."""
+
+    def __init__(self, ds, rng: np.random.Generator) -> None:
+        from ml4gw.gw import get_ifo_geometry
+
+        self.rng = rng
+        self.fs = float(ds.sample_rate)
+        self.num_ifos = ds.num_ifos
+        self.psd_size = ds.psd_size
+        self.sample_size = ds.sample_size
+        self.window_size = ds.window_size
+        self.pad = int(round(ds.fduration / 2 * self.fs))
+        self.fftlength = ds.fftlength or ds.kernel_length + ds.fduration
+        self.fduration = ds.fduration
+        self.highpass = ds.highpass
+        self.inject_prob = ds.inject_prob
+        self.swap_prob, self.mute_prob = ds.swap_prob, ds.mute_prob
+        self.inversion_prob, self.reversal_prob = ds.inversion_prob, ds.reversal_prob
+        self.bounds = ds.coalescence_bounds
+        # the same in-memory background as the sampler, split back into its segments
+        data = ds.sampler.data.cpu().numpy()
+        offsets = ds.sampler.offsets.cpu().numpy()
+        ends = list(offsets[1:]) + [data.shape[-1]]
+        self.segments = [data[:, a:b] for a, b in zip(offsets, ends, strict=True)]
+        counts = np.array([s.shape[-1] - self.sample_size + 1 for s in self.segments], float)
+        self.segment_p = counts / counts.sum()
+        waveforms = ds.train_waveforms.cpu().numpy().astype(np.float64)
+        self.cross, self.plus = waveforms[:, 0], waveforms[:, 1]
+        self.coalescence_index = ds.coalescence_index
+        tensors, vertices = get_ifo_geometry(*ds.ifos)
+        self.tensors = tensors.double().numpy()
+        self.vertices = vertices.double().numpy()
+        self.snr_min, self.snr_max, self.snr_index = 4.0, 100.0, -3.0  # the default sampler
+
+    # ---- pieces, each per sample
+    def draw_window(self, ifo: int) -> np.ndarray:
+        seg = self.segments[self.rng.choice(len(self.segments), p=self.segment_p)]
+        start = self.rng.integers(seg.shape[-1] - self.sample_size + 1)
+        return seg[ifo, start : start + self.sample_size].astype(np.float64)
+
+    def sample_target_snr(self) -> float:
+        a = self.snr_index + 1
+        u = self.rng.random()
+        return (self.snr_min**a + u * (self.snr_max**a - self.snr_min**a)) ** (1 / a)
+
+    def project(self, cross: np.ndarray, plus: np.ndarray) -> np.ndarray:
+        """Responses ``(num_ifos, time)`` for one random sky position (numpy, one sample)."""
+        dec = math.asin(2 * self.rng.random() - 1)
+        psi = self.rng.uniform(0, math.pi)
+        phi = self.rng.uniform(-math.pi, math.pi)
+        theta = math.pi / 2 - dec
+        st, ct, sp, cp = math.sin(theta), math.cos(theta), math.sin(phi), math.cos(phi)
+        u = np.array([cp * ct, ct * sp, -st])
+        v = np.array([-sp, cp, 0.0])
+        m = -u * math.sin(psi) - v * math.cos(psi)
+        n = -u * math.cos(psi) + v * math.sin(psi)
+        e_plus = np.outer(m, m) - np.outer(n, n)
+        e_cross = np.outer(m, n) + np.outer(n, m)
+        omega = np.array([st * cp, st * sp, ct])
+        out = np.empty((self.num_ifos, len(plus)))
+        for i in range(self.num_ifos):
+            f_plus = float((e_plus * self.tensors[i]).sum())
+            f_cross = float((e_cross * self.tensors[i]).sum())
+            delay = int(-(omega @ self.vertices[i]) * self.fs / SPEED_OF_LIGHT)  # truncated
+            out[i] = np.roll(f_plus * plus + f_cross * cross, delay)
+        return out
+
+    def network_snr(self, responses: np.ndarray, asds: list) -> float:
+        size = responses.shape[-1]
+        freqs = np.fft.rfftfreq(size, 1 / self.fs)
+        keep = freqs >= self.highpass if self.highpass else np.ones_like(freqs, bool)
+        total = 0.0
+        for i, asd in enumerate(asds):
+            psd = np.interp(freqs, asd.frequencies.value, asd.value**2)
+            h = np.abs(np.fft.rfft(responses[i])) / self.fs
+            total += 4 * np.sum(h[keep] ** 2 / psd[keep]) * self.fs / size
+        return math.sqrt(total)
+
+    def slice_around(self, responses: np.ndarray, position: int) -> np.ndarray:
+        out = np.zeros((self.num_ifos, self.window_size))
+        start = self.coalescence_index - position  # response index at window index 0
+        lo, hi = max(0, -start), min(self.window_size, responses.shape[-1] - start)
+        if hi > lo:
+            out[:, lo:hi] = responses[:, start + lo : start + hi]
+        return out
+
+    def __call__(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        from gwpy.timeseries import TimeSeries
+
+        rng = self.rng
+        windows, asds, kernels = [], [], {}
+        for b in range(batch_size):
+            row, row_asds = [], []
+            for ifo in range(self.num_ifos):
+                x = self.draw_window(ifo)
+                asd = TimeSeries(x[: self.psd_size], sample_rate=self.fs).asd(
+                    fftlength=self.fftlength, method="median"
+                )
+                w = x[self.psd_size :]
+                if rng.random() < self.inversion_prob:
+                    w = -w
+                if rng.random() < self.reversal_prob:
+                    w = w[::-1]
+                row.append(w)
+                row_asds.append(asd)
+            windows.append(row)
+            asds.append(row_asds)
+            if rng.random() < self.inject_prob:
+                k = rng.integers(len(self.plus))
+                responses = self.project(self.cross[k], self.plus[k])
+                weight = self.sample_target_snr() / self.network_snr(responses, row_asds)
+                position = rng.integers(self.bounds[0], self.bounds[1] + 1)
+                kernels[b] = self.slice_around(responses * weight, position)
+        labels = np.zeros((batch_size, 1), np.float32)
+        injected = list(kernels)
+        labels[injected] = 1
+        # swap one IFO between pairs of injected samples, mute one IFO: both relabel as noise
+        swap = [b for b in injected if rng.random() < self.swap_prob]
+        rng.shuffle(swap)
+        swap = swap[: len(swap) // 2 * 2]
+        half = len(swap) // 2
+        for first, second in zip(swap[:half], swap[half:], strict=True):
+            c = rng.integers(self.num_ifos)
+            kernels[first][c], kernels[second][c] = kernels[second][c].copy(), kernels[first][c]
+            labels[[first, second]] = 0
+        for b in injected:
+            if rng.random() < self.mute_prob:
+                kernels[b][rng.integers(self.num_ifos)] = 0
+                labels[b] = 0
+        out = np.empty((batch_size, self.num_ifos, self.window_size - 2 * self.pad), np.float32)
+        for b in range(batch_size):
+            for ifo in range(self.num_ifos):
+                w = windows[b][ifo] + kernels[b][ifo] if b in kernels else windows[b][ifo]
+                white = TimeSeries(w, sample_rate=self.fs).whiten(
+                    asd=asds[b][ifo], fduration=self.fduration, highpass=self.highpass
+                )
+                out[b, ifo] = white.value[self.pad : -self.pad]
+        return out, labels
+
+
+# ---------------------------------------------------------------------------------- ours
+def make_dataset(data_dir: str):
+    synthetic = common.import_when_ready("aframe_lib.data.synthetic")
+    base = common.import_when_ready("aframe_lib.data.base")
+    with common.stopwatch("synthetic dataset (4 x 256 s, 200 + 50 waveforms)"):
+        synthetic.ensure_synthetic_dataset(
+            data_dir, ifos=IFOS, sample_rate=SAMPLE_RATE, background_duration=1024.0,
+            segment_duration=256.0, num_waveforms=200, num_val_waveforms=50,
+        )
+    ds = base.AframeDataset(data_dir=data_dir, ifos=IFOS, sample_rate=SAMPLE_RATE)
+    with common.stopwatch("AframeDataset.setup('fit') (incl. validation)"):
+        ds.setup("fit")
+    return ds
+
+
+def time_augment(ds, batch_size: int, repeats: int, device: torch.device) -> float:
+    sampler = ds._on_device("sampler", device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    times = common.time_calls(
+        lambda: ds.augment(sampler(batch_size)), repeats=repeats, warmup=1, sync=sync
+    )
+    common.note(f"augment on {device}: " + ", ".join(f"{t:.3f}" for t in times) + " s/batch")
+    return common.median(times)
+
+
+def make_model(num_ifos: int) -> torch.nn.Module:
+    from ml4gw.nn.norm import GroupNorm1DGetter
+    from ml4gw.nn.resnet.resnet_1d import ResNet1D
+
+    return ResNet1D(
+        in_channels=num_ifos, layers=[3, 4, 6, 3], classes=1,
+        norm_layer=GroupNorm1DGetter(groups=16),
+    )
+
+
+def time_train_step(X: torch.Tensor, y: torch.Tensor, repeats: int) -> float:
+    model = make_model(X.shape[1])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(X), y)
+        loss.backward()
+        optimizer.step()
+
+    times = common.time_calls(step, repeats=repeats, warmup=1)
+    common.note("train step: " + ", ".join(f"{t:.2f}" for t in times) + " s")
+    return common.median(times)
+
+
+def profile_augment(ds, batch_size: int) -> None:
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    ds.augment(ds.sampler(batch_size))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(2):
+            with record_function("sampler"):
+                X = ds.sampler(batch_size)
+            with record_function("augment"):
+                ds.augment(X)
+    print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=25), flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=384)
+    parser.add_argument("--repeats", type=int, default=5, help="timed augment batches")
+    parser.add_argument("--baseline-samples", type=int, default=32)
+    parser.add_argument("--train-repeats", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    common.note(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+                f"{os.cpu_count()} cpus")
+    with tempfile.TemporaryDirectory(prefix="aframe-bench-augment-") as tmp:
+        ds = make_dataset(tmp)
+    B = args.batch_size
+    cpu = torch.device("cpu")
+
+    # ours
+    t_ours = time_augment(ds, B, args.repeats, cpu)
+    ours_rate = B / t_ours
+    X, y = ds.augment(ds.sampler(B))
+    common.note(f"ours: X {tuple(X.shape)} {X.dtype}, std {X.std():.3f}, "
+                f"signal fraction {y.mean():.3f}")
+
+    # baseline: same work per sample, on fewer samples
+    baseline = GwpyBaseline(ds, rng)
+    n = args.baseline_samples
+    baseline(2)  # warm-up: imports, gwpy/scipy caches
+    t_base = common.median(common.time_calls(lambda: baseline(n), repeats=1, warmup=0))
+    Xb, yb = baseline(n)
+    base_rate = n / t_base
+    common.note(f"baseline: {n} samples in {t_base:.2f} s; X {Xb.shape} {Xb.dtype}, "
+                f"std {Xb.std():.3f}")
+
+    # training step on the same batch
+    t_step = time_train_step(X, y, args.train_repeats)
+
+    speedup = ours_rate / base_rate
+    share = t_ours / t_step
+    common.headline("augment_samples_per_s", ours_rate)
+    common.headline("baseline_samples_per_s", base_rate)
+    common.headline("augment_speedup", speedup)
+    common.headline("train_step_s", t_step)
+    common.headline("augment_step_share", share)
+    if torch.cuda.is_available():
+        cuda_rate = B / time_augment(ds, B, args.repeats, torch.device("cuda"))
+        common.headline("augment_samples_per_s_cuda", cuda_rate)
+    else:
+        common.note("no CUDA device: augment_samples_per_s_cuda not measured")
+
+    if speedup < 10:
+        common.note(f"target missed: augment_speedup {speedup:.1f} < 10")
+    if share > 0.10:
+        common.note(f"target missed: augment_step_share {share:.3f} > 0.10")
+    if args.profile:
+        profile_augment(ds, B)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Export the best checkpoint's network at the end of training."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from ..export import export_torchscript
+from ..utils import fs
+
+logger = logging.getLogger(__name__)
+
+
+class ExportModel(pl.Callback):
+    """At the end of training, export the network of the best checkpoint as TorchScript.
+
+    The network is the LightningModule's ``model`` attribute (or the module itself). It is traced
+    on a few samples of the last real training batch (after all augmentation), so the exported
+    model sees exactly the input shape and dtype that training used. Rank zero only.
+
+    Args:
+        dirpath: Directory (local or ``s3://``) for ``model.pt``/``model.json``; ``None`` means
+            the trainer's ``default_root_dir``.
+        filename: Name of the TorchScript file.
+        num_examples: Samples of the last training batch used to trace and check the export.
+    """
+
+    def __init__(self, dirpath: str | None = None, filename: str = "model.pt", num_examples: int = 8):
+        self.dirpath = dirpath
+        self.filename = filename
+        self.num_examples = num_examples
+        self._example: torch.Tensor | None = None
+        self.path: str | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
+        X = batch[0] if isinstance(batch, list | tuple) else batch
+        self._example = X[: self.num_examples].detach().cpu()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or self._example is None:
+            return
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        if best:
+            filesystem, inner = fs.filesystem(best)
+            with filesystem.open(inner, "rb") as f:
+                state = torch.load(f, map_location="cpu", weights_only=False)["state_dict"]
+            pl_module.load_state_dict(state)
+            logger.info("exporting the best checkpoint %s", best)
+        network = getattr(pl_module, "model", pl_module)
+        dirpath = self.dirpath or trainer.default_root_dir
+        self.path = fs.join(dirpath, self.filename)
+        metadata = {"checkpoint": best or None}
+        datamodule = trainer.datamodule
+        hparams = getattr(datamodule, "hparams", {}) if datamodule is not None else {}
+        metadata["data"] = {k: v for k, v in hparams.items() if _jsonable(v)}
+        diff = export_torchscript(network, self._example, self.path, metadata)
+        print(f"exported {self.path} (max abs difference vs eager model: {diff:.3g})")
+
+
+
+def _jsonable(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool | type(None) | list | tuple | dict)

@@ -1,0 +1,440 @@
+"""Synthetic data, the offline default: coloured Gaussian background and IMRPhenomD waveforms.
+
+:func:`ensure_synthetic_dataset` fills a data directory (local or ``s3://``) laid out as the
+training Dataset reads it::
+
+    background-{t0}-{duration}.hdf5   one file per segment, one dataset per IFO (see .background)
+    psd.hdf5                          ``frequencies`` and one dataset per IFO: the PSD used
+    waveforms.hdf5, val_waveforms.hdf5  (see .waveforms)
+    synthetic.json                    the arguments, written last: present means complete
+
+Noise comes from :func:`aligo_design_psd`; waveforms from ml4gw's IMRPhenomD. Nothing needs the
+network, and the same arguments (seed included) give the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from aframe_lib.utils import fs
+
+from .waveforms import WaveformSet, write_waveforms
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "synthetic.json"
+PSD_FILE = "psd.hdf5"
+PSD_DF = 1.0 / 16  # Hz, resolution of the stored PSD grid (noise interpolates from it)
+SPIN_RANGE = (-0.9, 0.9)  # aligned spins chi1, chi2 (IMRPhenomD is calibrated to |chi| < ~0.9)
+_F_LOW, _F_FLOOR = 10.0, 2.0  # Hz: the fit holds above _F_LOW; the wall is flat below _F_FLOOR
+T0, GAP = 1_000_000_000.0, 64.0  # GPS start of the first segment, seconds between segments
+
+
+class SyntheticDataError(ValueError):
+    """A data directory that already holds a different dataset (the message names the fields)."""
+
+
+def aligo_design_psd(frequencies: np.ndarray) -> np.ndarray:
+    """One-sided PSD (strain^2/Hz) of Advanced LIGO at zero-detuned high-power design sensitivity.
+
+    The analytic fit of Ajith, Phys. Rev. D 84, 084037 (2011), Eq. (4.7), to the design curve
+    (LIGO-T0900288)::
+
+        S(f) = 1e-48 * (0.0152 x^-4 + 0.2935 x^(9/4) + 2.7951 x^(3/2) - 6.5080 x^(3/4) + 17.7622)
+        x = f / 245.4 Hz
+
+    The fit holds from 10 Hz up. Below 10 Hz the seismic wall continues as
+    ``S(10 Hz) * (10 Hz / f)^4`` and is held flat below 2 Hz (at 625 S(10 Hz)), so the value is
+    finite and positive for every ``f >= 0`` and the noise stays representable in float32.
+
+    Args:
+        frequencies: Frequencies in Hz, any shape, all ``>= 0``.
+
+    Returns:
+        The PSD in strain^2/Hz, same shape as ``frequencies``, float64.
+    """
+    f = np.asarray(frequencies, dtype=np.float64)
+    if not (np.isfinite(f).all() and (f >= 0).all()):
+        raise ValueError("aligo_design_psd: frequencies must be finite and >= 0 (Hz)")
+    x = np.maximum(f, _F_LOW) / 245.4
+    fit = 1e-48 * (0.0152 * x**-4 + 0.2935 * x**2.25 + 2.7951 * x**1.5 - 6.5080 * x**0.75 + 17.7622)
+    wall = (_F_LOW / np.clip(f, _F_FLOOR, _F_LOW)) ** 4
+    return fit * wall
+
+
+def colored_noise(
+    psd: np.ndarray,
+    frequencies: np.ndarray,
+    duration: float,
+    sample_rate: float,
+    num_channels: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Stationary Gaussian noise with a given one-sided PSD, independent in each channel.
+
+    The whole series is shaped at once in the frequency domain, so it has no seams. For ``N``
+    samples at rate ``fs``, the one-sided periodogram ``2 |X_k|^2 / (N fs)`` must average to
+    ``S(f_k)``, so each rfft bin is a complex normal with ``E|X_k|^2 = S(f_k) N fs / 2``: real
+    and imaginary parts of standard deviation ``sqrt(S N fs / 4)``. The DC bin is zero and the
+    Nyquist bin (even ``N``) is real with variance ``S N fs / 2``.
+
+    Args:
+        psd: One-sided PSD in strain^2/Hz, shape ``(F,)``, finite and ``>= 0``.
+        frequencies: Frequencies of ``psd`` in Hz, shape ``(F,)``, increasing; the PSD is
+            interpolated linearly onto the rfft grid and held constant beyond its ends.
+        duration: Length in seconds.
+        sample_rate: Sample rate in Hz.
+        num_channels: Number of independent channels.
+        rng: Source of randomness.
+
+    Returns:
+        float32 array of shape ``(num_channels, round(duration * sample_rate))``.
+    """
+    psd, frequencies = np.asarray(psd, np.float64), np.asarray(frequencies, np.float64)
+    if psd.ndim != 1 or psd.shape != frequencies.shape or len(psd) < 2:
+        raise ValueError(f"psd {psd.shape} and frequencies {frequencies.shape} must be equal 1-D")
+    if not (np.isfinite(psd).all() and (psd >= 0).all() and (np.diff(frequencies) > 0).all()):
+        raise ValueError("psd must be finite and >= 0, and frequencies strictly increasing")
+    size = round(duration * sample_rate)
+    if size < 2 or num_channels < 1:
+        raise ValueError(f"need >= 2 samples and >= 1 channel, got {size} and {num_channels}")
+    grid = np.fft.rfftfreq(size, d=1.0 / sample_rate)
+    sigma = np.sqrt(np.interp(grid, frequencies, psd) * size * sample_rate / 4)
+    sigma[0] = 0.0
+    shape = (num_channels, len(grid))
+    spectrum = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    if size % 2 == 0:
+        spectrum[:, -1] = spectrum[:, -1].real * math.sqrt(2)
+    spectrum *= sigma
+    return np.fft.irfft(spectrum, n=size, axis=-1).astype(np.float32)
+
+
+def _segment_durations(duration: float, segment_duration: float) -> list[float]:
+    """Full segments of ``segment_duration`` s, plus the remainder (if any) as a last one."""
+    if duration <= 0 or segment_duration <= 0:
+        raise ValueError(f"duration={duration} and segment_duration={segment_duration} must be > 0")
+    full, rest = divmod(duration, segment_duration)
+    return [segment_duration] * int(full) + ([rest] if rest > 1e-9 else [])
+
+
+def _planned_names(duration: float, segment_duration: float, t0: float, gap: float) -> list:
+    """``(t0, duration, file name)`` of each background segment, in time order."""
+    from .background import background_fname
+
+    planned, start = [], t0
+    for dur in _segment_durations(duration, segment_duration):
+        planned.append((start, dur, background_fname(start, dur)))
+        start += dur + gap
+    return planned
+
+
+def generate_background(
+    out_dir: str,
+    ifos: Sequence[str],
+    duration: float,
+    sample_rate: float,
+    segment_duration: float = 1024.0,
+    t0: float = T0,
+    gap: float = GAP,
+    seed: int = 0,
+) -> list[str]:
+    """Write independent coloured Gaussian noise for each IFO, and the PSD used.
+
+    Args:
+        out_dir: Directory (local or ``s3://``) for ``background-{t0}-{duration}.hdf5`` files
+            and ``psd.hdf5``.
+        ifos: IFO codes, one dataset (and one independent noise stream) each.
+        duration: Total seconds of background, split into segments.
+        sample_rate: Sample rate in Hz.
+        segment_duration: Seconds per file; the last file holds any remainder.
+        t0: GPS start (s) of the first segment.
+        gap: Seconds between consecutive segments, so that each file is its own segment.
+        seed: Seed; the same seed writes identical files.
+
+    Returns:
+        Paths of the background files, in time order.
+    """
+    import h5py
+
+    from .background import write_background
+
+    if not ifos:
+        raise ValueError("generate_background: no IFOs given, e.g. ifos=['H1', 'L1']")
+    frequencies = np.arange(0.0, sample_rate / 2 + PSD_DF / 2, PSD_DF)
+    psd = aligo_design_psd(frequencies)
+    with fs.atomic_local_path(fs.join(out_dir, PSD_FILE)) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("frequencies", data=frequencies)
+        for ifo in ifos:
+            f.create_dataset(ifo, data=psd)
+        f.attrs.update(sample_rate=sample_rate, model="aligo_design_psd (Ajith 2011 fit)")
+
+    planned = _planned_names(duration, segment_duration, t0, gap)
+    seeds = np.random.SeedSequence(seed).spawn(len(planned))
+    paths = []
+    for (start, dur, name), child in zip(planned, seeds, strict=True):
+        noise = colored_noise(
+            psd, frequencies, dur, sample_rate, len(ifos), np.random.default_rng(child)
+        )
+        path = fs.join(out_dir, name)
+        write_background(path, dict(zip(ifos, noise, strict=True)), start, sample_rate)
+        logger.info("wrote %s", path)
+        paths.append(path)
+    return paths
+
+
+def _peak_align(plus: np.ndarray, cross: np.ndarray, index: int) -> tuple[np.ndarray, ...]:
+    """Shift each row (zero fill, no wrap) so its amplitude envelope peaks at sample ``index``.
+
+    The envelope is that of the analytic signals, ``sqrt(|A(plus)|^2 + |A(cross)|^2)``, so it
+    peaks at merger even for edge-on sources whose cross polarisation vanishes.
+    """
+    size = plus.shape[-1]
+    weights = np.zeros(size)
+    weights[0], weights[1 : (size + 1) // 2] = 1.0, 2.0
+    if size % 2 == 0:
+        weights[size // 2] = 1.0
+    envelope = sum(
+        np.abs(np.fft.ifft(np.fft.fft(x, axis=-1) * weights, axis=-1)) ** 2 for x in (plus, cross)
+    )
+    shifts = index - envelope.argmax(axis=-1)
+    source = np.arange(size)[None] - shifts[:, None]
+    valid = (source >= 0) & (source < size)
+    source = np.clip(source, 0, size - 1)
+    return tuple(np.where(valid, np.take_along_axis(x, source, -1), 0.0) for x in (plus, cross))
+
+
+def generate_waveforms(
+    path: str,
+    num_waveforms: int,
+    sample_rate: float,
+    duration: float = 8.0,
+    coalescence_time: float = 6.0,
+    f_min: float = 20.0,
+    f_ref: float = 20.0,
+    seed: int = 0,
+    mass_range: tuple[float, float] = (10.0, 80.0),
+    distance_range: tuple[float, float] = (100.0, 3000.0),
+    batch_size: int = 256,
+) -> WaveformSet:
+    """Draw binary black holes, generate IMRPhenomD polarisations and write them to ``path``.
+
+    Component masses are uniform in ``mass_range`` (``mass_1 >= mass_2``, solar masses), aligned
+    spins ``chi1, chi2`` uniform in :data:`SPIN_RANGE`, distance uniform in Euclidean volume
+    (ml4gw ``PowerLaw`` index 2, Mpc), inclination ``Sine`` and ``phic`` uniform in [0, 2 pi).
+    ml4gw's :class:`TimeDomainCBCWaveformGenerator` places IMRPhenomD's reference time at
+    ``coalescence_time``, but the amplitude peak lands up to ~30 ms away for heavy, spinning
+    systems; each row is therefore shifted (zero fill) so its envelope peaks exactly at
+    ``coalescence_time``, and its start is tapered over one cycle at ``f_min`` because long
+    inspirals are cut by the row's left edge.
+
+    Args:
+        path: Output file (local or ``s3://``).
+        num_waveforms: Number of rows N.
+        sample_rate: Sample rate in Hz.
+        duration: Row length in seconds.
+        coalescence_time: Seconds from the start of a row to the amplitude peak.
+        f_min: Lowest frequency of the waveforms (Hz).
+        f_ref: Reference frequency of the phase (Hz).
+        seed: Seed of the parameter draws (torch's generator, forked so global state is kept).
+        mass_range: ``(min, max)`` component mass in solar masses.
+        distance_range: ``(min, max)`` luminosity distance in Mpc.
+        batch_size: Waveforms generated at once (bounds memory). ml4gw picks the FFT length
+            per batch, so rows differ at the ~1e-3 level between batch sizes.
+
+    Returns:
+        The set written, plus/cross of shape ``(N, round(duration * sample_rate))``.
+    """
+    import torch
+    from ml4gw.distributions import PowerLaw, Sine
+    from ml4gw.waveforms import IMRPhenomD
+    from ml4gw.waveforms.generator import TimeDomainCBCWaveformGenerator
+
+    if num_waveforms < 1 or not 0 < coalescence_time < duration:
+        raise ValueError(
+            f"need num_waveforms >= 1 (got {num_waveforms}) and 0 < coalescence_time "
+            f"({coalescence_time}) < duration ({duration})"
+        )
+    uniform = lambda low, high: torch.distributions.Uniform(
+        torch.tensor(float(low), dtype=torch.float64),
+        torch.tensor(float(high), dtype=torch.float64),
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        masses = uniform(*mass_range).sample((2, num_waveforms)).double()
+        drawn = {
+            "mass_1": masses.max(0).values,
+            "mass_2": masses.min(0).values,
+            "chi1": uniform(*SPIN_RANGE).sample((num_waveforms,)),
+            "chi2": uniform(*SPIN_RANGE).sample((num_waveforms,)),
+            "distance": PowerLaw(*distance_range, index=2).sample((num_waveforms,)),
+            "inclination": Sine().sample((num_waveforms,)),
+            "phic": uniform(0, 2 * math.pi).sample((num_waveforms,)),
+        }
+    params = {k: v.double() for k, v in drawn.items()}
+    m1, m2 = params["mass_1"], params["mass_2"]
+    params["mass_ratio"] = m2 / m1  # ml4gw's convention: q = m2 / m1 <= 1
+    params["chirp_mass"] = (m1 * m2) ** 0.6 / (m1 + m2) ** 0.2
+
+    generator = TimeDomainCBCWaveformGenerator(
+        IMRPhenomD(), sample_rate, duration, f_min, f_ref, right_pad=duration - coalescence_time
+    )
+    size = round(duration * sample_rate)
+    taper = np.ones(size)  # half-Hann over one cycle at f_min: rows may start mid-inspiral
+    taper_len = max(4, round(sample_rate / f_min))
+    taper[:taper_len] = 0.5 - 0.5 * np.cos(np.pi * np.arange(taper_len) / taper_len)
+    plus = np.empty((num_waveforms, size), np.float32)
+    cross = np.empty((num_waveforms, size), np.float32)
+    for i in range(0, num_waveforms, batch_size):
+        batch = {k: v[i : i + batch_size] for k, v in params.items()}
+        with torch.no_grad():
+            hc, hp = generator(**batch, s1z=batch["chi1"], s2z=batch["chi2"])  # (cross, plus)
+        hp, hc = _peak_align(hp.numpy(), hc.numpy(), round(coalescence_time * sample_rate))
+        plus[i : i + batch_size], cross[i : i + batch_size] = hp * taper, hc * taper
+    waveforms = WaveformSet(
+        plus=plus,
+        cross=cross,
+        parameters={k: v.numpy() for k, v in params.items()},
+        sample_rate=sample_rate,
+        duration=duration,
+        coalescence_time=coalescence_time,
+    )
+    write_waveforms(path, waveforms)
+    logger.info("wrote %d waveforms to %s", num_waveforms, path)
+    return waveforms
+
+
+def _seed(seed: int, stream: int) -> int:
+    """An independent seed for each of background (0), train (1) and validation (2) waveforms."""
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+
+
+def ensure_synthetic_dataset(
+    data_dir: str,
+    ifos: Sequence[str] = ("H1", "L1"),
+    sample_rate: float = 2048.0,
+    background_duration: float = 4096.0,
+    segment_duration: float = 1024.0,
+    num_waveforms: int = 2000,
+    num_val_waveforms: int = 500,
+    waveform_duration: float = 8.0,
+    coalescence_time: float = 6.0,
+    seed: int = 0,
+) -> str:
+    """Generate a synthetic dataset in ``data_dir`` unless that exact dataset is already there.
+
+    The manifest ``synthetic.json`` (these arguments) is written last, so it marks a complete
+    dataset: with a matching manifest (and every file present) nothing is done; without one
+    (e.g. after a kill midway) everything is written again, atomically file by file.
+
+    Args:
+        data_dir: Local directory or ``s3://bucket/prefix``.
+        ifos: IFO codes of the background.
+        sample_rate: Sample rate (Hz) of background and waveforms.
+        background_duration: Total seconds of background.
+        segment_duration: Seconds per background file.
+        num_waveforms: Rows of ``waveforms.hdf5``.
+        num_val_waveforms: Rows of ``val_waveforms.hdf5`` (drawn with another seed).
+        waveform_duration: Seconds per waveform row.
+        coalescence_time: Seconds from the start of a row to its merger.
+        seed: Seed of everything; each file gets its own stream.
+
+    Returns:
+        ``data_dir``.
+
+    Raises:
+        SyntheticDataError: when ``data_dir`` holds a manifest with other arguments, or
+            background files that this dataset would not write.
+    """
+    config: dict[str, Any] = dict(
+        ifos=list(ifos),
+        sample_rate=float(sample_rate),
+        background_duration=float(background_duration),
+        segment_duration=float(segment_duration),
+        num_waveforms=int(num_waveforms),
+        num_val_waveforms=int(num_val_waveforms),
+        waveform_duration=float(waveform_duration),
+        coalescence_time=float(coalescence_time),
+        seed=int(seed),
+    )
+    filesystem, inner = fs.filesystem(data_dir)
+    manifest = f"{inner.rstrip('/')}/{MANIFEST}"
+    planned = [n for *_, n in _planned_names(background_duration, segment_duration, T0, GAP)]
+    outputs = [*planned, PSD_FILE, "waveforms.hdf5", "val_waveforms.hdf5"]
+    if filesystem.exists(manifest):
+        found = json.loads(filesystem.cat_file(manifest))
+        diff = sorted(k for k in config.keys() | found.keys() if config.get(k) != found.get(k))
+        if diff:
+            details = ", ".join(
+                f"{k}: {found.get(k)!r} there, {config.get(k)!r} asked" for k in diff
+            )
+            raise SyntheticDataError(
+                f"{data_dir} already holds a synthetic dataset made with other arguments "
+                f"({details}); use another data directory or delete {MANIFEST} and the data"
+            )
+        if all(filesystem.exists(f"{inner.rstrip('/')}/{n}") for n in outputs):
+            logger.info("synthetic dataset in %s is complete, nothing to do", data_dir)
+            return data_dir
+        filesystem.rm_file(manifest)
+    elif filesystem.exists(inner):
+        present = {p.rsplit("/", 1)[-1] for p in filesystem.glob(f"{inner}/background-*.hdf5")}
+        if stray := sorted(present - set(planned)):
+            raise SyntheticDataError(
+                f"{data_dir} holds background files this synthetic dataset would not write "
+                f"({', '.join(stray[:5])}): remove them or pick another data directory"
+            )
+
+    generate_background(
+        data_dir, ifos, background_duration, sample_rate, segment_duration, seed=_seed(seed, 0)
+    )
+    for name, num, stream in (
+        ("waveforms.hdf5", num_waveforms, 1),
+        ("val_waveforms.hdf5", num_val_waveforms, 2),
+    ):
+        generate_waveforms(
+            fs.join(data_dir, name),
+            num,
+            sample_rate,
+            waveform_duration,
+            coalescence_time,
+            seed=_seed(seed, stream),
+        )
+    fs.write_bytes_atomic(fs.join(data_dir, MANIFEST), json.dumps(config, indent=2).encode())
+    return data_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``aframe-synthetic``: write (or find) a synthetic dataset and say what is there."""
+    parser = argparse.ArgumentParser(prog="aframe-synthetic", description=__doc__.split("\n")[0])
+    add = parser.add_argument
+    add("--out", required=True, help="data directory, local or s3://bucket/prefix")
+    add("--ifos", nargs="+", default=["H1", "L1"], help="IFO codes (default: H1 L1)")
+    add("--sample-rate", type=float, default=2048.0, help="Hz (default: 2048)")
+    add("--duration", type=float, default=4096.0, dest="background_duration", metavar="SECONDS",
+        help="seconds of background (default: 4096)")  # fmt: skip
+    add("--segment-duration", type=float, default=1024.0, help="seconds per background file")
+    add("--num-waveforms", type=int, default=2000, help="training waveforms (default: 2000)")
+    add("--num-val-waveforms", type=int, default=500, help="validation waveforms (default: 500)")
+    add("--waveform-duration", type=float, default=8.0, help="seconds per waveform (default: 8)")
+    add("--coalescence-time", type=float, default=6.0, help="s from row start to merger")
+    add("--seed", type=int, default=0, help="seed of everything (default: 0)")
+    kwargs = vars(parser.parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        out = ensure_synthetic_dataset(kwargs.pop("out"), **kwargs)
+    except ValueError as exc:  # bad arguments or a clashing dataset: a message, no traceback
+        parser.exit(2, f"aframe-synthetic: error: {exc}\n")
+    filesystem, inner = fs.filesystem(out)
+    for path in sorted(filesystem.ls(inner, detail=False)):
+        print(f"{path.rsplit('/', 1)[-1]:48s} {filesystem.size(path) / 2**20:9.1f} MiB")
+    print(f"synthetic dataset ready in {out}")
+
+
+if __name__ == "__main__":
+    main()

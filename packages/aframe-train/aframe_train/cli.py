@@ -1,0 +1,55 @@
+"""The ``aframe-train`` command line: LightningCLI with aframe's argument links.
+
+    aframe-train fit --config projects/quickstart/train.yaml [--data.ifos=[H1,L1] ...]
+    aframe-train validate|test --config ... --ckpt_path ...
+    aframe-train fit --config ... --print_config
+
+The data section is the single source of ``ifos``, ``sample_rate`` and ``kernel_length``:
+they are linked into the architecture (and the validation stride into the metric), so a config
+never repeats them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from aframe_lib.data import AframeDataset
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from .models import AframeModel
+
+
+class AframeCLI(LightningCLI):
+    """LightningCLI for aframe models (subclass mode for both the model and the data)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("subclass_mode_data", True)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        # each rank's validation dataset is already its share (equal batch counts on every
+        # rank), and training batches are drawn on the device: no DistributedSampler
+        kwargs.setdefault("trainer_defaults", {"use_distributed_sampler": False})
+        super().__init__(AframeModel, AframeDataset, *args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--matmul_precision", default="highest", choices=["highest", "high", "medium"],
+            help="torch.set_float32_matmul_precision",
+        )
+        parser.link_arguments("data.init_args.ifos", "model.init_args.arch.init_args.num_ifos",
+                              compute_fn=len)
+        parser.link_arguments("data.init_args.sample_rate",
+                              "model.init_args.arch.init_args.sample_rate")
+        parser.link_arguments("data.init_args.kernel_length",
+                              "model.init_args.arch.init_args.kernel_length")
+        parser.link_arguments("data.init_args.valid_stride", "model.init_args.metric.init_args.stride")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand, self.config)
+        torch.set_float32_matmul_precision(config.get("matmul_precision", "highest"))
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``aframe-train`` console script."""
+    AframeCLI(args=args if args is not None else sys.argv[1:])

@@ -1,0 +1,97 @@
+"""The template LightningModule: the loop, validation scoring, logging and the optimiser.
+
+Subclasses implement only :meth:`AframeModel.compute_loss` and :meth:`AframeModel.score`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from aframe_lib.metrics import TimeSlideAUROC
+from torch import Tensor
+
+from ..architectures import Architecture
+
+
+class AframeModel(pl.LightningModule):
+    """Base of aframe's detectors.
+
+    Args:
+        arch: The network (its ``num_ifos``/``sample_rate``/``kernel_length`` are linked from
+            the data section by ``aframe-train``).
+        metric: Validation metric; its value is logged as ``valid_auroc`` and drives
+            checkpointing and early stopping.
+        learning_rate: Peak learning rate of the one-cycle schedule (per device; scaled by
+            the number of devices under DDP so the effective step matches one device's).
+        pct_lr_ramp: Fraction of all steps spent ramping the learning rate up.
+        weight_decay: AdamW weight decay.
+    """
+
+    def __init__(
+        self,
+        arch: Architecture,
+        metric: TimeSlideAUROC,
+        learning_rate: float = 1e-3,
+        pct_lr_ramp: float = 0.1,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.model = arch
+        self.metric = metric
+        self.save_hyperparameters(ignore=["arch", "metric"])
+
+    def forward(self, X: Tensor) -> Tensor:
+        return self.model(X)
+
+    # -- what subclasses implement
+    def compute_loss(self, X: Tensor, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def score(self, X: Tensor) -> Tensor:
+        """Detection statistic per sample, ``(batch,)``; larger is more signal-like."""
+        raise NotImplementedError
+
+    # -- the loop
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        X, y = batch
+        loss = self.compute_loss(X, y)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        background, foreground = batch["background"], batch["foreground"]
+        keep = batch["shift_id"] >= 0
+        bg_scores = self.score(background)
+        fg_scores = self.score(foreground.flatten(0, 1)).view(foreground.shape[:2])
+        self.metric.update(bg_scores, batch["shift_id"], batch["index"], fg_scores[keep])
+        self.on_validation_score(batch, bg_scores, fg_scores, batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        # the metric's "cat" states are gathered over ranks inside compute()
+        self.log("valid_auroc", self.metric.compute(), prog_bar=True, sync_dist=False)
+        self.metric.reset()
+
+    def on_validation_score(
+        self, batch: dict[str, Tensor], background: Tensor, foreground: Tensor, batch_idx: int
+    ) -> None:
+        """Hand a validation step's inputs, outputs and scores to callbacks that want them."""
+        for callback in self.trainer.callbacks if self._trainer is not None else []:
+            hook = getattr(callback, "on_validation_score", None)
+            if hook is not None:
+                hook(self.trainer, self, batch, background, foreground, batch_idx)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        world_size = self.trainer.world_size if self._trainer is not None else 1
+        lr = self.hparams.learning_rate * world_size
+        optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=lr, weight_decay=self.hparams.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=lr,
+            pct_start=self.hparams.pct_lr_ramp,
+            total_steps=self.trainer.estimated_stepping_batches,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
