@@ -104,9 +104,7 @@ def shared_env(session: nox.Session) -> dict[str, str]:
             session.run(sys.executable, "-m", "venv", str(env), external=True)
             pip = [str(env / "bin" / "python"), "-m", "pip", "install", "--quiet"]
             session.run(*pip, "--upgrade", "pip", external=True)
-            session.run(
-                *pip, "-c", str(CONSTRAINTS), *_third_party_requirements(), external=True
-            )
+            session.run(*pip, "-c", str(CONSTRAINTS), *_third_party_requirements(), external=True)
             (env / ".complete").write_text(_dep_hash())
         in_use = open(env / ".in-use", "a")  # noqa: SIM115 - held until nox exits
         fcntl.flock(in_use, fcntl.LOCK_SH)
@@ -115,8 +113,14 @@ def shared_env(session: nox.Session) -> dict[str, str]:
         _prune(keep=env)
     # the project's own packages: reinstalled from this tree on every run
     session.run(
-        str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps",
-        "--force-reinstall", "--no-build-isolation",
+        str(env / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--force-reinstall",
+        "--no-build-isolation",
         *[str(ROOT / "packages" / p) for p in PACKAGES],
         external=True,
     )
@@ -175,22 +179,47 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def build(session: nox.Session) -> None:
-    """Build the three wheels; install each alone in a fresh venv (only what it declares); import it."""
+    """Build the three wheels; install each alone in a fresh venv with only what it declares."""
     env = shared_env(session)
     dist = ROOT / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     for p in PACKAGES:
-        _run(session, env, "python", "-m", "build", "--wheel", "--no-isolation",
-             "--outdir", str(dist), str(ROOT / "packages" / p))
+        _run(
+            session,
+            env,
+            "python",
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            str(dist),
+            str(ROOT / "packages" / p),
+        )
     for p in PACKAGES:
         with tempfile.TemporaryDirectory(prefix=f"aframe-build-{p}-") as tmp:
             venv = Path(tmp) / "venv"
             session.run(sys.executable, "-m", "venv", str(venv), external=True)
             py = str(venv / "bin" / "python")
             # siblings come from the freshly built wheels, never from an index
-            session.run(py, "-m", "pip", "install", "--quiet", "-c", str(CONSTRAINTS),
-                        "--find-links", str(dist), p, external=True)
+            session.run(
+                py,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "-c",
+                str(CONSTRAINTS),
+                "--find-links",
+                str(dist),
+                p,
+                external=True,
+            )
             session.run(py, "-m", "pip", "check", external=True)
-            session.run(py, "-c", f"import {IMPORT_NAMES[p]} as m; print(m.__name__, m.__version__)",
-                        external=True)
+            session.run(
+                py,
+                "-c",
+                f"import {IMPORT_NAMES[p]} as m; print(m.__name__, m.__version__)",
+                external=True,
+            )
         # the TemporaryDirectory (several GB with torch) is deleted here

@@ -1,4 +1,4 @@
-"""Shared fixtures. Services (S3 server, Ray head) are started by fixtures in tests/fixtures_*.py."""
+"""Shared fixtures; services (S3 server, Ray head) are started by tests/fixtures_*.py."""
 
 from __future__ import annotations
 

@@ -26,7 +26,10 @@ def train(out: Path) -> None:
     script = Path(sys.executable).parent / "aframe-train"
     entry = [str(script)] if script.exists() else [sys.executable, "-m", "aframe_train"]
     cmd = [
-        *entry, "fit", "--config", str(HERE / "train.yaml"),
+        *entry,
+        "fit",
+        "--config",
+        str(HERE / "train.yaml"),
         f"--trainer.default_root_dir={out}",
         f"--trainer.logger.init_args.save_dir={out}",
         f"--data.init_args.data_dir={out / 'data'}",
@@ -50,6 +53,7 @@ def score_validation(out: Path):
     """Scores of the exported model on the validation background and injections."""
     import torch
     import yaml
+
     from aframe_lib.export import load_exported
     from aframe_train.cli import AframeCLI
 
@@ -72,8 +76,15 @@ def score_validation(out: Path):
             shift_ids.append(batch["shift_id"][keep])
     example = batch["foreground"][:1, 0]
     livetime = len(torch.cat(background)) * data.valid_stride
-    return (torch.cat(background).numpy(), torch.cat(foreground).numpy(), torch.cat(snrs).numpy(),
-            livetime, info, example.numpy(), data)
+    return (
+        torch.cat(background).numpy(),
+        torch.cat(foreground).numpy(),
+        torch.cat(snrs).numpy(),
+        livetime,
+        info,
+        example.numpy(),
+        data,
+    )
 
 
 def report(out: Path) -> dict[str, float]:
@@ -112,8 +123,12 @@ def report(out: Path) -> dict[str, float]:
     ax = axes[1, 1]
     centres = 0.5 * (bins[1:] + np.minimum(bins[:-1], 60))
     ax.plot(centres, efficiency, marker="o")
-    ax.set(xlabel="network SNR", ylabel=f"efficiency at 1/{livetime:.0f} s FAR",
-           ylim=(0, 1.05), title="detection efficiency")
+    ax.set(
+        xlabel="network SNR",
+        ylabel=f"efficiency at 1/{livetime:.0f} s FAR",
+        ylim=(0, 1.05),
+        title="detection efficiency",
+    )
     fig.tight_layout()
     fig.savefig(out / "report.png", dpi=90)
 
@@ -134,11 +149,18 @@ def report(out: Path) -> dict[str, float]:
         "export_max_abs_diff": float(info["max_abs_diff"]),
     }
     lines = [
-        "# aframe quickstart report", "",
-        f"Model: `{out / 'model.pt'}` (input shape {info['input_shape']}).", "",
-        "| number | value |", "|---|---|",
-        *[f"| {k} | {v:.4g} |" for k, v in numbers.items()], "",
-        "![training and evaluation](report.png)", "", "![example](example.png)", "",
+        "# aframe quickstart report",
+        "",
+        f"Model: `{out / 'model.pt'}` (input shape {info['input_shape']}).",
+        "",
+        "| number | value |",
+        "|---|---|",
+        *[f"| {k} | {v:.4g} |" for k, v in numbers.items()],
+        "",
+        "![training and evaluation](report.png)",
+        "",
+        "![example](example.png)",
+        "",
     ]
     (out / "report.md").write_text("\n".join(lines))
     return numbers

@@ -13,7 +13,7 @@ def test_muter_zeros_exactly_one_channel_of_the_chosen_samples():
     original = X.clone()
     X, idx = ChannelMuter(0.3)(X)
     assert 200 < len(idx) < 400
-    zeroed = (X.abs().sum(-1) == 0)
+    zeroed = X.abs().sum(-1) == 0
     assert (zeroed.sum(1)[idx] == 1).all()
     untouched = torch.ones(1000, dtype=torch.bool)
     untouched[idx] = False

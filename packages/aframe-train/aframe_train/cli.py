@@ -14,8 +14,9 @@ from __future__ import annotations
 import sys
 
 import torch
-from aframe_lib.data import AframeDataset
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from aframe_lib.data import AframeDataset
 
 from .models import AframeModel
 
@@ -34,16 +35,23 @@ class AframeCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
-            "--matmul_precision", default="highest", choices=["highest", "high", "medium"],
+            "--matmul_precision",
+            default="highest",
+            choices=["highest", "high", "medium"],
             help="torch.set_float32_matmul_precision",
         )
-        parser.link_arguments("data.init_args.ifos", "model.init_args.arch.init_args.num_ifos",
-                              compute_fn=len)
-        parser.link_arguments("data.init_args.sample_rate",
-                              "model.init_args.arch.init_args.sample_rate")
-        parser.link_arguments("data.init_args.kernel_length",
-                              "model.init_args.arch.init_args.kernel_length")
-        parser.link_arguments("data.init_args.valid_stride", "model.init_args.metric.init_args.stride")
+        parser.link_arguments(
+            "data.init_args.ifos", "model.init_args.arch.init_args.num_ifos", compute_fn=len
+        )
+        parser.link_arguments(
+            "data.init_args.sample_rate", "model.init_args.arch.init_args.sample_rate"
+        )
+        parser.link_arguments(
+            "data.init_args.kernel_length", "model.init_args.arch.init_args.kernel_length"
+        )
+        parser.link_arguments(
+            "data.init_args.valid_stride", "model.init_args.metric.init_args.stride"
+        )
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config)

@@ -101,7 +101,9 @@ def test_snr_with_estimated_psd_is_close_to_truth(noise):
     _, psds = estimator(noise)
     cross, plus = sine_gaussians(16, 2.5)
     injector = Injector(["H1", "L1"], SAMPLE_RATE, highpass=32.0)
-    rescaled, target = injector.rescale(injector.project(cross, plus), psds, torch.full((16,), 12.0))
+    rescaled, target = injector.rescale(
+        injector.project(cross, plus), psds, torch.full((16,), 12.0)
+    )
     measured = numpy_snr(rescaled.numpy(), aligo_design_psd, SAMPLE_RATE, highpass=32.0)
     assert np.median(np.abs(measured / 12.0 - 1)) < 0.05
 
@@ -115,6 +117,8 @@ def test_slice_around_places_coalescence_and_zero_pads():
         assert out[row, 0, p].item() == 50.0  # coalescence sample lands at position p
         np.testing.assert_array_equal(out[row, 1].numpy(), np.arange(50 - p, 80 - p))
     # a coalescence near the end of the response: samples past the end are zeros, not wrapped
-    late = slice_around(responses, coalescence_index=95, positions=torch.tensor([5]), window_size=30)
+    late = slice_around(
+        responses, coalescence_index=95, positions=torch.tensor([5]), window_size=30
+    )
     np.testing.assert_array_equal(late[0, 0, :10].numpy(), np.arange(90, 100))
     assert late[0, 0, 10:].abs().sum().item() == 0.0

@@ -26,7 +26,9 @@ def test_windows_are_contiguous_slices_of_one_segment(coincident):
     for j in range(2):
         first = X[:, j, 0]
         # contiguous run of samples, no jump: the window never straddles two segments
-        np.testing.assert_array_equal(X[:, j] - first[:, None], np.arange(1000)[None].repeat(512, 0))
+        np.testing.assert_array_equal(
+            X[:, j] - first[:, None], np.arange(1000)[None].repeat(512, 0)
+        )
         channel, rest = np.divmod(first, 1e6)
         assert (channel == j).all()  # IFO j's window comes from IFO j's data
         segment, start = np.divmod(rest, 1e5)

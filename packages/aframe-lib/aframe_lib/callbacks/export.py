@@ -28,7 +28,9 @@ class ExportModel(pl.Callback):
         num_examples: Samples of the last training batch used to trace and check the export.
     """
 
-    def __init__(self, dirpath: str | None = None, filename: str = "model.pt", num_examples: int = 8):
+    def __init__(
+        self, dirpath: str | None = None, filename: str = "model.pt", num_examples: int = 8
+    ):
         self.dirpath = dirpath
         self.filename = filename
         self.num_examples = num_examples
@@ -58,7 +60,6 @@ class ExportModel(pl.Callback):
         metadata["data"] = {k: v for k, v in hparams.items() if _jsonable(v)}
         diff = export_torchscript(network, self._example, self.path, metadata)
         print(f"exported {self.path} (max abs difference vs eager model: {diff:.3g})")
-
 
 
 def _jsonable(value: Any) -> bool:

@@ -53,4 +53,17 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = [  # noqa: F822 - resolved lazily by __getattr__
+    "AframeDataset",
+    "BackgroundError",
+    "BackgroundSegment",
+    "Injector",
+    "Timeslide",
+    "WaveformSet",
+    "list_segments",
+    "make_timeslides",
+    "read_segment",
+    "read_waveforms",
+    "write_background",
+    "write_waveforms",
+]

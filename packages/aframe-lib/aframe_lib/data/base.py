@@ -128,8 +128,11 @@ class AframeDataset(pl.LightningDataModule):
             self.snr_sampler = PowerLaw(4.0, 100.0, -3.0)
         fftlength = self.fftlength or self.kernel_length + self.fduration
         self.psd_estimator = PsdEstimator(
-            self.kernel_length + self.fduration, self.sample_rate, fftlength,
-            average="median", fast=self.highpass is not None,
+            self.kernel_length + self.fduration,
+            self.sample_rate,
+            fftlength,
+            average="median",
+            fast=self.highpass is not None,
         )
         self.whitener = Whiten(self.fduration, self.sample_rate, self.highpass, self.lowpass)
         self.injector = Injector(
@@ -191,13 +194,22 @@ class AframeDataset(pl.LightningDataModule):
         background = [torch.as_tensor(read_segment(s, self.ifos)) for s in valid]
         step = self.timeslide_step or np.ceil(self.kernel_length + self.fduration)
         timeslides = make_timeslides(
-            [b.shape[-1] for b in background], self.num_ifos, self.sample_rate,
-            livetime=self.valid_livetime, step=step, min_size=self.sample_size,
+            [b.shape[-1] for b in background],
+            self.num_ifos,
+            self.sample_rate,
+            livetime=self.valid_livetime,
+            step=step,
+            min_size=self.sample_size,
         )
         stride = int(round(self.valid_stride * self.sample_rate))
         self.valid_windows = TimeslideWindows(
-            background, timeslides, self.sample_size, stride,
-            self.valid_batch_size or self.batch_size, rank=rank, world_size=world_size,
+            background,
+            timeslides,
+            self.sample_size,
+            stride,
+            self.valid_batch_size or self.batch_size,
+            rank=rank,
+            world_size=world_size,
         )
         # first window number of each timeslide: gives every window a global id, which
         # decides (identically on every rank) which validation waveform it receives
@@ -205,7 +217,8 @@ class AframeDataset(pl.LightningDataModule):
         self.window_offsets = torch.as_tensor(np.concatenate([[0], np.cumsum(counts)[:-1]]))
 
         val = read_waveforms(
-            fs.join(self.local_dir, "val_waveforms.hdf5"), sample_rate=self.sample_rate,
+            fs.join(self.local_dir, "val_waveforms.hdf5"),
+            sample_rate=self.sample_rate,
             stop=self.max_valid_waveforms,
         )
         # fixed sky positions and SNRs, so the validation score is comparable across epochs
@@ -281,7 +294,7 @@ class AframeDataset(pl.LightningDataModule):
 
     @property
     def coalescence_bounds(self) -> tuple[int, int]:
-        """Sample indices within a window (kernel + whitening padding) where coalescence may land."""
+        """Sample indices in a window (kernel + whitening pad) where coalescence may land."""
         pad = self.fduration / 2
         lo = int(round((pad + self.left_pad) * self.sample_rate))
         hi = int(round((pad + self.kernel_length - self.right_pad) * self.sample_rate))
@@ -314,9 +327,7 @@ class AframeDataset(pl.LightningDataModule):
         foreground = []
         for position in views:
             positions = position.expand(len(X))
-            kernels = slice_around(
-                injected, self.valid_coalescence_index, positions, X.shape[-1]
-            )
+            kernels = slice_around(injected, self.valid_coalescence_index, positions, X.shape[-1])
             foreground.append(self.transform(self.whitener(X + kernels.to(X.dtype), psds).float()))
         return {
             "background": background,

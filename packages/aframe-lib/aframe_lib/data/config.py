@@ -45,8 +45,14 @@ def validate_data_args(values: dict[str, Any]) -> dict[str, Any]:
         _fail("ifos", ifos, "each detector may appear only once")
     v["ifos"] = list(ifos)
 
-    for name in ("sample_rate", "kernel_length", "fduration", "psd_length", "valid_stride",
-                 "valid_livetime"):
+    for name in (
+        "sample_rate",
+        "kernel_length",
+        "fduration",
+        "psd_length",
+        "valid_stride",
+        "valid_livetime",
+    ):
         if not v[name] > 0 or not math.isfinite(v[name]):
             _fail(name, v[name], "must be a positive number")
     for name in ("batch_size", "batches_per_epoch", "num_valid_views"):
@@ -66,22 +72,31 @@ def validate_data_args(values: dict[str, Any]) -> dict[str, Any]:
         _fail("lowpass", v["lowpass"], f"must exceed data.highpass={v['highpass']}")
     fftlength = v["fftlength"] or v["kernel_length"] + v["fduration"]
     if fftlength > v["psd_length"]:
-        _fail("psd_length", v["psd_length"],
-              f"must be at least the FFT length ({fftlength} s) so the PSD can be estimated; "
-              "raise psd_length or lower fftlength")
+        _fail(
+            "psd_length",
+            v["psd_length"],
+            f"must be at least the FFT length ({fftlength} s) so the PSD can be estimated; "
+            "raise psd_length or lower fftlength",
+        )
     if v["left_pad"] < 0 or v["right_pad"] < 0:
         _fail("left_pad", (v["left_pad"], v["right_pad"]), "pads must be >= 0")
     if v["left_pad"] + v["right_pad"] >= v["kernel_length"]:
-        _fail("left_pad", v["left_pad"],
-              f"left_pad + right_pad ({v['left_pad'] + v['right_pad']} s) must be shorter than "
-              f"kernel_length ({v['kernel_length']} s) so coalescence can land in the kernel")
+        _fail(
+            "left_pad",
+            v["left_pad"],
+            f"left_pad + right_pad ({v['left_pad'] + v['right_pad']} s) must be shorter than "
+            f"kernel_length ({v['kernel_length']} s) so coalescence can land in the kernel",
+        )
 
     keep = (1 - v["swap_prob"]) * (1 - v["mute_prob"])
     inject_prob = v["waveform_prob"] / keep if keep > 0 else math.inf
     if inject_prob > 1:
-        _fail("waveform_prob", v["waveform_prob"],
-              f"with swap_prob={v['swap_prob']} and mute_prob={v['mute_prob']} more than the "
-              "whole batch would need an injection; lower one of the three")
+        _fail(
+            "waveform_prob",
+            v["waveform_prob"],
+            f"with swap_prob={v['swap_prob']} and mute_prob={v['mute_prob']} more than the "
+            "whole batch would need an injection; lower one of the three",
+        )
 
     sr = v["sample_rate"]
     v["num_ifos"] = len(ifos)

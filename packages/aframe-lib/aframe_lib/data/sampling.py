@@ -39,13 +39,17 @@ class BackgroundSampler(torch.nn.Module):
                 f"segments {short} are shorter than the {sample_size}-sample window; "
                 "drop them before sampling"
             )
-        data = torch.cat([torch.as_tensor(np.asarray(s), dtype=torch.float32) for s in segments], -1)
+        data = torch.cat(
+            [torch.as_tensor(np.asarray(s), dtype=torch.float32) for s in segments], -1
+        )
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         counts = np.array(sizes) - sample_size + 1
         self.sample_size = sample_size
         self.coincident = coincident
         self.register_buffer("data", data, persistent=False)
-        self.register_buffer("offsets", torch.as_tensor(offsets, dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "offsets", torch.as_tensor(offsets, dtype=torch.long), persistent=False
+        )
         self.register_buffer("cumcounts", torch.as_tensor(np.cumsum(counts)), persistent=False)
 
     @property

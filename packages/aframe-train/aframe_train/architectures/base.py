@@ -30,4 +30,4 @@ class Architecture(torch.nn.Module):
 
 
 class SupervisedArchitecture(Architecture):
-    """An architecture that maps ``(batch, num_ifos, ...)`` to one logit per sample ``(batch, 1)``."""
+    """Maps ``(batch, num_ifos, ...)`` to one logit per sample, ``(batch, 1)``."""

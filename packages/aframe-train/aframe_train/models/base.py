@@ -9,8 +9,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from aframe_lib.metrics import TimeSlideAUROC
 from torch import Tensor
+
+from aframe_lib.metrics import TimeSlideAUROC
 
 from ..architectures import Architecture
 
@@ -94,4 +95,7 @@ class AframeModel(pl.LightningModule):
             pct_start=self.hparams.pct_lr_ramp,
             total_steps=self.trainer.estimated_stepping_batches,
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
