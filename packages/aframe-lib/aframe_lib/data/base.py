@@ -173,7 +173,14 @@ class AframeDataset(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Read and check the data, split it, and build the samplers."""
         segments = list_segments(
-            self.local_dir, self.ifos, self.sample_rate, min_duration=self.sample_length
+            self.local_dir,
+            self.ifos,
+            self.sample_rate,
+            min_duration=self.sample_length,
+            min_duration_desc=(
+                f"data.psd_length + data.kernel_length + data.fduration = "
+                f"{self.psd_length} + {self.kernel_length} + {self.fduration} s"
+            ),
         )
         for segment in segments:
             check_finite(segment, self.ifos)
@@ -217,17 +224,16 @@ class AframeDataset(pl.LightningDataModule):
         self.window_offsets = torch.as_tensor(np.concatenate([[0], np.cumsum(counts)[:-1]]))
 
         val = read_waveforms(
-            fs.join(self.local_dir, "val_waveforms.hdf5"),
-            sample_rate=self.sample_rate,
-            stop=self.max_valid_waveforms,
+            fs.join(self.local_dir, "val_waveforms.hdf5"), sample_rate=self.sample_rate
         )
+        keep = slice(0, self.max_valid_waveforms)  # "at most": fewer in the file is fine
         # fixed sky positions and SNRs, so the validation score is comparable across epochs
         # and equal on every rank
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            cross, plus = torch.as_tensor(val.cross), torch.as_tensor(val.plus)
+            cross, plus = torch.as_tensor(val.cross[keep]), torch.as_tensor(val.plus[keep])
             self.valid_responses = self.injector.project(cross, plus).float()
-            self.valid_snrs = self.snr_sampler.sample((len(val),))
+            self.valid_snrs = self.snr_sampler.sample((len(cross),))
         self.valid_coalescence_index = int(round(val.coalescence_time * self.sample_rate))
 
     # ------------------------------------------------------------------ loaders

@@ -1,0 +1,184 @@
+"""The Dataset base end to end on a tiny synthetic data set: shapes, labels, validation, errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from ml4gw.distributions import PowerLaw
+
+from aframe_lib.data import AframeDataset
+from aframe_lib.data.background import BackgroundError
+from aframe_lib.data.config import DataConfigError
+from aframe_lib.data.synthetic import ensure_synthetic_dataset
+
+SAMPLE_RATE = 256.0
+SYNTHETIC = dict(
+    background_duration=768.0,
+    segment_duration=256.0,
+    num_waveforms=64,
+    num_val_waveforms=16,
+    waveform_duration=4.0,
+    coalescence_time=3.0,
+)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("synthetic")
+    ensure_synthetic_dataset(str(path), ifos=["H1", "L1"], sample_rate=SAMPLE_RATE, **SYNTHETIC)
+    return path
+
+
+def make(data_dir, **kwargs):
+    defaults = dict(
+        data_dir=str(data_dir),
+        ifos=["H1", "L1"],
+        sample_rate=SAMPLE_RATE,
+        kernel_length=1.0,
+        fduration=1.0,
+        psd_length=4.0,
+        highpass=20.0,
+        batch_size=32,
+        batches_per_epoch=4,
+        valid_frac=0.34,
+        valid_livetime=300.0,
+        valid_stride=1.0,
+        valid_batch_size=16,
+        num_valid_views=3,
+        snr_sampler=PowerLaw(10.0, 20.0, -3.0),
+    )
+    return AframeDataset(**{**defaults, **kwargs})
+
+
+def test_training_batch_shapes_and_label_fraction(data_dir):
+    ds = make(data_dir, batch_size=512, waveform_prob=0.3, swap_prob=0.1, mute_prob=0.1)
+    ds.setup("fit")
+    raw = ds.sampler(512)
+    assert raw.shape == (512, 2, int((4.0 + 1.0 + 1.0) * SAMPLE_RATE))
+    X, y = ds.augment(raw)
+    assert X.shape == (512, 2, int(SAMPLE_RATE)) and X.dtype == torch.float32
+    assert y.shape == (512, 1) and set(y.unique().tolist()) <= {0.0, 1.0}
+    assert torch.isfinite(X).all()
+    # swapped/muted injections are relabelled as noise, so waveform_prob is what ends up signal
+    assert y.mean().item() == pytest.approx(0.3, abs=0.06)
+
+
+def test_injected_samples_carry_the_signal(data_dir):
+    """At a loud SNR the samples labelled 1 have far more whitened power than the others."""
+    loud = torch.distributions.Uniform(199.0, 200.0)
+    ds = make(data_dir, batch_size=256, waveform_prob=0.5, swap_prob=0.0, mute_prob=0.0,
+              snr_sampler=loud)
+    ds.setup("fit")
+    X, y = ds.augment(ds.sampler(256))
+    power = (X**2).sum(-1).sum(-1)  # ~ kernel_size * num_ifos for noise, + SNR^2 for signals
+    noise, signal = power[y[:, 0] == 0], power[y[:, 0] == 1]
+    assert noise.median() < 2 * X.shape[-1] * 2
+    # most of an SNR-200 signal lands in the 1 s kernel: rho^2 = 4e4 >> noise power ~ 512 * 1.3
+    assert signal.median() > 0.3 * 200**2
+
+
+def test_validation_batches(data_dir):
+    ds = make(data_dir)
+    ds.setup("fit")
+    loader = ds.val_dataloader()
+    batch = ds.validation_batch(*next(iter(loader)))
+    assert batch["background"].shape == (16, 2, int(SAMPLE_RATE))
+    assert batch["foreground"].shape == (16, 3, 2, int(SAMPLE_RATE))
+    assert batch["snr"].shape == (16,) and ((batch["snr"] >= 10) & (batch["snr"] <= 20)).all()
+    assert torch.isfinite(batch["foreground"]).all()
+    # the same windows get the same injections every epoch (fixed sky positions and SNRs)
+    again = ds.validation_batch(*next(iter(ds.val_dataloader())))
+    torch.testing.assert_close(again["foreground"], batch["foreground"])
+    # enough windows for the requested livetime, with no zero shift
+    windows = ds.valid_windows
+    assert windows.num_windows * ds.valid_stride >= 300.0 * 0.9
+    assert all(any(s != 0 for s in t.shifts) for t in windows.timeslides)
+
+
+def test_split_across_ranks_gives_equal_batch_counts(data_dir):
+    class FakeTrainer:  # only the two attributes the data module reads
+        global_rank, world_size = 0, 3
+
+    lengths, batches = set(), []
+    for rank in range(3):
+        ds = make(data_dir)
+        FakeTrainer.global_rank = rank
+        ds.trainer = FakeTrainer()
+        ds.setup("fit")
+        lengths.add((len(ds.val_dataloader()), len(ds.train_dataloader())))
+        batches.append(ds.valid_windows[0][2])
+    assert len(lengths) == 1  # every rank runs the same number of batches: no DDP hang
+    assert not torch.equal(batches[0], batches[1])
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("ifos", ["H1", "X1"], r"data.ifos=.*unknown detector"),
+        ("ifos", ["H1", "H1"], r"data.ifos=.*only once"),
+        ("kernel_length", -1.0, r"data.kernel_length=-1.0: must be a positive number"),
+        ("waveform_prob", 0.9, r"data.waveform_prob=0.9: .*swap_prob"),
+        ("highpass", 500.0, r"data.highpass=500.0: must be in \(0, 128.0\)"),
+        ("psd_length", 1.0, r"data.psd_length=1.0: must be at least the FFT length"),
+        ("left_pad", 0.96, r"data.left_pad=0.96: .*kernel_length"),
+        ("batch_size", 0, r"data.batch_size=0: must be a positive integer"),
+    ],
+)
+def test_bad_config_values_fail_at_construction(data_dir, field, value, match):
+    kwargs = {field: value}
+    if field == "waveform_prob":
+        kwargs.update(swap_prob=0.2, mute_prob=0.2)
+    with pytest.raises(DataConfigError, match=match):
+        make(data_dir, **kwargs)
+
+
+def test_bad_data_fails_at_setup_naming_the_problem(data_dir, tmp_path):
+    with pytest.raises(BackgroundError, match="does not exist"):
+        make(tmp_path / "nowhere").setup("fit")
+    with pytest.raises(BackgroundError, match="V1"):
+        make(data_dir, ifos=["H1", "V1"]).setup("fit")
+    with pytest.raises(BackgroundError, match="sample rate"):
+        make(data_dir, sample_rate=512.0).setup("fit")
+    with pytest.raises(BackgroundError, match="psd_length"):
+        make(data_dir, psd_length=300.0).setup("fit")
+
+
+def test_synthetic_data_generated_on_first_use_then_reused(tmp_path):
+    ds = make(tmp_path / "data", synthetic=SYNTHETIC)
+    ds.prepare_data()
+    manifest = tmp_path / "data" / "synthetic.json"
+    mtime = manifest.stat().st_mtime_ns
+    ds.setup("fit")
+    make(tmp_path / "data", synthetic=SYNTHETIC).prepare_data()
+    assert manifest.stat().st_mtime_ns == mtime
+
+
+def test_s3_data_dir_is_downloaded_once_and_read(data_dir, s3_bucket, tmp_path):
+    from aframe_lib.utils import fs
+
+    filesystem, inner = fs.filesystem(f"{s3_bucket}/data")
+    for path in sorted(data_dir.iterdir()):
+        filesystem.put_file(str(path), f"{inner}/{path.name}")
+    ds = make(f"{s3_bucket}/data", cache_dir=str(tmp_path / "cache"))
+    ds.prepare_data()
+    ds.setup("fit")
+    X, y = ds.augment(ds.sampler(8))
+    assert X.shape == (8, 2, int(SAMPLE_RATE))
+    local = sorted(p.name for p in (tmp_path / "cache").rglob("*.hdf5"))
+    assert "waveforms.hdf5" in local and any(n.startswith("background-") for n in local)
+    shutil.rmtree(tmp_path / "cache")
+
+
+def test_nan_in_background_is_reported_with_file_and_ifo(data_dir, tmp_path):
+    import h5py
+
+    copy = tmp_path / "copy"
+    shutil.copytree(data_dir, copy)
+    victim = sorted(copy.glob("background-*.hdf5"))[0]
+    with h5py.File(victim, "r+") as f:
+        f["L1"][1000] = np.nan
+    with pytest.raises(BackgroundError, match=rf"{victim.name}.*L1"):
+        make(copy).setup("fit")
