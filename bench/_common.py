@@ -44,8 +44,11 @@ def import_when_ready(module: str, timeout: float = 1200.0, interval: float = 60
         except ImportError as exc:
             if time.monotonic() + interval > deadline:
                 raise
-            print(f"# {module} not importable yet ({exc}); retrying in {interval:.0f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"# {module} not importable yet ({exc}); retrying in {interval:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
             time.sleep(interval)
             for name in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
                 del sys.modules[name]

@@ -50,6 +50,8 @@ import math
 import os
 import sys
 import tempfile
+import time
+import warnings
 
 import _common as common
 import numpy as np
@@ -208,8 +210,13 @@ def make_dataset(data_dir: str):
     base = common.import_when_ready("aframe_lib.data.base")
     with common.stopwatch("synthetic dataset (4 x 256 s, 200 + 50 waveforms)"):
         synthetic.ensure_synthetic_dataset(
-            data_dir, ifos=IFOS, sample_rate=SAMPLE_RATE, background_duration=1024.0,
-            segment_duration=256.0, num_waveforms=200, num_val_waveforms=50,
+            data_dir,
+            ifos=IFOS,
+            sample_rate=SAMPLE_RATE,
+            background_duration=1024.0,
+            segment_duration=256.0,
+            num_waveforms=200,
+            num_val_waveforms=50,
         )
     ds = base.AframeDataset(data_dir=data_dir, ifos=IFOS, sample_rate=SAMPLE_RATE)
     with common.stopwatch("AframeDataset.setup('fit') (incl. validation)"):
@@ -217,28 +224,63 @@ def make_dataset(data_dir: str):
     return ds
 
 
-def time_augment(ds, batch_size: int, repeats: int, device: torch.device) -> float:
-    sampler = ds._on_device("sampler", device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else None
-    times = common.time_calls(
-        lambda: ds.augment(sampler(batch_size)), repeats=repeats, warmup=1, sync=sync
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def compare(ds, baseline: GwpyBaseline, batch_size: int, num_base: int, rounds: int):
+    """Interleaved rounds (one batch of ours, ``num_base`` baseline samples), so that load from
+    other processes on the shared machine hits both sides alike. Returns the median seconds per
+    batch (ours), per ``num_base`` samples (baseline), the number of batches with non-finite
+    values, and the last batch."""
+    ds.augment(ds.sampler(batch_size))  # warm-up
+    baseline(2)  # warm-up: imports, scipy/gwpy caches
+    ours, base, nonfinite = [], [], 0
+    for _ in range(rounds):
+        t, (X, y) = _timed(lambda: ds.augment(ds.sampler(batch_size)))
+        ours.append(t)
+        nonfinite += int(not bool(torch.isfinite(X).all()))
+        t, (Xb, _) = _timed(lambda: baseline(num_base))
+        base.append(t)
+    common.note("ours: " + ", ".join(f"{t:.3f}" for t in ours) + f" s per {batch_size}")
+    common.note("baseline: " + ", ".join(f"{t:.3f}" for t in base) + f" s per {num_base}")
+    common.note(
+        f"ours: X {tuple(X.shape)} {X.dtype} std {X.std():.3f}, signal fraction "
+        f"{y.mean():.3f}; baseline: X {Xb.shape} {Xb.dtype} std {Xb.std():.3f}"
     )
-    common.note(f"augment on {device}: " + ", ".join(f"{t:.3f}" for t in times) + " s/batch")
-    return common.median(times)
+    return common.median(ours), common.median(base), nonfinite, (X, y)
+
+
+def breakdown(ds, batch_size: int, t_total: float) -> None:
+    """Median time of the two batched transforms alone; the rest is injection and glue."""
+    X = ds.sampler(batch_size)
+    t_sample = common.median(common.time_calls(lambda: ds.sampler(batch_size), repeats=3))
+    t_psd = common.median(common.time_calls(lambda: ds.psd_estimator(X), repeats=3))
+    Xw, psds = ds.psd_estimator(X)
+    t_white = common.median(common.time_calls(lambda: ds.whitener(Xw, psds), repeats=3))
+    rest = t_total - t_sample - t_psd - t_white
+    common.note(
+        f"breakdown per batch of {batch_size}: sampler {t_sample:.3f} s, PSD "
+        f"{t_psd:.3f} s, whitening {t_white:.3f} s, rest (augmentations, injection) "
+        f"~{rest:.3f} s of {t_total:.3f} s"
+    )
 
 
 def make_model(num_ifos: int) -> torch.nn.Module:
     from ml4gw.nn.norm import GroupNorm1DGetter
     from ml4gw.nn.resnet.resnet_1d import ResNet1D
 
-    return ResNet1D(
-        in_channels=num_ifos, layers=[3, 4, 6, 3], classes=1,
-        norm_layer=GroupNorm1DGetter(groups=16),
-    )
+    with warnings.catch_warnings():  # GroupNorm1DGetter is deprecated in ml4gw 0.8
+        warnings.simplefilter("ignore", DeprecationWarning)
+        norm_layer = GroupNorm1DGetter(groups=16)
+    return ResNet1D(in_channels=num_ifos, layers=[3, 4, 6, 3], classes=1, norm_layer=norm_layer)
 
 
 def time_train_step(X: torch.Tensor, y: torch.Tensor, repeats: int) -> float:
-    model = make_model(X.shape[1])
+    """Median seconds of one forward + backward + AdamW step on ``(X, y)``."""
+    model = make_model(X.shape[1]).to(X.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
@@ -248,72 +290,104 @@ def time_train_step(X: torch.Tensor, y: torch.Tensor, repeats: int) -> float:
         loss.backward()
         optimizer.step()
 
-    times = common.time_calls(step, repeats=repeats, warmup=1)
-    common.note("train step: " + ", ".join(f"{t:.2f}" for t in times) + " s")
+    sync = torch.cuda.synchronize if X.device.type == "cuda" else None
+    times = common.time_calls(step, repeats=repeats, warmup=1, sync=sync)
+    common.note(
+        f"train step on {len(X)} samples ({X.device}): "
+        + ", ".join(f"{t:.2f}" for t in times)
+        + " s"
+    )
     return common.median(times)
 
 
+def time_cuda(ds, batch_size: int, repeats: int, train_repeats: int) -> None:
+    device = torch.device("cuda")
+    sampler = ds._on_device("sampler", device)
+    try:
+        ds.augment(sampler(batch_size))
+    except RuntimeError as exc:  # a device mismatch is a bug of the Dataset: say so, go on
+        common.note(f"augment on cuda failed as the Dataset leaves it: {exc}")
+        common.note("moving psd_estimator, whitener and injector to cuda by hand")
+        for name in ("psd_estimator", "whitener", "injector"):
+            getattr(ds, name).to(device)
+    times = common.time_calls(
+        lambda: ds.augment(sampler(batch_size)),
+        repeats=repeats,
+        warmup=1,
+        sync=torch.cuda.synchronize,
+    )
+    t_aug = common.median(times)
+    common.headline("augment_samples_per_s_cuda", batch_size / t_aug)
+    X, y = ds.augment(sampler(batch_size))
+    t_step = time_train_step(X, y, train_repeats)
+    common.headline("train_step_s_cuda", t_step)
+    common.headline("augment_step_share_cuda", t_aug / t_step)
+
+
 def profile_augment(ds, batch_size: int) -> None:
-    from torch.profiler import ProfilerActivity, profile, record_function
+    from torch.profiler import ProfilerActivity, profile
 
     ds.augment(ds.sampler(batch_size))
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(2):
-            with record_function("sampler"):
-                X = ds.sampler(batch_size)
-            with record_function("augment"):
-                ds.augment(X)
-    print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=25), flush=True)
+            ds.augment(ds.sampler(batch_size))
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20), flush=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=384)
-    parser.add_argument("--repeats", type=int, default=5, help="timed augment batches")
-    parser.add_argument("--baseline-samples", type=int, default=32)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="interleaved rounds of (one batch of ours, baseline samples)",
+    )
+    parser.add_argument("--baseline-samples", type=int, default=32, help="per round")
+    parser.add_argument(
+        "--train-batch",
+        type=int,
+        default=32,
+        help="samples of the timed CPU training step (scaled to --batch-size)",
+    )
     parser.add_argument("--train-repeats", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table")
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    common.note(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-                f"{os.cpu_count()} cpus")
+    common.note(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} cpus; shared machine: timings are noisy"
+    )
     with tempfile.TemporaryDirectory(prefix="aframe-bench-augment-") as tmp:
-        ds = make_dataset(tmp)
+        ds = make_dataset(tmp)  # setup() reads everything into memory
     B = args.batch_size
-    cpu = torch.device("cpu")
-
-    # ours
-    t_ours = time_augment(ds, B, args.repeats, cpu)
-    ours_rate = B / t_ours
-    X, y = ds.augment(ds.sampler(B))
-    common.note(f"ours: X {tuple(X.shape)} {X.dtype}, std {X.std():.3f}, "
-                f"signal fraction {y.mean():.3f}")
-
-    # baseline: same work per sample, on fewer samples
-    baseline = GwpyBaseline(ds, rng)
     n = args.baseline_samples
-    baseline(2)  # warm-up: imports, gwpy/scipy caches
-    t_base = common.median(common.time_calls(lambda: baseline(n), repeats=1, warmup=0))
-    Xb, yb = baseline(n)
-    base_rate = n / t_base
-    common.note(f"baseline: {n} samples in {t_base:.2f} s; X {Xb.shape} {Xb.dtype}, "
-                f"std {Xb.std():.3f}")
 
-    # training step on the same batch
-    t_step = time_train_step(X, y, args.train_repeats)
+    baseline = GwpyBaseline(ds, np.random.default_rng(0))
+    t_ours, t_base, nonfinite, (X, y) = compare(ds, baseline, B, n, args.rounds)
+    ours_rate, base_rate = B / t_ours, n / t_base
+    if nonfinite:
+        common.note(f"WARNING: {nonfinite} of {args.rounds} augmented batches hold NaN/inf")
+    breakdown(ds, B, t_ours)
 
+    # training step: on CPU a 384-sample step of this ResNet takes minutes, so a sub-batch is
+    # timed and scaled linearly (CPU cost grows faster than linearly with the batch: the scaled
+    # value is a lower bound on the full step, so the share below is an upper bound)
+    sub = min(args.train_batch, B)
+    t_step = time_train_step(X[:sub], y[:sub], args.train_repeats) * B / sub
+    if sub < B:
+        common.note(f"train_step_s scaled from {sub} to {B} samples")
     speedup = ours_rate / base_rate
     share = t_ours / t_step
+
     common.headline("augment_samples_per_s", ours_rate)
     common.headline("baseline_samples_per_s", base_rate)
     common.headline("augment_speedup", speedup)
     common.headline("train_step_s", t_step)
     common.headline("augment_step_share", share)
     if torch.cuda.is_available():
-        cuda_rate = B / time_augment(ds, B, args.repeats, torch.device("cuda"))
-        common.headline("augment_samples_per_s_cuda", cuda_rate)
+        time_cuda(ds, B, args.rounds, args.train_repeats)
     else:
         common.note("no CUDA device: augment_samples_per_s_cuda not measured")
 

@@ -172,6 +172,7 @@ class AframeDataset(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Read and check the data, split it, and build the samplers."""
+        self._device_cache = {}
         segments = list_segments(
             self.local_dir,
             self.ifos,
@@ -248,11 +249,18 @@ class AframeDataset(pl.LightningDataModule):
         return torch.utils.data.DataLoader(self.valid_windows, batch_size=None, shuffle=False)
 
     def _on_device(self, name: str, device: torch.device) -> Any:
+        """``self.<name>`` on ``device``, copied there once (the cache is reset by setup)."""
         key = f"{name}:{device}"
         if key not in self._device_cache:
-            value = getattr(self, name)
-            self._device_cache[key] = value.to(device)
+            self._device_cache[key] = getattr(self, name).to(device)
         return self._device_cache[key]
+
+    def _move_transforms(self, device: torch.device) -> None:
+        """Move the transforms' buffers (windows, detector geometry) to the batch's device."""
+        if self._device_cache.get("transforms") != device:
+            for module in (self.psd_estimator, self.whitener, self.injector):
+                module.to(device)
+            self._device_cache["transforms"] = device
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = getattr(self, "trainer", None)
@@ -275,6 +283,7 @@ class AframeDataset(pl.LightningDataModule):
         Returns:
             ``transform(whitened)`` and labels ``(batch, 1)`` (1 = signal, 0 = noise).
         """
+        self._move_transforms(X.device)
         X, psds = self.psd_estimator(X)
         X = self.reverser(self.inverter(X))
         y = torch.zeros((len(X), 1), device=X.device)
@@ -319,6 +328,7 @@ class AframeDataset(pl.LightningDataModule):
             (both after :meth:`transform`), ``snr`` ``(batch,)`` (network SNR of each
             foreground injection), and ``shift_id``/``index`` passed through.
         """
+        self._move_transforms(X.device)
         X, psds = self.psd_estimator(X)
         background = self.transform(self.whitener(X, psds).float())
 
