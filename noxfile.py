@@ -133,8 +133,10 @@ def shared_env(session: nox.Session) -> dict[str, str]:
     }
 
 
-def _run(session: nox.Session, env: dict[str, str], *args: str) -> None:
-    session.run(*args, env=env, external=True)
+def _run(session: nox.Session, env: dict[str, str], program: str, *args: str) -> None:
+    """Run ``program`` from the shared environment (nox resolves names on its own PATH)."""
+    local = Path(env["VIRTUAL_ENV"]) / "bin" / program
+    session.run(str(local) if local.exists() else program, *args, env=env, external=True)
 
 
 @nox.session

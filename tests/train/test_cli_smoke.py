@@ -25,7 +25,10 @@ def aframe_train() -> list[str]:
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     cmd = [
-        *aframe_train(), "fit", "--config", str(QUICKSTART),
+        *aframe_train(),
+        "fit",
+        "--config",
+        str(QUICKSTART),
         f"--trainer.default_root_dir={out}",
         f"--trainer.logger.init_args.save_dir={out}",
         "--trainer.max_epochs=2",

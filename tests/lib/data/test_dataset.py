@@ -69,8 +69,9 @@ def test_training_batch_shapes_and_label_fraction(data_dir):
 def test_injected_samples_carry_the_signal(data_dir):
     """At a loud SNR the samples labelled 1 have far more whitened power than the others."""
     loud = torch.distributions.Uniform(199.0, 200.0)
-    ds = make(data_dir, batch_size=256, waveform_prob=0.5, swap_prob=0.0, mute_prob=0.0,
-              snr_sampler=loud)
+    ds = make(
+        data_dir, batch_size=256, waveform_prob=0.5, swap_prob=0.0, mute_prob=0.0, snr_sampler=loud
+    )
     ds.setup("fit")
     X, y = ds.augment(ds.sampler(256))
     power = (X**2).sum(-1).sum(-1)  # ~ kernel_size * num_ifos for noise, + SNR^2 for signals
