@@ -174,7 +174,9 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: each prints its headlines as `name: value` lines."""
     env = shared_env(session)
-    scripts = session.posargs or sorted(str(p) for p in (ROOT / "bench").glob("*.py"))
+    scripts = session.posargs or sorted(
+        str(p) for p in (ROOT / "bench").glob("*.py") if not p.name.startswith("_")
+    )
     for script in scripts:
         _run(session, env, "python", script)
 

@@ -28,19 +28,29 @@ Baseline (what a user would otherwise write; timed per sample on fewer samples, 
 
 Training step (timed: forward + backward + AdamW step, BCE-with-logits loss) of the default
 time-domain model ``ml4gw.nn.resnet.resnet_1d.ResNet1D(in_channels=2, layers=[3, 4, 6, 3],
-classes=1, norm_layer=GroupNorm1DGetter(groups=16))`` on one augmented batch.
+classes=1, norm_layer=GroupNorm1DGetter(groups=16))`` on the augmented batch. On CPU a full
+384-sample step takes minutes, so ``--train-batch`` (32) samples of the batch are timed and the
+time is scaled linearly to 384; CPU cost grows faster than linearly with the batch, so this is a
+lower bound on the full step (and the share below an upper bound). ``--train-batch 384`` times
+the real thing.
+
+Timing: ``--rounds`` (5) interleaved rounds of one batch of ours and ``--baseline-samples`` (32)
+baseline samples after a warm-up of each, so load from other processes hits both alike; medians.
 
 Headlines (``name: value``):
     augment_samples_per_s       ours, CPU, torch's default thread count
-    baseline_samples_per_s      gwpy/numpy, per sample (single process)
+    baseline_samples_per_s      gwpy/numpy, per sample (single thread of Python)
     augment_speedup             augment_samples_per_s / baseline_samples_per_s (target >= 10)
-    train_step_s                one training step on the same batch, CPU
-    augment_step_share          t_augment / t_step for one batch (target <= 0.10): the cost of
-                                making a batch relative to the step that consumes it
-    augment_samples_per_s_cuda  ours on CUDA, only when a GPU is available
+    train_step_s                one training step on a 384 batch, CPU (scaled, see above)
+    augment_step_share          t_augment / t_step for one batch (target <= 0.10): the time to
+                                make a batch relative to the step that consumes it
+    augment_samples_per_s_cuda  ours on CUDA          } only when a GPU is available; the step
+    train_step_s_cuda           full 384 step on CUDA } is then timed on the whole batch
+    augment_step_share_cuda     the share on CUDA     }
 
-The machine is shared (2 cores): numbers are medians of a few repetitions and noisy.
-``--profile`` prints a torch.profiler table of the augmentation path.
+The machine is shared (2 cores): numbers are noisy (2x between runs is common). Notes (lines
+starting with ``#``) give the per-round times, a PSD / whitening / rest breakdown, and missed
+targets; ``--profile`` prints a torch.profiler table of the augmentation path.
 """
 
 from __future__ import annotations
@@ -350,7 +360,7 @@ def main() -> int:
         default=32,
         help="samples of the timed CPU training step (scaled to --batch-size)",
     )
-    parser.add_argument("--train-repeats", type=int, default=2)
+    parser.add_argument("--train-repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table")
     args = parser.parse_args()
 
