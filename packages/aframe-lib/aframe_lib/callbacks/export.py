@@ -17,9 +17,12 @@ logger = logging.getLogger(__name__)
 class ExportModel(pl.Callback):
     """At the end of training, export the network of the best checkpoint as TorchScript.
 
-    The network is the LightningModule's ``model`` attribute (or the module itself). It is traced
-    on a few samples of the last real training batch (after all augmentation), so the exported
-    model sees exactly the input shape and dtype that training used. Rank zero only.
+    What is exported is ``datamodule.transform`` (e.g. a spectrogram; identity for time-domain
+    models) followed by ``pl_module.export_module()`` (the network, or for models whose score
+    is not the network's output, a module computing the score), so the exported model maps
+    whitened strain ``(batch, num_ifos, kernel_size)`` to scores. It is traced on real whitened
+    samples from ``datamodule.example_batch``; for other data modules, the plain network is
+    traced on the last training batch. Rank zero only.
 
     Args:
         dirpath: Directory (local or ``s3://``) for ``model.pt``/``model.json``; ``None`` means
@@ -51,14 +54,19 @@ class ExportModel(pl.Callback):
                 state = torch.load(f, map_location="cpu", weights_only=False)["state_dict"]
             pl_module.load_state_dict(state)
             logger.info("exporting the best checkpoint %s", best)
-        network = getattr(pl_module, "model", pl_module)
+        exported = getattr(pl_module, "export_module", lambda: pl_module)()
+        example = self._example
+        datamodule = trainer.datamodule
+        if datamodule is not None and hasattr(datamodule, "example_batch"):
+            with torch.no_grad():
+                example = datamodule.example_batch(self.num_examples, pl_module.device)
+            exported = torch.nn.Sequential(datamodule.transform, exported)
         dirpath = self.dirpath or trainer.default_root_dir
         self.path = fs.join(dirpath, self.filename)
         metadata = {"checkpoint": best or None}
-        datamodule = trainer.datamodule
         hparams = getattr(datamodule, "hparams", {}) if datamodule is not None else {}
         metadata["data"] = {k: v for k, v in hparams.items() if _jsonable(v)}
-        diff = export_torchscript(network, self._example, self.path, metadata)
+        diff = export_torchscript(exported, example, self.path, metadata)
         print(f"exported {self.path} (max abs difference vs eager model: {diff:.3g})")
 
 

@@ -13,7 +13,8 @@ Data flow (everything after loading runs batched on the training device)::
 Validation uses held-out background files, shifted IFO-against-IFO (timeslides) to build
 ``valid_livetime`` seconds of background, and the same windows with validation waveforms injected
 at ``num_valid_views`` positions (foreground). Subclasses usually override only
-:meth:`transform`; the hooks :meth:`augment` and :meth:`validation_batch` can be overridden too.
+:attr:`transform` (an ``nn.Module``, exported with the network); :meth:`augment` and
+:meth:`validation_batch` can be overridden too.
 """
 
 from __future__ import annotations
@@ -142,6 +143,9 @@ class AframeDataset(pl.LightningDataModule):
         self.reverser = SignalReverser(self.reversal_prob)
         self.swapper = ChannelSwapper(self.swap_prob)
         self.muter = ChannelMuter(self.mute_prob)
+        # model-specific transform of whitened strain (batch, num_ifos, kernel_size): identity
+        # here; a subclass assigns e.g. a spectrogram module. Exported models include it.
+        self.transform: torch.nn.Module = torch.nn.Identity()
         self._device_cache: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ data on disk
@@ -258,7 +262,7 @@ class AframeDataset(pl.LightningDataModule):
     def _move_transforms(self, device: torch.device) -> None:
         """Move the transforms' buffers (windows, detector geometry) to the batch's device."""
         if self._device_cache.get("transforms") != device:
-            for module in (self.psd_estimator, self.whitener, self.injector):
+            for module in (self.psd_estimator, self.whitener, self.injector, self.transform):
                 module.to(device)
             self._device_cache["transforms"] = device
 
@@ -270,10 +274,6 @@ class AframeDataset(pl.LightningDataModule):
         return self.validation_batch(*batch)
 
     # ------------------------------------------------------------------ the data path
-    def transform(self, X: Tensor) -> Tensor:
-        """Model-specific transform of whitened strain ``(batch, num_ifos, kernel_size)``."""
-        return X
-
     def augment(self, X: Tensor) -> tuple[Tensor, Tensor]:
         """Turn raw background windows into a training batch.
 
@@ -283,6 +283,16 @@ class AframeDataset(pl.LightningDataModule):
         Returns:
             ``transform(whitened)`` and labels ``(batch, 1)`` (1 = signal, 0 = noise).
         """
+        X, y = self.whitened_batch(X)
+        return self.transform(X), y
+
+    def example_batch(self, num: int, device: torch.device | str = "cpu") -> Tensor:
+        """``num`` whitened training samples before :attr:`transform` (for tracing exports)."""
+        X, _ = self.whitened_batch(self._on_device("sampler", torch.device(device))(num))
+        return X
+
+    def whitened_batch(self, X: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`augment` without the final ``transform``: ``(batch, num_ifos, kernel_size)``."""
         self._move_transforms(X.device)
         X, psds = self.psd_estimator(X)
         X = self.reverser(self.inverter(X))
@@ -304,8 +314,7 @@ class AframeDataset(pl.LightningDataModule):
             labels[muted] = 0
             X[mask] += kernels.to(X.dtype)
             y[mask, 0] = labels
-        X = self.whitener(X, psds).float()
-        return self.transform(X), y
+        return self.whitener(X, psds).float(), y
 
     @property
     def coalescence_bounds(self) -> tuple[int, int]:

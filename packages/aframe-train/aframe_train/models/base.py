@@ -54,6 +54,10 @@ class AframeModel(pl.LightningModule):
         """Detection statistic per sample, ``(batch,)``; larger is more signal-like."""
         raise NotImplementedError
 
+    def export_module(self) -> torch.nn.Module:
+        """What deployment runs on the (transformed) input: by default the network itself."""
+        return self.model
+
     # -- the loop
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         X, y = batch
