@@ -88,6 +88,17 @@ def _prune(keep: Path) -> None:
             continue  # somebody is using it
 
 
+# imports every module of a package: a dependency used but not declared fails here
+_IMPORT_ALL = """
+import importlib, pkgutil
+import {name} as m
+mods = [i.name for i in pkgutil.walk_packages(m.__path__, m.__name__ + ".")
+        if not i.name.endswith("__main__")]
+for mod in mods:
+    importlib.import_module(mod)
+print(m.__name__, m.__version__, "and", len(mods), "modules import")
+"""
+
 _HELD: list = []  # lock files held for the life of this nox process
 
 
@@ -223,7 +234,7 @@ def build(session: nox.Session) -> None:
             session.run(
                 py,
                 "-c",
-                f"import {IMPORT_NAMES[p]} as m; print(m.__name__, m.__version__)",
+                _IMPORT_ALL.format(name=IMPORT_NAMES[p]),
                 external=True,
             )
         # the TemporaryDirectory (several GB with torch) is deleted here

@@ -11,8 +11,6 @@ never repeats them.
 
 from __future__ import annotations
 
-import sys
-
 import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -60,4 +58,4 @@ class AframeCLI(LightningCLI):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``aframe-train`` console script."""
-    AframeCLI(args=args if args is not None else sys.argv[1:])
+    AframeCLI(args=args)

@@ -177,6 +177,12 @@ class AframeDataset(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Read and check the data, split it, and build the samplers."""
         self._device_cache = {}
+        rank, world_size = self._rank()
+        if world_size > 1:
+            # every rank starts from the same seed (so models initialise identically), but
+            # training batches are drawn here in the main process from the global RNG: give
+            # each rank its own stream, or all ranks would train on identical batches
+            torch.manual_seed((torch.initial_seed() + 7919 * rank) % 2**63)
         segments = list_segments(
             self.local_dir,
             self.ifos,
