@@ -1,0 +1,38 @@
+"""Every shipped training config parses, and its header gives the command that runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aframe_train.cli import AframeCLI
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_CONFIGS = ROOT / "packages" / "aframe-train" / "aframe_train" / "configs"
+MODEL_CONFIGS = sorted(
+    [p for p in PACKAGE_CONFIGS.glob("*.yaml") if p.name not in ("callbacks.yaml",)]
+    + [p for p in (ROOT / "projects").glob("*/*.yaml") if "model:" in p.read_text()]
+)
+
+
+def test_there_are_configs_to_check():
+    names = {p.name for p in MODEL_CONFIGS}
+    assert {"resnet1d.yaml", "train.yaml"} <= names
+
+
+@pytest.mark.parametrize("config", MODEL_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_shipped_config_parses_and_instantiates(config, tmp_path):
+    header = config.read_text().split("\n\n")[0]
+    assert "aframe-train fit --config" in header, "the header must give the command to run"
+    cli = AframeCLI(
+        args=["--config", str(config), f"--data.init_args.data_dir={tmp_path}"],
+        run=False,
+    )
+    data, model = cli.datamodule, cli.model
+    # the architecture got num_ifos/sample_rate/kernel_length from the data section
+    arch = model.model
+    assert arch.num_ifos == len(data.ifos)
+    assert arch.sample_rate == data.sample_rate
+    assert arch.kernel_length == data.kernel_length
+    assert model.metric.stride == data.valid_stride
