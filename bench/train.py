@@ -116,7 +116,9 @@ def ddp_throughput(devices: int, batches: int, workdir: Path) -> float:
     ]  # fmt: skip
     if devices > 1:
         cmd.append("--trainer.strategy=ddp")
-    env = {**os.environ, "AFRAME_BENCH_OUT": str(out)}
+    # one intra-op thread pool per core in all: N ranks x (cores / N) threads, no oversubscription
+    threads = str(max(1, (os.cpu_count() or 1) // devices))
+    env = {**os.environ, "AFRAME_BENCH_OUT": str(out), "OMP_NUM_THREADS": threads}
     env["PYTHONPATH"] = os.pathsep.join([str(workdir), env.get("PYTHONPATH", "")])
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -76,3 +76,18 @@ def test_unknown_config_key_is_rejected_before_anything_runs(tmp_path):
     assert "bogus" in proc.stderr
     assert not (tmp_path / "quickstart-data").exists()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_module_entry_point_and_print_config_with_dotted_overrides(tmp_path):
+    """``python -m aframe_train`` works, and ``--data.ifos=[...]`` reaches the data section."""
+    cmd = [
+        sys.executable, "-m", "aframe_train", "fit", "--config", str(QUICKSTART),
+        "--data.ifos=[H1,V1]", "--data.kernel_length=1.5", "--print_config",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import yaml
+
+    config = yaml.safe_load(proc.stdout)
+    assert config["data"]["init_args"]["ifos"] == ["H1", "V1"]
+    assert config["data"]["init_args"]["kernel_length"] == 1.5

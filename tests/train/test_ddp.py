@@ -9,6 +9,7 @@ waveforms are split across ranks, the metric states gathered), and a 2-rank fit 
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,8 +46,12 @@ def aframe_train_cmd(subcommand: str, out: Path, data: Path, *extra: str) -> lis
 
 def aframe_train(subcommand: str, out: Path, data: Path, *extra: str) -> None:
     cmd = aframe_train_cmd(subcommand, out, data, *extra)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV)
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+# 2 ranks x 1 thread on 2 cores: torch's default (all cores per process) oversubscribes under DDP
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def logged(out: Path, key: str) -> list[float]:
@@ -91,14 +96,13 @@ def test_ddp_fit_finishes_and_exports(trained):
 
 def test_killed_training_resumes_from_its_last_checkpoint(trained):
     """SIGKILL a 3-epoch fit once epoch 0 is checkpointed; ``--ckpt_path`` finishes epochs 1-2."""
-    import os
     import signal
     import time
 
     root, _ = trained
     out = root / "killed"
     cmd = aframe_train_cmd("fit", out, root / "data", "--trainer.max_epochs=3")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     last = out / "logs" / "version_0" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while not last.exists() and proc.poll() is None and time.time() < deadline:
