@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from aframe_lib.callbacks import WandbSaveConfig
 from aframe_lib.data import AframeDataset
 
 from .models import AframeModel
@@ -26,6 +27,8 @@ class AframeCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        # config.yaml beside the logs (secrets redacted), and in wandb.config under W&B
+        kwargs.setdefault("save_config_callback", WandbSaveConfig)
         # each rank's validation dataset is already its share (equal batch counts on every
         # rank), and training batches are drawn on the device: no DistributedSampler
         kwargs.setdefault("trainer_defaults", {"use_distributed_sampler": False})

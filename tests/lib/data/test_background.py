@@ -381,3 +381,16 @@ def test_unreachable_s3_endpoint(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with pytest.raises(ConnectionError, match=r"s3://bucket/bg: cannot reach .*127.0.0.1:9"):
         list_segments("s3://bucket/bg", ["H1"])
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    from aframe_lib.utils.fs import write_bytes_atomic
+
+    target = tmp_path / "out.bin"
+    write_bytes_atomic(target, b"data")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.read_bytes() == b"data"
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 
-from ..export import export_torchscript
+from ..export import export_onnx, export_torchscript
 from ..utils import fs
 
 logger = logging.getLogger(__name__)
 
 
 class ExportModel(pl.Callback):
-    """At the end of training, export the network of the best checkpoint as TorchScript.
+    """At the end of training, export the network of the best checkpoint (TorchScript and ONNX).
 
     What is exported is ``datamodule.transform`` (e.g. a spectrogram; identity for time-domain
     models) followed by ``pl_module.export_module()`` (the network, or for models whose score
@@ -24,21 +25,37 @@ class ExportModel(pl.Callback):
     samples from ``datamodule.example_batch``; for other data modules, the plain network is
     traced on the last training batch. Rank zero only.
 
+    Beside ``model.pt`` an ONNX copy (``model.onnx``, same stem) is written unless ``onnx`` is
+    false. ``model.json`` records ``max_abs_diff`` (TorchScript vs eager) and ``onnx``:
+    ``{"filename", "max_abs_diff", "opset"}``, or ``{"skipped": reason}`` when the ONNX export
+    was not possible (onnx/onnxruntime missing, or an operator ONNX lacks): that is a warning,
+    never a failed training.
+
     Args:
-        dirpath: Directory (local or ``s3://``) for ``model.pt``/``model.json``; ``None`` means
-            the trainer's ``default_root_dir``.
+        dirpath: Directory (local or ``s3://``) for ``model.pt``/``model.json``/``model.onnx``;
+            ``None`` means the trainer's ``default_root_dir``.
         filename: Name of the TorchScript file.
         num_examples: Samples of the last training batch used to trace and check the export.
+        onnx: Also export to ONNX (needs the ``aframe-lib[export]`` extra).
+        opset: ONNX opset version.
     """
 
     def __init__(
-        self, dirpath: str | None = None, filename: str = "model.pt", num_examples: int = 8
+        self,
+        dirpath: str | None = None,
+        filename: str = "model.pt",
+        num_examples: int = 8,
+        onnx: bool = True,
+        opset: int = 17,
     ):
         self.dirpath = dirpath
         self.filename = filename
         self.num_examples = num_examples
+        self.onnx = onnx
+        self.opset = opset
         self._example: torch.Tensor | None = None
         self.path: str | None = None
+        self.onnx_path: str | None = None
 
     def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
         X = batch[0] if isinstance(batch, list | tuple) else batch
@@ -66,8 +83,29 @@ class ExportModel(pl.Callback):
         metadata = {"checkpoint": best or None}
         hparams = getattr(datamodule, "hparams", {}) if datamodule is not None else {}
         metadata["data"] = {k: v for k, v in hparams.items() if _jsonable(v)}
+        if self.onnx:
+            metadata["onnx"] = self._export_onnx(exported, example, dirpath, metadata)
         diff = export_torchscript(exported, example, self.path, metadata)
         print(f"exported {self.path} (max abs difference vs eager model: {diff:.3g})")
+
+    def _export_onnx(
+        self, exported: torch.nn.Module, example: torch.Tensor, dirpath: str, metadata: dict
+    ) -> dict[str, Any]:
+        """Write the ONNX copy; on any failure warn and say why in the returned record."""
+        stem = self.filename[: -len(".pt")] if self.filename.endswith(".pt") else self.filename
+        filename = stem + ".onnx"
+        path = fs.join(dirpath, filename)
+        try:
+            diff = export_onnx(exported, example, path, metadata, opset=self.opset)
+        except Exception as exc:  # the TorchScript export must still happen
+            reason = f"{type(exc).__name__}: {exc}"
+            message = f"ONNX export skipped ({reason}); {self.path} is still exported"
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            logger.warning(message)
+            return {"skipped": reason}
+        self.onnx_path = path
+        print(f"exported {path} (max abs difference vs eager model: {diff:.3g})")
+        return {"filename": filename, "max_abs_diff": diff, "opset": self.opset}
 
 
 def _jsonable(value: Any) -> bool:

@@ -42,6 +42,10 @@ _TRANSIENT_NAMES = {
 }
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def is_remote(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a URL (``s3://...``) rather than a local path."""
     return "://" in str(path) and not str(path).startswith("file://")
@@ -116,6 +120,8 @@ def atomic_local_path(target: str | os.PathLike, suffix: str = "") -> Iterator[P
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates 0600; a finished file gets the permissions a plain open() would give
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, final)
     finally:
         tmp_path.unlink(missing_ok=True)

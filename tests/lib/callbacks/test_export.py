@@ -1,0 +1,44 @@
+"""ExportModel: TorchScript and ONNX side by side at the end of training; ONNX never fatal."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from aframe_lib.callbacks import ExportModel
+from aframe_lib.export import load_exported, load_onnx
+
+
+def test_torchscript_and_onnx_are_written_and_agree(fit, tmp_path):
+    callback = ExportModel(num_examples=4)
+    fit([callback], epochs=1)
+    info = json.loads((tmp_path / "model.json").read_text())
+    assert info["input_shape"] == [None, 2, 64] and info["max_abs_diff"] < 1e-5
+    assert info["onnx"]["filename"] == "model.onnx" and info["onnx"]["max_abs_diff"] < 1e-5
+    assert callback.onnx_path == str(tmp_path / "model.onnx")
+
+    traced, _ = load_exported(tmp_path / "model.pt")
+    session, onnx_info = load_onnx(tmp_path / "model.onnx")
+    assert onnx_info["input_shape"] == [None, 2, 64]
+    X = torch.randn(7, 2, 64)
+    (got,) = session.run(["output"], {"input": X.numpy()})
+    np.testing.assert_allclose(got, traced(X).detach().numpy(), atol=1e-5)
+
+
+def test_onnx_can_be_switched_off(fit, tmp_path):
+    fit([ExportModel(onnx=False)], epochs=1)
+    assert not (tmp_path / "model.onnx").exists()
+    assert "onnx" not in json.loads((tmp_path / "model.json").read_text())
+
+
+def test_missing_onnx_warns_and_training_still_exports_torchscript(fit, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    with pytest.warns(RuntimeWarning, match=r"ONNX export skipped.*aframe-lib\[export\]"):
+        fit([ExportModel()], epochs=1)
+    info = json.loads((tmp_path / "model.json").read_text())
+    assert "aframe-lib[export]" in info["onnx"]["skipped"]
+    assert (tmp_path / "model.pt").exists() and not (tmp_path / "model.onnx").exists()

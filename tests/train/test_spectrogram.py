@@ -1,0 +1,221 @@
+"""The frequency-domain detector: Q-transform Dataset, 2D ResNet, their joint TorchScript export,
+and an end-to-end ``aframe-train fit`` of projects/spectrogram/train.yaml."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pickle
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from ml4gw.distributions import PowerLaw
+from ml4gw.transforms import SingleQTransform
+
+from aframe_lib.data.config import DataConfigError
+from aframe_lib.data.synthetic import ensure_synthetic_dataset
+from aframe_train.architectures import SupervisedSpectrogramResNet
+from aframe_train.data import QSpectrogram, SpectrogramAframeDataset
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = ROOT / "projects" / "spectrogram" / "train.yaml"
+SAMPLE_RATE = 256.0
+SHAPE = [16, 32]  # spectrogram (num_f_bins, num_t_bins)
+
+
+# one thread: on a small shared CPU, OpenMP threads waiting on each other make the 2D
+# convolutions and the Q-transform's many small ops an order of magnitude slower
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("synthetic")
+    ensure_synthetic_dataset(
+        str(path),
+        ifos=["H1", "L1"],
+        sample_rate=SAMPLE_RATE,
+        background_duration=768.0,
+        segment_duration=256.0,
+        num_waveforms=64,
+        num_val_waveforms=16,
+        waveform_duration=4.0,
+        coalescence_time=3.0,
+    )
+    return path
+
+
+def make(data_dir, **kwargs) -> SpectrogramAframeDataset:
+    defaults = dict(
+        ifos=["H1", "L1"],
+        sample_rate=SAMPLE_RATE,
+        kernel_length=1.0,
+        fduration=1.0,
+        psd_length=4.0,
+        highpass=20.0,
+        batch_size=8,
+        batches_per_epoch=2,
+        valid_frac=0.34,
+        valid_livetime=60.0,
+        valid_stride=1.0,
+        valid_batch_size=8,
+        num_valid_views=2,
+        snr_sampler=PowerLaw(10.0, 20.0, -3.0),
+        q=12.0,
+        spectrogram_shape=SHAPE,
+        frange=[20.0, 100.0],
+    )
+    return SpectrogramAframeDataset(str(data_dir), **{**defaults, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def dataset(data_dir):
+    ds = make(data_dir)
+    ds.setup("fit")
+    return ds
+
+
+# ---------------------------------------------------------------------- dataset
+def test_training_batch_is_one_spectrogram_per_ifo(dataset):
+    X, y = dataset.augment(dataset.sampler(8))
+    assert isinstance(dataset.transform, SingleQTransform)
+    assert X.shape == (8, 2, *SHAPE) and X.dtype == torch.float32
+    assert y.shape == (8, 1)
+    # median-normalised tile energies, of order one (bicubic resampling can overshoot a little
+    # below zero, so no sign check)
+    assert torch.isfinite(X).all()
+    assert 0.1 < X.median().item() < 10.0
+
+
+def test_validation_batches_are_spectrograms(dataset):
+    batch = dataset.validation_batch(*next(iter(dataset.val_dataloader())))
+    n = len(batch["shift_id"])
+    assert batch["background"].shape == (n, 2, *SHAPE)
+    assert batch["foreground"].shape == (n, 2, 2, *SHAPE)  # (batch, views, ifos, H, W)
+
+
+@pytest.mark.parametrize("batch, num_ifos", [(1, 2), (3, 1), (1, 1)])
+def test_size_one_axes_survive(batch, num_ifos):
+    """ml4gw's SingleQTransform squeezes every size-1 axis; QSpectrogram keeps them."""
+    transform = QSpectrogram(1.0, SAMPLE_RATE, SHAPE, q=12.0, frange=[20.0, 100.0])
+    X = torch.randn(batch, num_ifos, int(SAMPLE_RATE))
+    assert transform(X).shape == (batch, num_ifos, *SHAPE)
+    assert transform.qtiles is None  # the per-row tiles are not kept between calls
+
+
+def test_frange_list_is_not_modified_and_defaults_apply(data_dir):
+    frange = [0.0, float("inf")]  # 0 / inf: ml4gw's default bounds
+    ds = make(data_dir, frange=frange)
+    assert frange == [0.0, float("inf")]
+    low, high = ds.transform.frange
+    assert low == pytest.approx(50 * 12.0 / (2 * torch.pi * 1.0))
+    assert high < SAMPLE_RATE / 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"q": 13.0}, "data.q"),  # max is pi * 1 s * 256 Hz / 50 - sqrt(11) ~ 12.77
+        ({"spectrogram_shape": [16]}, "data.spectrogram_shape"),
+        ({"frange": [100.0, 20.0]}, "data.frange"),
+        ({"frange": [20.0, 300.0]}, "data.frange"),
+    ],
+)
+def test_bad_spectrogram_arguments_name_the_field(data_dir, kwargs, field):
+    with pytest.raises(DataConfigError, match=field):
+        make(data_dir, **kwargs)
+
+
+# ---------------------------------------------------------------------- architecture
+@pytest.mark.parametrize("depth", ["resnet18", "resnet34", "resnet50"])
+def test_architecture_maps_spectrograms_to_one_logit(depth):
+    arch = SupervisedSpectrogramResNet(2, SAMPLE_RATE, 1.0, depth=depth)
+    assert arch(torch.randn(3, 2, *SHAPE)).shape == (3, 1)
+
+
+@pytest.mark.parametrize("norm_groups", [0, 8])
+def test_architecture_takes_any_number_of_ifos(norm_groups):
+    arch = SupervisedSpectrogramResNet(3, SAMPLE_RATE, 1.0, norm_groups=norm_groups)
+    assert arch.resnet.conv1.in_channels == 3
+    norm = torch.nn.BatchNorm2d if norm_groups == 0 else torch.nn.GroupNorm
+    assert isinstance(arch.resnet.bn1, norm)
+    arch.eval()  # BatchNorm in eval mode accepts a batch of one
+    assert arch(torch.randn(1, 3, *SHAPE)).shape == (1, 1)
+    with pytest.raises(RuntimeError):
+        arch(torch.randn(2, 2, *SHAPE))  # wrong number of IFO channels
+
+
+def test_architecture_pickles_and_zero_inits_residuals():
+    arch = SupervisedSpectrogramResNet(2, SAMPLE_RATE, 1.0, zero_init_residual=True)
+    clone = pickle.loads(pickle.dumps(arch))
+    assert clone.resnet.layer1[0].bn2.weight.abs().sum() == 0
+
+
+# ---------------------------------------------------------------------- export
+def test_spectrogram_and_network_trace_together(dataset):
+    """What ExportModel traces: ``Sequential(transform, network)`` on real whitened samples."""
+    arch = SupervisedSpectrogramResNet(2, SAMPLE_RATE, 1.0, norm_groups=8)
+    model = torch.nn.Sequential(copy.deepcopy(dataset.transform), arch).eval()
+    X = dataset.example_batch(4)
+    assert X.shape == (4, 2, int(SAMPLE_RATE))
+    with torch.no_grad(), warnings.catch_warnings():
+        # SingleQTransform turns its (constant) tile paddings into Python ints and loops over
+        # its frequency rows: both are fixed by construction, so the TracerWarnings are benign
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model, X, check_trace=False)  # compared below instead
+        assert (traced(X) - model(X)).abs().max().item() < 1e-4
+        # the batch size is free in the trace, including a single sample
+        other = torch.randn(1, 2, int(SAMPLE_RATE))
+        assert (traced(other) - model(other)).abs().max().item() < 1e-4
+
+
+# ---------------------------------------------------------------------- end to end
+def aframe_train() -> list[str]:
+    script = Path(sys.executable).parent / "aframe-train"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "aframe_train"]
+
+
+def test_fit_exports_spectrogram_and_network_as_one_model(tmp_path):
+    cmd = [
+        *aframe_train(),
+        "fit",
+        "--config",
+        str(PROJECT),
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--trainer.max_epochs=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.num_sanity_val_steps=0",
+        f"--data.init_args.data_dir={tmp_path / 'data'}",
+        "--data.init_args.q=20",
+        "--data.init_args.spectrogram_shape=[16,32]",
+        "--data.init_args.batches_per_epoch=2",
+        "--data.init_args.batch_size=8",
+        "--data.init_args.valid_livetime=30",
+        "--data.init_args.valid_batch_size=64",
+        "--data.init_args.synthetic.background_duration=768",
+        "--data.init_args.synthetic.segment_duration=256",
+        "--data.init_args.synthetic.num_waveforms=64",
+        "--data.init_args.synthetic.num_val_waveforms=16",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # see _one_thread
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((tmp_path / "model.json").read_text())
+    assert info["input_shape"] == [None, 2, 512]  # whitened strain: 2 IFOs x (1 s at 512 Hz)
+    assert info["max_abs_diff"] < 1e-4
+    assert info["data"]["q"] == 20.0 and info["data"]["spectrogram_shape"] == [16, 32]
+    model = torch.jit.load(str(tmp_path / "model.pt"))
+    assert model(torch.randn(3, 2, 512)).shape == (3, 1)
+    config = (tmp_path / "logs" / "version_0" / "config.yaml").read_text()
+    assert "q: 20.0" in config and "SupervisedSpectrogramResNet" in config
