@@ -117,3 +117,10 @@ def test_killed_training_resumes_from_its_last_checkpoint(trained):
         epochs += [int(r["epoch"]) for r in csv.DictReader(open(path)) if r.get("valid_auroc")]
     assert epochs[-2:] == [1, 2] and 0 not in epochs[1:]
     assert (out / "model.pt").exists()
+
+
+def test_test_subcommand_scores_the_held_out_set(trained):
+    root, ckpt = trained
+    aframe_train("validate", root / "tv", root / "data", f"--ckpt_path={ckpt}")
+    aframe_train("test", root / "tt", root / "data", f"--ckpt_path={ckpt}")
+    assert logged(root / "tt", "test_auroc") == pytest.approx(logged(root / "tv", "valid_auroc"))

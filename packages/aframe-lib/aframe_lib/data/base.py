@@ -258,6 +258,10 @@ class AframeDataset(pl.LightningDataModule):
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(self.valid_windows, batch_size=None, shuffle=False)
 
+    def test_dataloader(self) -> torch.utils.data.DataLoader:
+        """The held-out background and injections (the same set as validation)."""
+        return self.val_dataloader()
+
     def _on_device(self, name: str, device: torch.device) -> Any:
         """``self.<name>`` on ``device``, copied there once (the cache is reset by setup)."""
         key = f"{name}:{device}"

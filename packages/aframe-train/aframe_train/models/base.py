@@ -78,6 +78,14 @@ class AframeModel(pl.LightningModule):
         self.log("valid_auroc", self.metric.compute(), prog_bar=True, sync_dist=False)
         self.metric.reset()
 
+    # ``aframe-train test`` scores the held-out (validation) set the same way, as test_auroc
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self.validation_step(batch, batch_idx)
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test_auroc", self.metric.compute(), sync_dist=False)
+        self.metric.reset()
+
     def on_validation_score(
         self, batch: dict[str, Tensor], background: Tensor, foreground: Tensor, batch_idx: int
     ) -> None:
