@@ -3,6 +3,9 @@
     aframe-train fit --config projects/quickstart/train.yaml [--data.ifos=[H1,L1] ...]
     aframe-train validate|test --config ... --ckpt_path ...
     aframe-train fit --config ... --print_config
+    aframe-train tune --config ... --tune_config tune.yaml   (Ray Tune search: aframe_train.tune)
+    aframe-train search --model model.pt --data DATA --out events.hdf5   (aframe_train.search)
+    aframe-train evaluate --model model.pt --out RUN_DIR   (background + injections: .evaluate)
 
 The data section is the single source of ``ifos``, ``sample_rate`` and ``kernel_length``:
 they are linked into the architecture (and the validation stride into the metric), so a config
@@ -10,6 +13,8 @@ never repeats them.
 """
 
 from __future__ import annotations
+
+import sys
 
 import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -59,6 +64,20 @@ class AframeCLI(LightningCLI):
         torch.set_float32_matmul_precision(config.get("matmul_precision", "highest"))
 
 
+# subcommands that are not Trainer methods: each module's ``main(argv)`` has its own parser
+SUBCOMMANDS = {
+    "tune": "aframe_train.tune",
+    "search": "aframe_train.search",
+    "evaluate": "aframe_train.evaluate",
+}
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``aframe-train`` console script."""
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+        return
     AframeCLI(args=args)

@@ -1,0 +1,64 @@
+"""The search: an exported detector run over long strain, and its sensitivity.
+
+- :mod:`~aframe_lib.search.strain`: spans of coincident, finite strain from a background
+  directory or a mock-data-challenge file (gaps and NaNs split spans; bad input raises).
+- :mod:`~aframe_lib.search.whitening`: :class:`StreamingWhitener`, the training path's PSD +
+  whitening for every window of a stream (one shared STFT).
+- :mod:`~aframe_lib.search.pipeline`: :class:`Search`, model + streaming + post-processing.
+- :mod:`~aframe_lib.search.events`: integration, clustering, the events file (``time``,
+  ``stat``, ``var``).
+- :mod:`~aframe_lib.search.timeslides`: shifted spans for background livetime.
+- :mod:`~aframe_lib.search.injections`: a waveform population injected into background.
+- :mod:`~aframe_lib.search.metrics`: FAR, efficiency, sensitive volume.
+
+Submodules are imported lazily: ``import aframe_lib.search`` pulls in neither torch nor h5py.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "Events": "events",
+    "read_events": "events",
+    "write_events": "events",
+    "Search": "pipeline",
+    "SearchResult": "pipeline",
+    "Span": "strain",
+    "StrainError": "strain",
+    "find_spans": "strain",
+    "StreamingWhitener": "whitening",
+    "timeslide_spans": "timeslides",
+    "inject_population": "injections",
+}
+
+if TYPE_CHECKING:
+    from .events import Events, read_events, write_events
+    from .injections import inject_population
+    from .pipeline import Search, SearchResult
+    from .strain import Span, StrainError, find_spans
+    from .timeslides import timeslide_spans
+    from .whitening import StreamingWhitener
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [  # noqa: F822 - resolved lazily by __getattr__
+    "Events",
+    "Search",
+    "SearchResult",
+    "Span",
+    "StrainError",
+    "StreamingWhitener",
+    "find_spans",
+    "inject_population",
+    "read_events",
+    "timeslide_spans",
+    "write_events",
+]

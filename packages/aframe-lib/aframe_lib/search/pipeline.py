@@ -1,0 +1,292 @@
+"""The search: an exported model run over spans of long strain, chunk by chunk.
+
+For each span (see :mod:`.strain`): read chunks of strain (each with the ``psd_length +
+kernel_length + fduration`` seconds the first window needs before it), whiten every window at
+``inference_sampling_rate`` Hz (:class:`.whitening.StreamingWhitener`), score the windows in
+batches on the device, then integrate, find local maxima and cluster (:mod:`.events`). Output
+``k`` of a span is stamped with the GPS time its kernel ends.
+
+Event times: the network responds while coalescence sits inside the kernel, at the positions
+training put it (``left_pad`` after the kernel's start to ``right_pad`` before its end), so the
+integrated output peaks about ``(kernel_length - left_pad + right_pad) / 2 + (n - 1) / (2 r)``
+seconds after coalescence (``n`` outputs integrated at ``r`` Hz). That offset is subtracted, and
+``var`` defaults to half the coalescence range, ``(kernel_length - left_pad - right_pad) / 2``
+(at least one inference step).
+
+Livetime: each integrated output stands for ``1 / inference_sampling_rate`` seconds, so a span
+contributes ``(number of integrated outputs) / inference_sampling_rate`` seconds; the first
+``psd_length + kernel_length + fduration / 2`` seconds of a span (and ``fduration / 2`` at its
+end) and the first ``integration_length`` seconds of outputs are not searched.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .events import Events, find_events, integrate
+from .strain import Span
+from .whitening import StreamingWhitener
+
+logger = logging.getLogger(__name__)
+
+
+def best_device() -> torch.device:
+    """CUDA when a GPU is visible, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class SearchResult:
+    """What a search returns.
+
+    Args:
+        events: the events found.
+        livetime: seconds searched (see the module docstring).
+        strain_seconds: seconds of strain read (per IFO, summed over spans).
+        wall_seconds: wall-clock seconds the search took.
+    """
+
+    events: Events
+    livetime: float
+    strain_seconds: float
+    wall_seconds: float
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of strain analysed per wall-clock second."""
+        return self.strain_seconds / max(self.wall_seconds, 1e-9)
+
+
+class _Progress:
+    """tqdm when installed, else a line on stderr every 10%."""
+
+    def __init__(self, total: float, enabled: bool, desc: str) -> None:
+        self.total, self.done, self.enabled, self.desc = total, 0.0, enabled, desc
+        self.bar, self.next_report = None, 0.1
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=round(total), desc=desc, unit="s", file=sys.stderr)
+            except ImportError:
+                pass
+
+    def update(self, seconds: float) -> None:
+        self.done += seconds
+        if self.bar is not None:
+            self.bar.update(round(self.done) - self.bar.n)
+        elif self.enabled and self.done >= self.next_report * self.total:
+            print(f"{self.desc}: {100 * self.done / self.total:.0f}%", file=sys.stderr)
+            self.next_report = math.floor(10 * self.done / self.total + 1) / 10
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Search:
+    """Run a network over long strain and turn its outputs into events.
+
+    Args:
+        model: maps whitened strain ``(batch, num_ifos, kernel_size)`` to scores ``(batch, 1)``
+            (an exported model, TorchScript or eager).
+        ifos: IFO codes, in the model's channel order.
+        sample_rate: Hz, the model's.
+        kernel_length: seconds the model sees.
+        fduration: whitening filter length (s), as in training.
+        psd_length: seconds before each window whose PSD whitens it (64 s upstream).
+        fftlength: Welch segment length (s); ``None`` means ``kernel_length + fduration``.
+        highpass: Hz, as in training; ``None``: no highpass.
+        lowpass: Hz, as in training; ``None``: none.
+        inference_sampling_rate: windows per second (Hz); must divide ``sample_rate``.
+        batch_size: windows scored at once.
+        integration_length: seconds of outputs averaged (causal boxcar).
+        cluster_window: seconds; each event is the loudest within this window around it.
+        threshold: events need an integrated output above this; ``None``: every maximum.
+        left_pad: seconds after the kernel start where training put the earliest coalescence.
+        right_pad: seconds before the kernel end where training put the latest coalescence.
+        var: timing uncertainty written with each event (s); ``None``: see module docstring.
+        chunk_length: seconds of outputs computed per read (bounds memory).
+        device: where to run; ``None`` means :func:`best_device`.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        ifos: Sequence[str],
+        sample_rate: float,
+        kernel_length: float,
+        fduration: float,
+        psd_length: float = 64.0,
+        fftlength: float | None = None,
+        highpass: float | None = None,
+        lowpass: float | None = None,
+        inference_sampling_rate: float = 4.0,
+        batch_size: int = 128,
+        integration_length: float = 1.0,
+        cluster_window: float = 8.0,
+        threshold: float | None = None,
+        left_pad: float = 0.0,
+        right_pad: float = 0.0,
+        var: float | None = None,
+        chunk_length: float = 256.0,
+        device: str | torch.device | None = None,
+    ) -> None:
+        stride = sample_rate / inference_sampling_rate
+        if not math.isclose(stride, round(stride)) or round(stride) < 1:
+            raise ValueError(
+                f"inference_sampling_rate={inference_sampling_rate} Hz must divide the sample "
+                f"rate {sample_rate} Hz (a whole number of samples between windows)"
+            )
+        self.device = torch.device(device) if device is not None else best_device()
+        self.model = model.to(self.device).eval()
+        self.ifos = list(ifos)
+        self.sample_rate = sample_rate
+        self.kernel_length = kernel_length
+        self.fduration = fduration
+        self.psd_length = psd_length
+        self.rate = inference_sampling_rate
+        self.batch_size = batch_size
+        self.integration_size = max(1, round(integration_length * inference_sampling_rate))
+        self.cluster_size = max(1, round(cluster_window * inference_sampling_rate))
+        self.threshold = threshold
+        self.chunk_windows = max(1, round(chunk_length * inference_sampling_rate))
+        self.whitener = StreamingWhitener(
+            sample_rate,
+            kernel_length,
+            fduration,
+            psd_length,
+            round(stride),
+            fftlength=fftlength,
+            highpass=highpass,
+            lowpass=lowpass,
+        ).to(self.device)
+        centre = (kernel_length - left_pad + right_pad) / 2
+        self.time_offset = centre + (self.integration_size - 1) / (2 * inference_sampling_rate)
+        spread = (kernel_length - left_pad - right_pad) / 2
+        self.var = var if var is not None else max(spread, 1.0 / inference_sampling_rate)
+
+    @classmethod
+    def from_exported(cls, path: str, **overrides: Any) -> Search:
+        """A search with the model at ``path`` and the preprocessing stored in its ``.json``.
+
+        ``overrides`` (any constructor argument but ``model``) win over the stored settings.
+        ``psd_length`` is not taken from training (upstream infers with 64 s, trains with 8).
+        """
+        from aframe_lib.export import load_exported
+
+        model, info = load_exported(path)
+        data = info.get("data") or {}
+        needed = ("ifos", "sample_rate", "kernel_length", "fduration")
+        missing = [k for k in needed if k not in data and k not in overrides]
+        if missing:
+            raise ValueError(
+                f"{path}: its metadata (model.json 'data') lacks {missing}; export the model with "
+                "aframe_lib.callbacks.ExportModel or pass them explicitly"
+            )
+        settings = {k: data[k] for k in needed if k in data}
+        for key in ("fftlength", "highpass", "lowpass", "left_pad", "right_pad"):
+            if data.get(key) is not None:
+                settings[key] = data[key]
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(model, **settings)
+
+    @property
+    def min_duration(self) -> float:
+        """Seconds a span needs for one integrated output."""
+        sizes = self.whitener.sample_size + (self.integration_size - 1) * self.whitener.stride
+        return sizes / self.sample_rate
+
+    @property
+    def min_duration_desc(self) -> str:
+        return (
+            f"psd_length + kernel_length + fduration + integration = {self.psd_length} + "
+            f"{self.kernel_length} + {self.fduration} + "
+            f"{(self.integration_size - 1) / self.rate:g} s"
+        )
+
+    def livetime_of(self, span: Span) -> float:
+        """Seconds of ``span`` that the search covers (see the module docstring)."""
+        num = self.whitener.num_windows(span.size) - self.integration_size + 1
+        return max(0, num) / self.rate
+
+    @torch.no_grad()
+    def outputs(self, span: Span, progress: _Progress | None = None) -> tuple[np.ndarray, ...]:
+        """Raw network outputs of ``span``: ``(times, scores)``, one per inference step."""
+        w = self.whitener
+        num = w.num_windows(span.size)
+        scores = np.empty(num, np.float32)
+        read = 0
+        for first in range(0, num, self.chunk_windows):
+            last = min(first + self.chunk_windows, num)
+            start = first * w.stride
+            stop = (last - 1) * w.stride + w.sample_size
+            X = torch.from_numpy(span.read(start, stop)).to(self.device)
+            k = first
+            for batch in w.batches(X, self.batch_size):
+                y = self.model(batch)
+                scores[k : k + len(batch)] = y.reshape(len(batch), -1)[:, 0].float().cpu().numpy()
+                k += len(batch)
+            if progress is not None:
+                progress.update((stop - read) / self.sample_rate)
+            read = stop
+        if progress is not None:
+            progress.update((span.size - read) / self.sample_rate)
+        times = span.t0 + (w.kernel_end + np.arange(num) * w.stride) / self.sample_rate
+        return times, scores
+
+    def events_of(self, times: np.ndarray, scores: np.ndarray, span: Span) -> Events:
+        """Integrate, find maxima and cluster the outputs of one span."""
+        stat = integrate(scores, self.integration_size)
+        times = times[self.integration_size - 1 :]
+        idx = find_events(stat, self.threshold, self.cluster_size)
+        shift = np.tile(np.asarray(span.shifts, np.float64), (len(idx), 1))
+        return Events(times[idx] - self.time_offset, stat[idx], np.full(len(idx), self.var), shift)
+
+    def run(
+        self, spans: Iterable[Span], progress: bool = True, desc: str = "search"
+    ) -> SearchResult:
+        """Search every span; events are clustered within each span (spans never mix)."""
+        spans = list(spans)
+        total = sum(s.duration for s in spans)
+        bar = _Progress(total, progress, desc)
+        start = time.perf_counter()
+        parts, livetime = [], 0.0
+        try:
+            for span in spans:
+                times, scores = self.outputs(span, bar)
+                parts.append(self.events_of(times, scores, span))
+                livetime += self.livetime_of(span)
+        finally:
+            bar.close()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - start
+        events = Events.concatenate(parts)
+        if not any(any(s.shifts) for s in spans):
+            events.shift = None  # unshifted data: the MDC columns only
+        return SearchResult(events, livetime, total, wall)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings, as attributes for the events file."""
+        return {
+            "ifos": ",".join(self.ifos),
+            "sample_rate": self.sample_rate,
+            "kernel_length": self.kernel_length,
+            "fduration": self.fduration,
+            "psd_length": self.psd_length,
+            "inference_sampling_rate": self.rate,
+            "integration_length": self.integration_size / self.rate,
+            "cluster_window": self.cluster_size / self.rate,
+            "threshold": "None" if self.threshold is None else self.threshold,
+            "time_offset": self.time_offset,
+        }

@@ -1,0 +1,324 @@
+"""Long strain for the search: spans of coincident, finite data for every IFO.
+
+Two layouts are read:
+
+- the project's background contract: a directory of ``background-{t0}-{duration}.hdf5`` files
+  (or one such file), one dataset per IFO with gwpy's ``x0``/``dx`` attributes (see
+  :mod:`aframe_lib.data.background`); every file is its own span;
+- the mock-data-challenge layout: one HDF5 file, a group per detector (``H1``, ``L1``), a dataset
+  per contiguous segment with attributes ``start_time`` (GPS s) and ``delta_t`` (s). A span is
+  each stretch where every IFO has data.
+
+Nothing is ever invented: gaps between files or segments, and any stretch where an IFO holds a
+NaN or inf, split the data into separate spans (the non-finite stretch is skipped with a
+warning), and spans too short for one output are skipped with a warning. A missing IFO, a
+sample rate other than the model's, or IFO samples that do not line up in time raise
+:class:`StrainError` naming the file, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+class StrainError(ValueError):
+    """Strain that the search cannot analyse (the message names the file, the value, the fix)."""
+
+
+@dataclass(frozen=True)
+class Channel:
+    """Where one IFO's samples of a span are stored.
+
+    Args:
+        path: HDF5 file (local path).
+        dataset: dataset name inside the file (e.g. ``"H1"`` or ``"H1/1238166018"``).
+        start: index, in that dataset, of the span's first sample.
+    """
+
+    path: str
+    dataset: str
+    start: int
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of strain that every IFO covers without gaps or non-finite samples.
+
+    Sample ``i`` of IFO ``j`` is ``channels[j].dataset[channels[j].start + i]``. For data as
+    recorded that sample is at GPS ``t0 + i / sample_rate`` in every IFO; a timeslide reads IFO
+    ``j`` ``shifts[j]`` seconds later than IFO 0 (times always refer to IFO 0).
+
+    Args:
+        t0: GPS time (s) of sample 0 of IFO 0.
+        size: samples per IFO.
+        sample_rate: Hz.
+        ifos: IFO codes, in channel order.
+        channels: one :class:`Channel` per IFO.
+        shifts: seconds each IFO is read later than IFO 0 (zeros for unshifted data).
+    """
+
+    t0: float
+    size: int
+    sample_rate: float
+    ifos: tuple[str, ...]
+    channels: tuple[Channel, ...]
+    shifts: tuple[float, ...] = ()
+
+    def __post_init__(self):
+        if not self.shifts:
+            object.__setattr__(self, "shifts", (0.0,) * len(self.ifos))
+
+    @property
+    def duration(self) -> float:
+        """Seconds of strain per IFO."""
+        return self.size / self.sample_rate
+
+    def sub(self, start: int, stop: int) -> Span:
+        """Samples ``[start, stop)`` of this span, as a span."""
+        channels = tuple(dataclasses.replace(c, start=c.start + start) for c in self.channels)
+        return dataclasses.replace(
+            self, t0=self.t0 + start / self.sample_rate, size=stop - start, channels=channels
+        )
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Samples ``[start, stop)`` of every IFO, float32 of shape ``(num_ifos, stop - start)``."""
+        stop = self.size if stop is None else stop
+        if not 0 <= start <= stop <= self.size:
+            raise IndexError(f"samples [{start}, {stop}) outside the span's [0, {self.size})")
+        out = np.empty((len(self.channels), stop - start), np.float32)
+        for row, c in enumerate(self.channels):
+            with h5py.File(c.path, "r") as f:
+                out[row] = f[c.dataset][c.start + start : c.start + stop]
+        return out
+
+
+def _rate(dt: float) -> float:
+    rate = 1.0 / float(dt)
+    return float(round(rate)) if np.isclose(rate, round(rate), rtol=1e-9) else rate
+
+
+def _check_rate(where: str, rate: float, sample_rate: float | None) -> None:
+    if sample_rate is not None and not np.isclose(rate, sample_rate, rtol=1e-9, atol=0):
+        raise StrainError(
+            f"{where}: sample rate is {rate:g} Hz, but the model was trained at {sample_rate:g} "
+            f"Hz; resample the strain to {sample_rate:g} Hz (e.g. gwpy TimeSeries.resample)"
+        )
+
+
+def _background_spans(path: str, ifos: Sequence[str], sample_rate: float | None) -> list[Span]:
+    from aframe_lib.data.background import BackgroundError, list_segments
+
+    try:
+        if Path(path).is_dir():
+            segments = list_segments(path, ifos, sample_rate)
+        else:  # one background file: list its directory, keep it alone
+            segments = [
+                s
+                for s in list_segments(str(Path(path).parent), ifos, sample_rate)
+                if Path(s.path).resolve() == Path(path).resolve()
+            ]
+    except BackgroundError as exc:
+        raise StrainError(str(exc)) from exc
+    return [
+        Span(
+            s.t0,
+            s.size,
+            s.sample_rate,
+            tuple(ifos),
+            tuple(Channel(s.path, ifo, 0) for ifo in ifos),
+        )
+        for s in segments
+    ]
+
+
+def _mdc_segments(f: h5py.File, path: str, ifo: str, sample_rate: float | None) -> list:
+    """``(t0, rate, size, dataset)`` of each segment of one IFO's group, sorted by time."""
+    group = f[ifo]
+    out = []
+    for name, ds in group.items():
+        where = f"{path}:{ifo}/{name}"
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
+            raise StrainError(f"{where}: expected 1-D strain datasets in group {ifo!r}")
+        missing = [a for a in ("start_time", "delta_t") if a not in ds.attrs]
+        if missing:
+            raise StrainError(
+                f"{where}: lacks the attribute(s) {missing} (start_time: GPS s of the first "
+                "sample, delta_t: sample spacing in s) of the mock-data-challenge layout"
+            )
+        rate = _rate(ds.attrs["delta_t"])
+        _check_rate(where, rate, sample_rate)
+        out.append((float(ds.attrs["start_time"]), rate, len(ds), f"{ifo}/{name}"))
+    return sorted(out)
+
+
+def _mdc_spans(path: str, ifos: Sequence[str], sample_rate: float | None) -> list[Span]:
+    with h5py.File(path, "r") as f:
+        groups = sorted(k for k in f if isinstance(f[k], h5py.Group))
+        missing = [ifo for ifo in ifos if ifo not in groups]
+        if missing:
+            raise StrainError(
+                f"{path}: no group for IFO(s) {missing} (the model needs {list(ifos)}); the file "
+                f"has groups {groups}; search data that include every IFO the model was "
+                "trained on"
+            )
+        per_ifo = [_mdc_segments(f, path, ifo, sample_rate) for ifo in ifos]
+    rates = {seg[1] for segs in per_ifo for seg in segs}
+    if len(rates) > 1:
+        raise StrainError(f"{path}: segments have different sample rates {sorted(rates)} Hz")
+    if not rates:
+        return []
+    rate = rates.pop()
+    # intersect the IFOs' segments (two pointers per pair, folded over the IFOs)
+    pieces = [[(t0, t0 + n / rate, [(path, ds, t0)]) for t0, _, n, ds in per_ifo[0]]]
+    for segs in per_ifo[1:]:
+        merged = []
+        for a0, a1, chans in pieces[-1]:
+            for t0, _, n, ds in segs:
+                lo, hi = max(a0, t0), min(a1, t0 + n / rate)
+                if hi > lo:
+                    merged.append((lo, hi, [*chans, (path, ds, t0)]))
+        pieces.append(merged)
+    spans = []
+    for lo, hi, chans in pieces[-1]:
+        channels = []
+        for file, ds, t0 in chans:
+            offset = (lo - t0) * rate
+            if abs(offset - round(offset)) > 1e-3:
+                raise StrainError(
+                    f"{file}:{ds}: its samples do not line up with the other IFOs' (offset "
+                    f"{offset:.4f} samples); resample every IFO onto one time grid"
+                )
+            channels.append(Channel(file, ds, int(round(offset))))
+        size = int(round((hi - lo) * rate))
+        spans.append(Span(lo, size, rate, tuple(ifos), tuple(channels)))
+    return spans
+
+
+def _nonfinite_runs(span: Span, chunk: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` sample runs where any IFO is NaN or inf."""
+    runs: list[list[int]] = []
+    for start in range(0, span.size, chunk):
+        bad = ~np.isfinite(span.read(start, min(start + chunk, span.size))).all(0)
+        if not bad.any():
+            continue
+        edges = np.flatnonzero(np.diff(np.r_[0, bad.astype(np.int8), 0]))
+        for a, b in zip(edges[::2] + start, edges[1::2] + start, strict=True):
+            if runs and runs[-1][1] == a:  # continues a run from the previous chunk
+                runs[-1][1] = int(b)
+            else:
+                runs.append([int(a), int(b)])
+    return [(a, b) for a, b in runs]
+
+
+def split_nonfinite(span: Span, chunk: int = 2**22) -> list[Span]:
+    """Cut ``span`` around every stretch where an IFO is NaN or inf (warning for each).
+
+    Args:
+        span: the span to scan (read ``chunk`` samples at a time).
+        chunk: samples read at a time.
+
+    Returns:
+        The finite sub-spans, in time order.
+    """
+    runs = _nonfinite_runs(span, chunk)
+    out, start = [], 0
+    for a, b in runs:
+        t = span.t0 + a / span.sample_rate
+        warnings.warn(
+            f"{span.channels[0].path}: non-finite strain in {list(span.ifos)} for "
+            f"{(b - a) / span.sample_rate:g} s from GPS {t:.3f}: skipped, and the search "
+            "restarts after it (its PSD needs psd_length s of finite data)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        if a > start:
+            out.append(span.sub(start, a))
+        start = b
+    if start < span.size:
+        out.append(span.sub(start, span.size))
+    return out
+
+
+def find_spans(
+    path: str,
+    ifos: Sequence[str],
+    sample_rate: float | None = None,
+    min_duration: float = 0.0,
+    min_duration_desc: str = "",
+) -> list[Span]:
+    """Every span of coincident, finite strain in ``path`` (see the module docstring).
+
+    Args:
+        path: a background directory, one background file, or one mock-data-challenge file.
+        ifos: IFOs the model needs, in its channel order.
+        sample_rate: the model's rate (Hz); ``None`` accepts the data's rate.
+        min_duration: shorter spans are skipped with a warning (s).
+        min_duration_desc: what ``min_duration`` is made of, for the warning.
+
+    Returns:
+        The spans in time order.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise StrainError(
+            f"{path}: no such file or directory; pass --data a background "
+            "directory or a mock-data-challenge HDF5 file"
+        )
+    if p.is_dir():
+        spans = _background_spans(path, ifos, sample_rate)
+    else:
+        try:
+            with h5py.File(path, "r") as f:
+                mdc = any(isinstance(f[k], h5py.Group) for k in f)
+        except OSError as exc:
+            raise StrainError(f"{path}: cannot be read as HDF5 ({exc})") from exc
+        spans = (_mdc_spans if mdc else _background_spans)(path, ifos, sample_rate)
+    finite = [s for span in spans for s in split_nonfinite(span)]
+    kept = []
+    for span in finite:
+        if span.duration < min_duration:
+            warnings.warn(
+                f"{span.channels[0].path}: {span.duration:g} s of strain from GPS "
+                f"{span.t0:.3f} is shorter than the {min_duration:g} s one search output "
+                f"needs ({min_duration_desc or 'min_duration'}): skipped",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
+            kept.append(span)
+    if not kept:
+        raise StrainError(
+            f"{path}: no stretch of strain in {list(ifos)} lasts the {min_duration:g} s one "
+            f"search output needs ({min_duration_desc or 'min_duration'}); use longer data or "
+            "a shorter psd_length"
+        )
+    logger.info("%s: %d span(s), %.1f s", path, len(kept), sum(s.duration for s in kept))
+    return sorted(kept, key=lambda s: s.t0)
+
+
+def write_mdc(path: str, strain: dict[str, list[tuple[float, np.ndarray]]], sample_rate: float):
+    """Write strain in the mock-data-challenge layout (atomically): for tests and conversions.
+
+    Args:
+        path: output file.
+        strain: IFO -> list of ``(start_time, samples)`` segments.
+        sample_rate: Hz (stored as ``delta_t = 1 / sample_rate``).
+    """
+    from aframe_lib.utils.fs import atomic_local_path
+
+    with atomic_local_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for ifo, segments in strain.items():
+            group = f.create_group(ifo)
+            for t0, x in segments:
+                ds = group.create_dataset(f"{int(round(t0))}", data=np.asarray(x, np.float32))
+                ds.attrs.update(start_time=float(t0), delta_t=1.0 / sample_rate)

@@ -1,0 +1,84 @@
+"""The search end to end on tiny synthetic strain, with the oracle (energy) model."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from conftest import IFOS, SAMPLE_RATE
+
+from aframe_lib.search import find_spans, read_events, write_events
+from aframe_lib.search.strain import write_mdc
+
+
+def test_loud_injections_come_out_at_their_times_within_var(engine, foreground):
+    directory, injections = foreground
+    search = engine(threshold=5.0)
+    spans = find_spans(str(directory), IFOS, SAMPLE_RATE, search.min_duration)
+    result = search.run(spans, progress=False)
+    events = result.events
+    loud = injections["snr"] > 25  # the oracle's stat grows as SNR^2 / 45: ~14 at SNR 25
+    assert loud.sum() >= 18
+    for t, snr in zip(injections["time"][loud], injections["snr"][loud], strict=True):
+        near = np.abs(events.time - t) <= events.var
+        assert near.sum() == 1, (t, snr, events.time[np.abs(events.time - t) < 5])
+    # every event is an injection: nothing else is loud
+    for t, var in zip(events.time, events.var, strict=True):
+        assert (np.abs(injections["time"] - t) <= var).any()
+    np.testing.assert_allclose(events.var, 0.35)  # (1 - 0.25 - 0.05) / 2
+    assert result.realtime_factor > 1
+
+
+def test_pure_noise_gives_no_event_above_a_high_threshold(engine, noise_dir):
+    search = engine(threshold=5.0)
+    spans = find_spans(str(noise_dir), IFOS, SAMPLE_RATE, search.min_duration)
+    result = search.run(spans, progress=False)
+    assert len(result.events) == 0
+    everything = engine().run(spans, progress=False).events
+    assert len(everything) > 10 and everything.stat.max() < 5.0  # maxima exist, all quiet
+    # one output per 0.25 s after the warm-up, per file
+    assert result.livetime == pytest.approx(2 * ((160 - 18) * 4 - 2) / 4)
+
+
+def test_mdc_layout_gives_the_same_events_as_the_background_layout(engine, foreground, tmp_path):
+    directory, _ = foreground
+    search = engine(threshold=5.0)
+    spans = find_spans(str(directory), IFOS, SAMPLE_RATE)
+    strain = {ifo: [(s.t0, s.read()[j]) for s in spans] for j, ifo in enumerate(IFOS)}
+    write_mdc(str(tmp_path / "mdc.hdf5"), strain, SAMPLE_RATE)
+    a = search.run(spans, progress=False).events
+    b = search.run(find_spans(str(tmp_path / "mdc.hdf5"), IFOS, SAMPLE_RATE), progress=False)
+    np.testing.assert_array_equal(a.time, b.events.time)
+    np.testing.assert_allclose(a.stat, b.events.stat, rtol=1e-6)
+
+
+def test_nan_stretch_is_skipped_and_the_rest_searched(engine, foreground, tmp_path):
+    directory, injections = foreground
+    import shutil
+
+    for path in directory.glob("background-*.hdf5"):
+        shutil.copy(path, tmp_path / path.name)
+    first = sorted(tmp_path.glob("background-*.hdf5"))[0]
+    with h5py.File(first, "r+") as f:
+        t0 = f["H1"].attrs["x0"]
+        f["H1"][int(60 * SAMPLE_RATE) : int(61 * SAMPLE_RATE)] = np.nan
+    search = engine(threshold=5.0)
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        spans = find_spans(str(tmp_path), IFOS, SAMPLE_RATE, search.min_duration)
+    events = search.run(spans, progress=False).events
+    # injections after the NaNs' PSD recovery (61 s + psd_length + kernel + fduration) and
+    # before them are still found; none in the hole
+    t = injections["time"]
+    lost = (t > t0 + 59) & (t < t0 + 61 + 18 + 1)
+    found = np.array([(np.abs(events.time - x) <= events.var).any() for x in t])
+    loud = injections["snr"] > 25
+    assert found[~lost & loud].all() and lost.any() and not found[lost].any()
+
+
+def test_events_file_has_the_mdc_datasets(engine, noise_dir, tmp_path):
+    search = engine()
+    result = search.run(find_spans(str(noise_dir), IFOS, SAMPLE_RATE), progress=False)
+    write_events(str(tmp_path / "events.hdf5"), result.events, search.settings())
+    events, attrs = read_events(str(tmp_path / "events.hdf5"))
+    assert len(events) == len(result.events) and attrs["psd_length"] == 16.0
+    assert np.all(np.diff(events.time) > 0)
