@@ -1,0 +1,222 @@
+"""The framework: base tasks every aframe task builds on.
+
+- :class:`AframeTask`: a ``law.Task`` whose directories default to ``[paths] base_dir``.
+- :class:`DataParameters`: what a dataset is (IFOs, rate, source, sizes, seed), shared by the data
+  tasks and everything downstream so that ``.req(self)`` hands it on unchanged.
+- :class:`SandboxTask`: ``--image``, ``--dev`` and ``--gpus``, checked when the task is built, and
+  :meth:`SandboxTask.sandbox` giving the :class:`~aframe_flow.sandbox.Sandbox` to run commands in.
+
+Task modules (``aframe_flow.tasks``) hold the concrete tasks; nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import law
+import luigi
+
+from . import config
+from .parameters import GpusParameter, IfosParameter, ParameterError
+from .sandbox import Sandbox, resolve_image
+from .targets import join
+
+
+class AframeTask(law.Task):
+    """Base of every aframe task."""
+
+    exclude_index = True
+
+    @staticmethod
+    def default_dir(value: str, sub: str) -> str:
+        """``value`` if given, else ``<paths.base_dir>/<sub>``."""
+        return value or join(config.paths().base_dir, sub)
+
+
+class DataParameters(AframeTask):
+    """The dataset a task makes or reads: every data task and the tasks after them take these."""
+
+    exclude_index = True
+
+    ifos = IfosParameter(description="comma-separated interferometers, e.g. H1,L1")
+    sample_rate = luigi.FloatParameter(default=2048.0, description="sample rate (Hz)")
+    data_dir = luigi.Parameter(
+        default="",
+        description="data directory, local or s3://; empty: <paths.base_dir>/data",
+    )
+    seed = luigi.IntParameter(default=0, description="seed of data generation and training")
+    background = luigi.ChoiceParameter(
+        default="synthetic",
+        choices=["synthetic", "fetch"],
+        description="synthetic: coloured Gaussian noise (offline); fetch: real strain via gwpy "
+        "over --segments (open data, or --channels from frames)",
+    )
+    background_duration = luigi.FloatParameter(
+        default=4096.0, description="synthetic background: total seconds"
+    )
+    segment_duration = luigi.FloatParameter(
+        default=1024.0, description="synthetic background: seconds per file"
+    )
+    segments = law.CSVParameter(
+        default=(),
+        description="fetched background: GPS segments as start-end pairs, e.g. "
+        "1238166018-1238170114,1238180000-1238184096",
+    )
+    max_duration = luigi.FloatParameter(
+        default=4096.0, description="fetched background: longest file (s); segments are chunked"
+    )
+    channels = law.CSVParameter(
+        default=(),
+        description="fetched background: one frame channel per IFO (H1:GDS-CALIB_STRAIN,...) "
+        "read with TimeSeries.get; empty: open data via TimeSeries.fetch_open_data",
+    )
+    num_waveforms = luigi.IntParameter(default=2000, description="training waveforms")
+    num_val_waveforms = luigi.IntParameter(default=500, description="validation waveforms")
+    waveform_duration = luigi.FloatParameter(default=8.0, description="seconds per waveform")
+    coalescence_time = luigi.FloatParameter(
+        default=6.0, description="seconds from a waveform's start to its merger"
+    )
+
+    @property
+    def data_root(self) -> str:
+        return self.default_dir(self.data_dir, "data")
+
+    def parsed_segments(self) -> list[tuple[float, float]]:
+        """``--segments`` as (start, end) pairs; a malformed or empty one is a ParameterError."""
+        out = []
+        for s in self.segments:
+            try:
+                start, end = (float(x) for x in str(s).split("-"))
+            except ValueError:
+                start = end = None
+            if start is None or not end > start:
+                raise ParameterError(
+                    f"--segments: {s!r} is not a GPS segment start-end with end > start, "
+                    "e.g. 1238166018-1238170114"
+                )
+            out.append((start, end))
+        return out
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.background == "fetch":
+            if not self.parsed_segments():
+                raise ParameterError(
+                    "--background=fetch needs --segments (start-end GPS pairs, comma-separated)"
+                )
+            if self.channels and len(self.channels) != len(self.ifos):
+                raise ParameterError(
+                    f"--channels={','.join(self.channels)}: give one channel per IFO "
+                    f"({','.join(self.ifos)}), or none for open data"
+                )
+
+
+class SandboxTask(AframeTask):
+    """A task whose command runs on the host or in an Apptainer image, with GPUs or not."""
+
+    exclude_index = True
+
+    image = luigi.Parameter(
+        default="",
+        description="Apptainer image (.sif path, or a name in paths.container_root) to run in; "
+        "empty: run on the host",
+    )
+    dev = luigi.BoolParameter(
+        default=False,
+        description="bind the working tree's packages over the image's released ones",
+    )
+    gpus = GpusParameter(description="GPU indices, e.g. 0,1 (DDP when more than one); empty: CPU")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # checked now, so a missing image fails before anything upstream runs
+        self.image_path = (
+            resolve_image(self.image, config.paths().container_root) if self.image else None
+        )
+
+    def binds(self) -> list[str]:
+        """Host paths the command needs inside the image (override to add more)."""
+        return []
+
+    def sandbox(self, env: dict[str, str] | None = None) -> Sandbox:
+        return Sandbox(
+            image=self.image_path, gpus=self.gpus, binds=self.binds(), env=env or {}, dev=self.dev
+        )
+
+
+class RayClusterTask(AframeTask):
+    """A task that brings up a Ray cluster on Kubernetes for its run and always tears it down.
+
+    Settings come from ``[kubernetes]``, ``[ray_head]``, ``[ray_worker]``, ``[s3]`` and
+    ``[wandb_settings]``; :meth:`configure_cluster` is the hook where a task adds environment,
+    Secrets or volumes. Use :meth:`ray_cluster` as a context manager around the work; on failure
+    the cluster is deleted too (also from :meth:`on_failure`, should the work die elsewhere).
+    """
+
+    exclude_index = True
+
+    cluster_name = luigi.Parameter(
+        default="", description="name of the Ray cluster's objects; empty: aframe-<task hash>"
+    )
+    create_secrets = luigi.BoolParameter(
+        default=False,
+        description="create the credentials Secrets from this environment (AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY, WANDB_API_KEY) instead of using existing ones",
+    )
+
+    def cluster_spec(self):
+        """The cluster described by the configuration, before :meth:`configure_cluster`."""
+        from .clusters import ClusterSpec, internal_endpoint
+
+        k8s, head, worker, s3 = (
+            config.kubernetes(),
+            config.ray_head(),
+            config.ray_worker(),
+            config.s3(),
+        )
+        name = self.cluster_name or f"aframe-{self.task_id.rsplit('_', 1)[-1][:10].lower()}"
+        return ClusterSpec(
+            name=name,
+            namespace=k8s.namespace,
+            image=k8s.image,
+            workers=worker.replicas,
+            worker_cpus=worker.cpus,
+            worker_gpus=worker.gpus,
+            worker_memory=worker.memory,
+            min_gpu_memory=worker.min_gpu_memory,
+            head_cpus=head.cpus,
+            head_memory=head.memory,
+            secrets=[s3.credentials_secret, config.wandb_settings().api_key_secret],
+            s3_endpoint=internal_endpoint(s3.endpoint_url, dict(s3.internal_endpoints))
+            if s3.endpoint_url
+            else "",
+        )
+
+    def configure_cluster(self, spec):
+        """Hook: change the :class:`~aframe_flow.clusters.ClusterSpec` (env, secrets, volumes)."""
+        return spec
+
+    def ray_cluster(self, client=None):
+        """The :class:`~aframe_flow.clusters.RayCluster` of this task (not yet created)."""
+        from .clusters import RayCluster, secret_from_env
+
+        spec = self.configure_cluster(self.cluster_spec())
+        secrets = []
+        if self.create_secrets:
+            s3, wb = config.s3(), config.wandb_settings()
+            secrets = [
+                secret_from_env(
+                    s3.credentials_secret,
+                    ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+                    spec.namespace,
+                ),
+                secret_from_env(wb.api_key_secret, ["WANDB_API_KEY"], spec.namespace),
+            ]
+        self._cluster = RayCluster(
+            spec, backend=config.kubernetes().backend, secrets=secrets, client=client
+        )
+        return self._cluster
+
+    def on_failure(self, exception):
+        cluster = getattr(self, "_cluster", None)
+        if cluster is not None and cluster.created:
+            cluster.delete()
+        return super().on_failure(exception)

@@ -1,0 +1,72 @@
+"""The exact Apptainer command lines and environments (Apptainer cannot run here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aframe_flow.parameters import ParameterError
+from aframe_flow.sandbox import DEV_MOUNT, Sandbox, repo_root, resolve_image
+
+HOST = {"PATH": "/usr/bin", "HOME": "/home/u", "AWS_SECRET_ACCESS_KEY": "s3cr3t",
+        "WANDB_API_KEY": "w4ndb", "AFRAME_BASE_DIR": "/data", "UNRELATED": "x"}  # fmt: skip
+
+
+@pytest.fixture
+def image(tmp_path):
+    sif = tmp_path / "train.sif"
+    sif.write_bytes(b"sif")
+    return sif
+
+
+def test_gpu_command_line_binds_nv_and_environment(tmp_path, image):
+    data, run = tmp_path / "data", tmp_path / "run"
+    box = Sandbox(image=image, gpus=(2, 3), binds=[str(run), str(data), str(data), "s3://b/x"])
+    assert box.command(["aframe-train", "fit", "--config", "c.yaml"]) == [
+        "apptainer", "exec", "--cleanenv", "--nv",
+        "--bind", f"{data}:{data}", "--bind", f"{run}:{run}",
+        str(image), "aframe-train", "fit", "--config", "c.yaml",
+    ]  # fmt: skip
+    env = box.environment(HOST)
+    assert env["APPTAINERENV_CUDA_VISIBLE_DEVICES"] == "2,3"
+    # credentials travel in the environment only, prefixed for Apptainer
+    assert env["APPTAINERENV_AWS_SECRET_ACCESS_KEY"] == "s3cr3t"
+    assert env["APPTAINERENV_WANDB_API_KEY"] == "w4ndb"
+    assert env["APPTAINERENV_AFRAME_BASE_DIR"] == "/data"
+    assert "APPTAINERENV_UNRELATED" not in env and env["UNRELATED"] == "x"
+    assert not any("s3cr3t" in a or "w4ndb" in a for a in box.command(["x"]))
+
+
+def test_cpu_command_line_has_no_nv_and_no_visible_devices(image):
+    box = Sandbox(image=image, env={"OMP_NUM_THREADS": "1"})
+    cmd = box.command(["python", "-m", "aframe_flow.payloads", "waveforms"])
+    assert cmd == ["apptainer", "exec", "--cleanenv", str(image),
+                   "python", "-m", "aframe_flow.payloads", "waveforms"]  # fmt: skip
+    env = box.environment(HOST)
+    assert env["APPTAINERENV_OMP_NUM_THREADS"] == "1"
+    assert not any(k.endswith("CUDA_VISIBLE_DEVICES") for k in env)
+
+
+def test_dev_binds_the_working_tree_and_puts_its_packages_first(image):
+    root = repo_root()
+    assert root is not None and (root / "packages" / "aframe-flow").is_dir()
+    box = Sandbox(image=image, dev=True, gpus=(0,))
+    cmd = box.command(["aframe-train", "fit"])
+    assert cmd[:7] == ["apptainer", "exec", "--cleanenv", "--nv",
+                       "--bind", f"{root}:{DEV_MOUNT}:ro", str(image)]  # fmt: skip
+    assert box.environment(HOST)["APPTAINERENV_PYTHONPATH"] == ":".join(
+        f"{DEV_MOUNT}/packages/{p}" for p in ("aframe-lib", "aframe-train", "aframe-flow")
+    )
+
+
+def test_on_the_host_the_command_is_unchanged_and_gpus_are_made_visible():
+    box = Sandbox(gpus=(1,))
+    assert box.command(["aframe-train", "fit"]) == ["aframe-train", "fit"]
+    env = box.environment(HOST)
+    assert env["CUDA_VISIBLE_DEVICES"] == "1" and env["PATH"] == "/usr/bin"
+    assert not any(k.startswith("APPTAINERENV_") for k in env)
+
+
+def test_missing_image_names_the_path_and_the_fix(tmp_path, image):
+    assert resolve_image("train.sif", str(tmp_path)) == image  # bare name in container_root
+    with pytest.raises(ParameterError, match=r"--image=nope.sif: no such Apptainer image.*build"):
+        resolve_image("nope.sif", str(tmp_path))
