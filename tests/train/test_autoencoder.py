@@ -6,12 +6,12 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from console import aframe_train
 from ml4gw.nn.autoencoder import ConcatSkipConnect, ConvolutionalAutoencoder
 from ml4gw.transforms import ShiftedPearsonCorrelation
 
@@ -220,11 +220,6 @@ def test_shipped_configs_build_the_autoencoder(config, num_ifos, tmp_path, monke
     assert cli.model.model.num_ifos == num_ifos == len(cli.datamodule.ifos)
     assert cli.model.model.sample_rate == cli.datamodule.sample_rate
     assert cli.datamodule.hparams.waveform_prob == 1.0
-
-
-def aframe_train() -> list[str]:
-    script = Path(sys.executable).parent / "aframe-train"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "aframe_train"]
 
 
 def test_end_to_end_fit_exports_a_scoring_model(tmp_path):

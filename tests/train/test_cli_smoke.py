@@ -11,14 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from console import aframe_train
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "projects" / "quickstart" / "train.yaml"
-
-
-def aframe_train() -> list[str]:
-    script = Path(sys.executable).parent / "aframe-train"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "aframe_train"]
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from console import aframe_train
 from wandb_files import run_info, stored_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -15,10 +15,8 @@ SECRET = "do-not-leak-this-aws-secret"
 
 
 def test_wandb_logger_with_name_group_tags_project_entity(tmp_path):
-    script = Path(sys.executable).parent / "aframe-train"
-    entry = [str(script)] if script.exists() else [sys.executable, "-m", "aframe_train"]
     cmd = [
-        *entry, "fit", "--config", str(QUICKSTART),
+        *aframe_train(), "fit", "--config", str(QUICKSTART),
         f"--trainer.default_root_dir={tmp_path}",
         "--trainer.logger=WandbLogger",
         f"--trainer.logger.save_dir={tmp_path}",

@@ -11,10 +11,10 @@ from __future__ import annotations
 import csv
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from console import aframe_train as console_script
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "projects" / "quickstart" / "train.yaml"
@@ -32,10 +32,8 @@ TINY = [
 
 
 def aframe_train_cmd(subcommand: str, out: Path, data: Path, *extra: str) -> list[str]:
-    script = Path(sys.executable).parent / "aframe-train"
-    entry = [str(script)] if script.exists() else [sys.executable, "-m", "aframe_train"]
     return [
-        *entry, subcommand, "--config", str(QUICKSTART),
+        *console_script(), subcommand, "--config", str(QUICKSTART),
         f"--trainer.default_root_dir={out}",
         f"--trainer.logger.init_args.save_dir={out}",
         f"--data.init_args.data_dir={data}",

@@ -7,13 +7,12 @@ network: see tests/lib/search/conftest.py.
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from console import aframe_train
 
 IFOS = ["H1", "L1"]
 DATA = {"ifos": IFOS, "sample_rate": 256.0, "kernel_length": 1.0, "fduration": 1.0,
@@ -24,11 +23,6 @@ class Energy(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[1] * x.shape[2]
         return ((x.square().mean((1, 2)) - 1.0) * (size / 2) ** 0.5)[:, None]
-
-
-def aframe_train() -> list[str]:
-    script = Path(sys.executable).parent / "aframe-train"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "aframe_train"]
 
 
 @pytest.fixture(scope="module")

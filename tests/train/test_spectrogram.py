@@ -8,12 +8,12 @@ import json
 import os
 import pickle
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from console import aframe_train
 from ml4gw.distributions import PowerLaw
 from ml4gw.transforms import SingleQTransform
 
@@ -180,11 +180,6 @@ def test_spectrogram_and_network_trace_together(dataset):
 
 
 # ---------------------------------------------------------------------- end to end
-def aframe_train() -> list[str]:
-    script = Path(sys.executable).parent / "aframe-train"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "aframe_train"]
-
-
 def test_fit_exports_spectrogram_and_network_as_one_model(tmp_path):
     cmd = [
         *aframe_train(),

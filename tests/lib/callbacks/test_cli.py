@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
+from console import aframe_train
 
 ROOT = Path(__file__).resolve().parents[3]
 QUICKSTART = ROOT / "projects" / "quickstart" / "train.yaml"
 CALLBACKS = ROOT / "packages" / "aframe-train" / "aframe_train" / "configs" / "callbacks.yaml"
-
-
-def aframe_train() -> list[str]:
-    script = Path(sys.executable).parent / "aframe-train"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "aframe_train"]
 
 
 def test_callbacks_yaml_composes_and_plots_and_onnx_land_in_the_run_dir(tmp_path):
