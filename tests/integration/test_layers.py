@@ -58,3 +58,9 @@ def test_importing_all_of_lib_loads_no_upper_layer_nor_optional_extras():
     )
     assert not loaded & {"aframe_train", "aframe_flow"}
     assert not loaded & {"ray", "wandb", "s3fs", "law", "luigi"}
+
+
+def test_test_module_basenames_are_unique():
+    """Tests are collected without __init__.py files: two test_x.py would shadow each other."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
