@@ -139,7 +139,7 @@ def main() -> None:
         configs = (
             [Path(c) for c in args.configs]
             if args.configs
-            else sorted(p for p in CONFIGS.glob("*.yaml") if p.name != "callbacks.yaml")
+            else sorted(p for p in CONFIGS.glob("*.yaml") if "model:" in p.read_text())
         )
         for config in configs:
             rate = model_throughput(config, args.batch_size, args.steps, tmp)

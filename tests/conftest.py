@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-pytest_plugins = ["fixtures_s3"]
+pytest_plugins = ["fixtures_s3", "fixtures_ray"]
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("WANDB_MODE", "offline")

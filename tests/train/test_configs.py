@@ -11,7 +11,7 @@ from aframe_train.cli import AframeCLI
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_CONFIGS = ROOT / "packages" / "aframe-train" / "aframe_train" / "configs"
 MODEL_CONFIGS = sorted(
-    [p for p in PACKAGE_CONFIGS.glob("*.yaml") if p.name not in ("callbacks.yaml",)]
+    [p for p in PACKAGE_CONFIGS.glob("*.yaml") if "model:" in p.read_text()]
     + [p for p in (ROOT / "projects").glob("*/*.yaml") if "model:" in p.read_text()]
 )
 

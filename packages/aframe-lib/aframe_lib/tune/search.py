@@ -1,0 +1,297 @@
+"""A search: Ray Tune's ``Tuner`` with ASHA over a LightningCLI config, resumable, with a summary.
+
+Everything that can be wrong with the input is checked before Ray runs a trial: the search
+space (syntax, distributions, and every key against the CLI's parser), the training config, the
+storage (an unreachable S3 endpoint or missing bucket), the Ray address (a TCP probe, then
+``ray.init``) and whether one trial's resources fit the cluster at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ..utils import fs
+from .config import TrainingConfig, cli_path, validate_space
+from .space import load_space
+from .storage import ray_storage
+from .summary import summarize
+from .trainable import TrialSetup, run_trial
+
+logger = logging.getLogger(__name__)
+
+# environment variables trials need on any node; secrets are never forwarded (a cluster gets
+# its credentials from its own environment: Kubernetes Secrets, credential files)
+FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "WANDB_MODE")
+
+
+@dataclass
+class SearchConfig:
+    """The ``--tune.*`` settings of a search.
+
+    Args:
+        space: Search space file (YAML or ``.py``, see :mod:`aframe_lib.tune.space`).
+        name: Name of the search: its directory under ``storage_dir`` and the W&B group.
+        num_samples: Trials to sample from the space.
+        metric: Metric the model logs at validation, reported to Ray each epoch.
+        mode: ``max`` or ``min``.
+        max_epochs: Epochs of a trial that ASHA does not stop (ASHA's ``max_t``).
+        grace_period: Epochs every trial runs before ASHA may stop it (``min_epochs``).
+        reduction_factor: ASHA keeps 1/reduction_factor of the trials at each rung.
+        workers_per_trial: Training processes per trial (DDP when > 1, on one node).
+        gpus_per_worker: GPUs per process; 0 trains on CPU.
+        cpus_per_gpu: CPUs per GPU of a GPU process.
+        cpus_per_worker: CPUs per process when ``gpus_per_worker`` is 0.
+        max_concurrent_trials: Cap on trials run side by side; ``None``: as many as fit.
+        storage_dir: Local directory or ``s3://bucket/prefix``; the search is ``<it>/<name>``.
+        address: Ray cluster (``ray://host:10001``, or ``host:6379`` from a cluster node);
+            ``None``: start a local Ray instance.
+        num_cpus: CPUs of the local Ray instance (``None``: all of this machine's).
+        num_gpus: GPUs of the local Ray instance (``None``: all of this machine's).
+        temp_dir: Session directory of the local Ray instance (``None``: Ray's default).
+        max_failures: Times a failed trial is retried from its last checkpoint.
+        checkpoints_to_keep: Best checkpoints kept per trial (the latest is always kept).
+        resume: Resume the search in ``storage_dir/name`` when there is one (finished trials
+            are kept, unfinished and errored ones continue from their last checkpoint).
+        prepare_data: Call the data module's ``prepare_data`` once here, so that side-by-side
+            trials do not download or generate the same data at the same time.
+    """
+
+    space: str
+    name: str = "search"
+    num_samples: int = 4
+    metric: str = "valid_auroc"
+    mode: str = "max"
+    max_epochs: int = 10
+    grace_period: int = 1
+    reduction_factor: float = 2.0
+    workers_per_trial: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_gpu: int = 4
+    cpus_per_worker: int = 1
+    max_concurrent_trials: int | None = None
+    storage_dir: str = "tune-runs"
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    temp_dir: str | None = None
+    max_failures: int = 2
+    checkpoints_to_keep: int = 1
+    resume: bool = True
+    prepare_data: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"tune.mode must be 'max' or 'min', got {self.mode!r}")
+        for key in ("num_samples", "max_epochs", "grace_period", "workers_per_trial"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"tune.{key} must be at least 1, got {getattr(self, key)}")
+        if self.grace_period > self.max_epochs:
+            raise ValueError(
+                f"tune.grace_period ({self.grace_period}) exceeds tune.max_epochs "
+                f"({self.max_epochs}); lower it or raise max_epochs"
+            )
+
+    def trial_resources(self) -> dict[str, float]:
+        """One trial's Ray resources: ``workers × (GPUs, CPUs)`` of one process."""
+        if self.gpus_per_worker:
+            cpus = math.ceil(self.cpus_per_gpu * self.gpus_per_worker)
+        else:
+            cpus = self.cpus_per_worker
+        resources = {"CPU": float(self.workers_per_trial * cpus)}
+        if self.gpus_per_worker:
+            resources["GPU"] = self.workers_per_trial * self.gpus_per_worker
+        return resources
+
+
+def trial_dirname(trial: Any) -> str:
+    """Short trial directory names (the default embeds every sampled value)."""
+    return f"{trial.trainable_name}_{trial.trial_id}"
+
+
+def connect(settings: SearchConfig) -> bool:
+    """``ray.init`` for the search; whether this call started Ray (then it shuts it down).
+
+    Raises:
+        ConnectionError: for an address where no Ray cluster answers, naming it and the fix.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    if settings.address:
+        _probe(settings.address)
+        try:
+            ray.init(address=settings.address, runtime_env={"env_vars": env} if env else None)
+        except Exception as exc:
+            hint = ""
+            if "timeout" in str(exc) and os.environ.get("RAY_AUTH_MODE") != "disabled":
+                hint = (
+                    "; if the cluster uses token authentication (Ray's default since 2.5x), "
+                    "note that Ray Client does not send the token: start the cluster with "
+                    "RAY_AUTH_MODE=disabled on a private network"
+                )
+            raise ConnectionError(
+                f"cannot connect to the Ray cluster at {settings.address} ({exc}); check "
+                f"--tune.address (ray://HOST:10001 for the client server) and that it is up{hint}"
+            ) from exc
+    else:
+        kwargs = {"num_cpus": settings.num_cpus, "num_gpus": settings.num_gpus}
+        if settings.temp_dir:
+            kwargs["_temp_dir"] = str(Path(settings.temp_dir).expanduser().resolve())
+        ray.init(include_dashboard=False, **kwargs)
+    return True
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Fail fast (seconds, not Ray's minutes of retries) when nothing listens at ``address``."""
+    if address == "auto":
+        return
+    parsed = urlparse(address if "://" in address else f"ray://{address}")
+    host, port = parsed.hostname, parsed.port or (10001 if address.startswith("ray://") else 6379)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConnectionError(
+            f"no Ray cluster answers at {address} ({host}:{port}: {exc}); check --tune.address "
+            "(ray://HOST:10001 for a cluster's client server) and that the cluster is up"
+        ) from None
+
+
+def check_fits(settings: SearchConfig) -> None:
+    """Refuse (local Ray) or warn (a cluster that may scale up) if one trial can never fit."""
+    import ray
+
+    total = ray.cluster_resources()
+    need = settings.trial_resources()
+    short = {k: (v, total.get(k, 0)) for k, v in need.items() if v > total.get(k, 0)}
+    if short:
+        text = ", ".join(
+            f"{k}: needs {v:g}, cluster has {have:g}" for k, (v, have) in short.items()
+        )
+        message = (
+            f"one trial does not fit in the Ray cluster ({text}); lower "
+            "tune.workers_per_trial / gpus_per_worker / cpus_per_gpu / cpus_per_worker"
+        )
+        if not settings.address:
+            raise ValueError(message)
+        logger.warning(message + " (waiting for the cluster to scale up)")
+    side_by_side = min(int(total.get(k, 0) // v) for k, v in need.items() if v)
+    print(f"each trial gets {need}; {side_by_side} trial(s) fit side by side", flush=True)
+
+
+def prepare_data(training: TrainingConfig) -> None:
+    """Run the data module's ``prepare_data`` once on the driver (downloads, synthetic data)."""
+    config = training.parser.instantiate_classes(training.config)
+    datamodule = getattr(config, "data", None)
+    if datamodule is not None and hasattr(datamodule, "prepare_data"):
+        datamodule.prepare_data()
+
+
+def run_search(
+    cli_cls: str | type,
+    configs: list[str],
+    overrides: list[str],
+    settings: SearchConfig,
+) -> dict[str, Any]:
+    """Run (or resume) a search; returns the summary also written to ``summary.json``.
+
+    Args:
+        cli_cls: the LightningCLI class or its import path (``aframe_train.cli.AframeCLI``).
+        configs: the training ``--config`` files.
+        overrides: further training arguments (``--data.init_args.batch_size=32`` ...).
+        settings: the search settings.
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # 1. everything about the input, before Ray
+    space = load_space(settings.space)
+    training = TrainingConfig(cli_cls, configs, overrides)
+    validate_space(training, space)
+    storage_path, storage_fs = ray_storage(settings.storage_dir)
+    search_dir = fs.join(settings.storage_dir if fs.is_remote(settings.storage_dir) else
+                         storage_path, settings.name)  # fmt: skip
+    started = connect(settings)
+    try:
+        check_fits(settings)
+        if settings.prepare_data:
+            prepare_data(training)
+        results = _fit(training, space, settings, storage_path, storage_fs)
+        return summarize(results, settings, search_dir)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _fit(training, space, settings: SearchConfig, storage_path: str, storage_fs) -> Any:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    need = settings.trial_resources()
+    threads = int(need["CPU"] // settings.workers_per_trial)
+    setup = TrialSetup(
+        cli=cli_path(training.cli_cls),
+        config_yaml=training.yaml,
+        search_name=settings.name,
+        max_epochs=settings.max_epochs,
+        workers=settings.workers_per_trial,
+        gpus_per_worker=settings.gpus_per_worker,
+        threads_per_worker=max(1, threads),
+        workdir=os.getcwd(),
+        env={k: os.environ[k] for k in FORWARDED_ENV if k in os.environ},
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, setup=setup),
+        tune.PlacementGroupFactory([need]),
+    )
+    experiment = f"{storage_path.rstrip('/')}/{settings.name}"
+    if settings.resume and tune.Tuner.can_restore(experiment, storage_filesystem=storage_fs):
+        print(f"resuming the search in {experiment}", flush=True)
+        tuner = tune.Tuner.restore(
+            experiment,
+            trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+            storage_filesystem=storage_fs,
+        )
+    else:
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=settings.max_epochs,
+            grace_period=settings.grace_period,
+            reduction_factor=settings.reduction_factor,
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                metric=settings.metric,
+                mode=settings.mode,
+                num_samples=settings.num_samples,
+                scheduler=scheduler,
+                max_concurrent_trials=settings.max_concurrent_trials,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=settings.name,
+                storage_path=storage_path,
+                storage_filesystem=storage_fs,
+                failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=settings.checkpoints_to_keep,
+                    checkpoint_score_attribute=settings.metric,
+                    checkpoint_score_order=settings.mode,
+                ),
+                verbose=1,
+            ),
+        )
+    return tuner.fit()

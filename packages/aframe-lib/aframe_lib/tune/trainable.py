@@ -1,0 +1,211 @@
+"""What runs inside one Ray Tune trial: the LightningCLI ``fit`` as a child process.
+
+Why a child process rather than the CLI inside the Ray worker: the trial runs the very command a
+user would run by hand (``trial.log`` starts with it), with its own torch threads, seeds and
+global state; DDP inside a trial (``workers_per_trial > 1``) is Lightning's own launcher, started
+from a normal command line (Ray's worker has no script to re-execute); and stopping the trial
+(ASHA, a failure, a killed driver) kills the whole process group. The cost is the CLI's start-up
+(a few seconds of imports) per trial.
+
+The child appends one JSON line per validation epoch (:class:`.callbacks.TrialReporter`); this
+side reports each line with its checkpoint to ``ray.tune.report``. A line that may be the last
+one is held back until the child has exited, so that the final report carries the exported
+model (``model.pt`` ...) too: once the last epoch is reported, ASHA stops the trial at ``max_t``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..utils import fs
+from .space import format_value
+
+
+@dataclass
+class TrialSetup:
+    """What every trial of a search shares (sent once through the object store).
+
+    Args:
+        cli: import path of the LightningCLI class.
+        config_yaml: the resolved ``fit`` config (files + overrides) as YAML text.
+        search_name: the search's name: the W&B group of every trial.
+        max_epochs: epochs per trial (ASHA's ``max_t``).
+        workers: processes per trial (DDP when > 1; all on one node).
+        gpus_per_worker: GPUs per process (0: CPU).
+        threads_per_worker: ``OMP_NUM_THREADS`` of each process (its CPUs).
+        workdir: directory the trials run in, so that relative paths of the config mean what
+            they mean on the driver; ``None`` (or missing on the trial's node): the trial dir.
+        env: extra environment variables for the training process.
+        export_files: files the training writes in ``default_root_dir`` at the end (the
+            exported model) that go into the trial's final checkpoint.
+    """
+
+    cli: str
+    config_yaml: str
+    search_name: str
+    max_epochs: int
+    workers: int = 1
+    gpus_per_worker: float = 0
+    threads_per_worker: int = 1
+    workdir: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    export_files: tuple[str, ...] = ("model.pt", "model.json", "model.onnx")
+
+
+def trial_config(setup: TrialSetup, trial_dir: Path, trial_name: str) -> dict[str, Any]:
+    """The trial's config: the search's, with its own output dirs, logger, devices, epochs."""
+    import yaml
+
+    config = yaml.safe_load(setup.config_yaml)
+    trainer = config.setdefault("trainer", {})
+    trainer["default_root_dir"] = str(trial_dir)
+    trainer["max_epochs"] = setup.max_epochs
+    trainer["enable_progress_bar"] = False
+    trainer["accelerator"] = "gpu" if setup.gpus_per_worker else "cpu"
+    trainer["devices"] = setup.workers
+    trainer["num_nodes"] = 1
+    if setup.workers > 1 and trainer.get("strategy") in (None, "auto"):
+        trainer["strategy"] = "ddp"
+    loggers = trainer.get("logger")
+    loggers = loggers if isinstance(loggers, list) else [loggers]
+    trainer["logger"] = [_trial_logger(lg, setup, trial_dir, trial_name) for lg in loggers]
+    # explicit output dirs would make trials overwrite each other: use default_root_dir
+    for callback in trainer.get("callbacks") or []:
+        if isinstance(callback, dict) and "dirpath" in (callback.get("init_args") or {}):
+            callback["init_args"]["dirpath"] = None
+    return config
+
+
+def _trial_logger(logger: Any, setup: TrialSetup, trial_dir: Path, name: str) -> dict:
+    """W&B: the search is the group, the trial the run name; anything else: CSV per trial."""
+    if isinstance(logger, dict) and "Wandb" in str(logger.get("class_path", "")):
+        args = dict(logger.get("init_args") or {})
+        args.update(group=setup.search_name, name=name, save_dir=str(trial_dir))
+        return {**logger, "init_args": args}
+    csv = "lightning.pytorch.loggers.CSVLogger"
+    return {"class_path": csv, "init_args": {"save_dir": str(trial_dir), "name": "logs"}}
+
+
+def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
+    """The Ray Tune function trainable: ``params`` are the trial's sampled dotted keys."""
+    import yaml
+    from ray import tune
+
+    start = time.time()
+    context = tune.get_context()
+    trial_dir = Path(context.get_trial_dir())
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    name = context.get_trial_name()
+    report_file = trial_dir / "report.jsonl"
+    report_file.unlink(missing_ok=True)
+    checkpoint_dir = trial_dir / "epoch_checkpoints"
+    config_file = trial_dir / "trial.yaml"
+    config_file.write_text(yaml.safe_dump(trial_config(setup, trial_dir, name), sort_keys=False))
+
+    args = ["fit", "--config", str(config_file)]
+    args += [f"--{key}={format_value(value)}" for key, value in params.items()]
+    restored = tune.get_checkpoint()
+    if restored is not None:  # a retried failure or a resumed search: go on from the last epoch
+        local = trial_dir / "restored"
+        shutil.rmtree(local, ignore_errors=True)
+        restored.to_directory(str(local))
+        args.append(f"--ckpt_path={local / 'last.ckpt'}")
+    cmd = [sys.executable, "-m", "aframe_lib.tune.worker", "--cli", setup.cli]
+    cmd += ["--report-file", str(report_file), "--checkpoint-dir", str(checkpoint_dir), "--"]
+    cmd += args
+    env = {**os.environ, **setup.env, "PYTHONUNBUFFERED": "1"}
+    env["OMP_NUM_THREADS"] = str(max(1, setup.threads_per_worker))
+    workdir = setup.workdir if setup.workdir and Path(setup.workdir).is_dir() else trial_dir
+
+    reported: dict[str, Any] | None = None
+    held: dict[str, Any] | None = None
+    log = trial_dir / "trial.log"
+    with open(log, "a") as out:
+        out.write(" ".join(cmd) + "\n")
+        out.flush()
+        proc = subprocess.Popen(
+            cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            for record in _follow(report_file, proc):
+                if held is not None:
+                    _report(held, start)
+                    reported = held
+                    held = None
+                if record["last"]:
+                    held = record
+                else:
+                    _report(record, start)
+                    reported = record
+        finally:
+            if proc.poll() is None:  # stopped by Ray or failed here: take the children along
+                _kill_group(proc)
+    if proc.returncode != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-40:])
+        raise RuntimeError(f"trial {name}: training exited with {proc.returncode}:\n{tail}")
+    final = held or reported
+    if final is None:
+        raise RuntimeError(
+            f"trial {name}: the training reported no validation epoch (see {log}); "
+            "does the model run validation and log the search metric?"
+        )
+    exported = [trial_dir / f for f in setup.export_files if (trial_dir / f).is_file()]
+    if held is None:  # stopped early by a callback after its last report: one more report
+        final = {**final, "checkpoint": str(checkpoint_dir / "final")}
+    _report(final, start, exported)
+
+
+def _follow(path: Path, proc: subprocess.Popen, poll: float = 0.2) -> Iterator[dict]:
+    """The JSON lines appended to ``path`` while ``proc`` runs (and any left when it ends)."""
+    offset = 0
+    while True:
+        done = proc.poll() is not None
+        if path.exists():
+            with open(path) as f:
+                f.seek(offset)
+                chunk = f.read()
+            complete = chunk[: chunk.rfind("\n") + 1]
+            offset += len(complete.encode())
+            for line in complete.splitlines():
+                if line.strip():
+                    yield json.loads(line)
+        if done:
+            return
+        time.sleep(poll)
+
+
+def _report(record: dict[str, Any], start: float, extra: list[Path] = ()) -> None:
+    from ray import tune
+
+    directory = Path(record["checkpoint"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in extra:
+        shutil.copy2(path, directory / path.name)
+    metrics = {**record["metrics"], "epoch": record["epoch"]}
+    # the trial's own clock: when it started and when this epoch ended (epoch seconds)
+    metrics.update(trial_start_time=start, report_time=record["time"])
+    checkpoint = tune.Checkpoint.from_directory(str(directory))
+    fs.retry(lambda: tune.report(metrics, checkpoint=checkpoint), attempts=5, delay=1.0)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
