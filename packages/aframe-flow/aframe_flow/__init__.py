@@ -8,7 +8,8 @@ Apptainer images, or (for tuning) on Ray clusters in Kubernetes.
   sections), :mod:`~aframe_flow.parameters`, :mod:`~aframe_flow.targets`,
   :mod:`~aframe_flow.sandbox` (Apptainer command lines), :mod:`~aframe_flow.clusters` (Ray on
   Kubernetes);
-- tasks: :mod:`~aframe_flow.tasks` (data, train, export) and :mod:`~aframe_flow.pipelines`.
+- tasks: :mod:`~aframe_flow.tasks` (data, train, tune, export, evaluate) and
+  :mod:`~aframe_flow.pipelines`.
 
 ``LAW_CONFIG`` is the path of the law.cfg shipped with the package (``python -m aframe_flow``
 prints it): ``export LAW_CONFIG_FILE=$(python -m aframe_flow)``.
@@ -19,13 +20,16 @@ from pathlib import Path
 from .pipelines import Pipeline
 from .tasks import (
     Data,
+    Evaluate,
     Export,
     FetchBackground,
     SyntheticBackground,
     Train,
     TrainingWaveforms,
+    Tune,
     ValidationWaveforms,
 )
+from .tasks.tune import TunePipeline
 
 __version__ = "0.1.0"
 LAW_CONFIG = str(Path(__file__).with_name("law.cfg"))
@@ -33,11 +37,14 @@ LAW_CONFIG = str(Path(__file__).with_name("law.cfg"))
 __all__ = [
     "LAW_CONFIG",
     "Data",
+    "Evaluate",
     "Export",
     "FetchBackground",
     "Pipeline",
     "SyntheticBackground",
     "Train",
     "TrainingWaveforms",
+    "Tune",
+    "TunePipeline",
     "ValidationWaveforms",
 ]

@@ -34,8 +34,18 @@ FORWARDED_PREFIXES = ("AFRAME_", "AWS_", "WANDB_")
 
 
 def repo_root() -> Path | None:
-    """The working tree holding ``packages/aframe-*`` (``$AFRAME_REPO``, else this checkout)."""
-    candidates = [os.environ.get("AFRAME_REPO"), Path(__file__).resolve().parents[3]]
+    """The working tree holding ``packages/aframe-*``.
+
+    ``$AFRAME_REPO``, else the working directory or one of its parents (where a user runs
+    ``law run ... --dev`` from), else the checkout this module was installed from (editable).
+    """
+    cwd = Path.cwd().resolve()
+    candidates = [
+        os.environ.get("AFRAME_REPO"),
+        cwd,
+        *cwd.parents,
+        Path(__file__).resolve().parents[3],
+    ]
     for c in candidates:
         if c and all((Path(c) / "packages" / p).is_dir() for p in PACKAGES):
             return Path(c).resolve()

@@ -1,4 +1,5 @@
-"""The concrete tasks: data (``data``), training (``train``) and export (``export``)."""
+"""The concrete tasks: data (``data``), training (``train``), tuning (``tune``),
+export (``export``) and evaluation (``evaluate``)."""
 
 from .data import (
     Data,
@@ -7,15 +8,19 @@ from .data import (
     TrainingWaveforms,
     ValidationWaveforms,
 )
+from .evaluate import Evaluate
 from .export import Export
 from .train import Train
+from .tune import Tune
 
 __all__ = [
     "Data",
+    "Evaluate",
     "Export",
     "FetchBackground",
     "SyntheticBackground",
     "Train",
     "TrainingWaveforms",
+    "Tune",
     "ValidationWaveforms",
 ]

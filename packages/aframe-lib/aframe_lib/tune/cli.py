@@ -80,6 +80,13 @@ def main(args: list[str] | None = None, cli_cls: str | None = None) -> dict:
         beside = Path(str(tune_files[-1])).parent / space
         settings["space"] = str(beside) if beside.exists() else str(space)
     try:
-        return run_search(cfg.lightning_cli_cls, configs, overrides, SearchConfig(**settings))
+        summary = run_search(cfg.lightning_cli_cls, configs, overrides, SearchConfig(**settings))
     except (ValueError, ConnectionError, FileNotFoundError, ImportError) as exc:
         sys.exit(f"error: {exc}")
+    trials = summary["trials"]
+    if trials and all(t["status"] == "error" for t in trials):  # not a result: a failure
+        sys.exit(
+            f"error: every trial of the search failed (first: {trials[0]['error']}); "
+            "run the same command again to retry them from their last checkpoints"
+        )
+    return summary

@@ -4,11 +4,15 @@
 trial, config keys as ``config/<key>`` columns) are written to the search directory, and the
 best trial's exported model (``model.pt``, ``model.json``, ``model.onnx``) is copied beside them
 from the trial's final Ray checkpoint. The best trial is the best by its last reported score
-(Ray's ``scope="last"``); trials stopped by ASHA exported no model.
+(Ray's ``scope="last"``) among the trials that did not fail (a failed trial's partial score is no
+result); trials stopped by ASHA exported no model. A failed trial's row names its error: the
+training's own exception, not Ray's wrapper.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -40,7 +44,7 @@ def summarize(results: Any, settings: SearchConfig, search_dir: str) -> dict[str
             f"best_{metric}": (max if settings.mode == "max" else min)(values, default=None),
             "trial_start_time": metrics.get("trial_start_time"),
             "report_time": metrics.get("report_time"),
-            "error": str(result.error).splitlines()[0][:300] if result.error else None,
+            "error": error_text(result.error),
             "config": dict(result.config or {}),
         })  # fmt: skip
     summary: dict[str, Any] = {
@@ -53,11 +57,8 @@ def summarize(results: Any, settings: SearchConfig, search_dir: str) -> dict[str
         "best": None,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    try:
-        best = results.get_best_result(metric=metric, mode=settings.mode, scope="last")
-    except RuntimeError:
-        best = None
-    if best is not None and best.metrics:
+    best = best_result(results, metric, settings.mode)
+    if best is not None:
         model = copy_exported_model(best.checkpoint, search_dir, ("model.pt", "model.json"))
         model += copy_exported_model(best.checkpoint, search_dir, ("model.onnx",))
         summary["best"] = {
@@ -87,14 +88,45 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"\nsearch {summary['name']} ({summary['search_dir']}):")
     for r in table:
         print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    for row in summary["trials"]:
+        if row["status"] == "error":
+            print(f"trial {row['trial_id']} failed: {row['error']}")
     best = summary["best"]
     if best is None:
-        print("no trial reported the metric: no best trial")
+        print(f"no trial finished without error and reported {metric}: no best trial")
+        print(f"summary: {fs.join(summary['search_dir'], 'summary.json')}", flush=True)
         return
     print(f"best trial: {best['trial_id']}  {metric} = {best['score']:.4g}")
     print(f"best config: {best['config']}")
     print(f"best model: {best['model'] or '(the best trial exported no model)'}")
     print(f"summary: {fs.join(summary['search_dir'], 'summary.json')}", flush=True)
+
+
+def best_result(results: Any, metric: str, mode: str) -> Any:
+    """The result with the best last ``metric`` among trials that did not fail, or None."""
+    scored = []
+    for result in results:
+        value = (result.metrics or {}).get(metric)
+        if result.error is None and isinstance(value, int | float) and math.isfinite(value):
+            scored.append((value, result))
+    if not scored:
+        return None
+    pick = max if mode == "max" else min
+    return pick(scored, key=lambda pair: pair[0])[1]
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_text(error: BaseException | None) -> str | None:
+    """The first line of a failed trial's own exception (Ray wraps it in a RayTaskError whose
+    first line only names the actor), without terminal colours."""
+    if error is None:
+        return None
+    cause = getattr(error, "cause", None) or error
+    text = _ANSI.sub("", str(cause)).strip()
+    first = text.splitlines()[0] if text else type(cause).__name__
+    return first[:500]
 
 
 def _short(value: Any) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -150,8 +151,13 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
             if proc.poll() is None:  # stopped by Ray or failed here: take the children along
                 _kill_group(proc)
     if proc.returncode != 0:
-        tail = "".join(log.read_text().splitlines(keepends=True)[-40:])
-        raise RuntimeError(f"trial {name}: training exited with {proc.returncode}:\n{tail}")
+        lines = log.read_text(errors="replace").splitlines(keepends=True)
+        tail = "".join(lines[-40:])
+        # the first line says why (the summary shows only that): the training's own exception
+        raise RuntimeError(
+            f"trial {name}: training exited with {proc.returncode}"
+            f"{_reason(lines, proc.returncode)}; see its trial.log\n{tail}"
+        )
     final = held or reported
     if final is None:
         raise RuntimeError(
@@ -162,6 +168,17 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     if held is None:  # stopped early by a callback after its last report: one more report
         final = {**final, "checkpoint": str(checkpoint_dir / "final")}
     _report(final, start, exported)
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(:.*)?$")
+
+
+def _reason(lines: list[str], returncode: int) -> str:
+    """`` (ValueError: ...)``: the last exception line of the training's log, or its signal."""
+    for line in reversed(lines):
+        if _EXCEPTION_LINE.match(line.strip()):
+            return f" ({line.strip()[:300]})"
+    return f" (killed by signal {-returncode})" if returncode < 0 else ""
 
 
 def _follow(path: Path, proc: subprocess.Popen, poll: float = 0.2) -> Iterator[dict]:
