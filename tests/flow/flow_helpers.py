@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -13,7 +15,10 @@ QUICKSTART = ROOT / "projects" / "quickstart"
 LAW = str(Path(sys.executable).parent / "law")
 
 # in-process tasks read the shipped config; law's index and home never touch ~/.law
-os.environ.setdefault("LAW_HOME", tempfile.mkdtemp(prefix="aframe-law-home-"))
+if "LAW_HOME" not in os.environ:
+    _law_home = tempfile.mkdtemp(prefix="aframe-law-home-")
+    os.environ["LAW_HOME"] = _law_home
+    atexit.register(shutil.rmtree, _law_home, ignore_errors=True)
 os.environ.setdefault("LAW_CONFIG_FILE", str(QUICKSTART / "law.cfg"))
 if "LUIGI_CONFIG_PATH" not in os.environ:  # read by `import luigi`, before law's config
     _luigi_cfg = Path(os.environ["LAW_HOME"]) / "luigi.cfg"
