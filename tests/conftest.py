@@ -14,6 +14,18 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+    """A tiny synthetic data set (see tiny_data.py), generated once per session; read-only."""
+    from tiny_data import SAMPLE_RATE, SYNTHETIC
+
+    from aframe_lib.data.synthetic import ensure_synthetic_dataset
+
+    path = tmp_path_factory.mktemp("tiny-synthetic")
+    ensure_synthetic_dataset(str(path), ifos=["H1", "L1"], sample_rate=SAMPLE_RATE, **SYNTHETIC)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     """Every test starts from the same seeds, so failures reproduce."""

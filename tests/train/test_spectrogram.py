@@ -16,15 +16,14 @@ import torch
 from console import aframe_train
 from ml4gw.distributions import PowerLaw
 from ml4gw.transforms import SingleQTransform
+from tiny_data import SAMPLE_RATE
 
 from aframe_lib.data.config import DataConfigError
-from aframe_lib.data.synthetic import ensure_synthetic_dataset
 from aframe_train.architectures import SupervisedSpectrogramResNet
 from aframe_train.data import QSpectrogram, SpectrogramAframeDataset
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "projects" / "spectrogram" / "train.yaml"
-SAMPLE_RATE = 256.0
 SHAPE = [16, 32]  # spectrogram (num_f_bins, num_t_bins)
 
 
@@ -39,20 +38,8 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("synthetic")
-    ensure_synthetic_dataset(
-        str(path),
-        ifos=["H1", "L1"],
-        sample_rate=SAMPLE_RATE,
-        background_duration=768.0,
-        segment_duration=256.0,
-        num_waveforms=64,
-        num_val_waveforms=16,
-        waveform_duration=4.0,
-        coalescence_time=3.0,
-    )
-    return path
+def data_dir(tiny_data_dir):
+    return tiny_data_dir
 
 
 def make(data_dir, **kwargs) -> SpectrogramAframeDataset:

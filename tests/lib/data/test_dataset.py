@@ -8,28 +8,16 @@ import numpy as np
 import pytest
 import torch
 from ml4gw.distributions import PowerLaw
+from tiny_data import SAMPLE_RATE, SYNTHETIC
 
 from aframe_lib.data import AframeDataset
 from aframe_lib.data.background import BackgroundError
 from aframe_lib.data.config import DataConfigError
-from aframe_lib.data.synthetic import ensure_synthetic_dataset
-
-SAMPLE_RATE = 256.0
-SYNTHETIC = dict(
-    background_duration=768.0,
-    segment_duration=256.0,
-    num_waveforms=64,
-    num_val_waveforms=16,
-    waveform_duration=4.0,
-    coalescence_time=3.0,
-)
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("synthetic")
-    ensure_synthetic_dataset(str(path), ifos=["H1", "L1"], sample_rate=SAMPLE_RATE, **SYNTHETIC)
-    return path
+def data_dir(tiny_data_dir):
+    return tiny_data_dir
 
 
 def make(data_dir, **kwargs):
