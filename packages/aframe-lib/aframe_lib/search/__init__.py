@@ -16,8 +16,9 @@ Submodules are imported lazily: ``import aframe_lib.search`` pulls in neither to
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from aframe_lib.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "Events": "events",
@@ -42,11 +43,7 @@ if TYPE_CHECKING:
     from .whitening import StreamingWhitener
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [  # noqa: F822 - resolved lazily by __getattr__
