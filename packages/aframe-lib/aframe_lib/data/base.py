@@ -38,6 +38,7 @@ from ..utils import fs
 from .background import check_finite, list_segments, localize, read_segment, split_by_file
 from .config import validate_data_args
 from .injection import Injector, slice_around
+from .loaders import RankBatches
 from .preprocessing import PsdEstimator
 from .sampling import BackgroundSampler
 from .timeslides import TimeslideWindows, make_timeslides
@@ -253,10 +254,23 @@ class AframeDataset(pl.LightningDataModule):
         # and the batch itself is drawn on the device in on_after_batch_transfer
         _, world_size = self._rank()
         per_rank = -(-self.batches_per_epoch // world_size)
-        return torch.utils.data.DataLoader(torch.arange(per_rank), batch_size=None)
+        # iterable: no Trainer can split it again with a DistributedSampler (see .loaders)
+        return torch.utils.data.DataLoader(RankBatches(torch.arange(per_rank)), batch_size=None)
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(self.valid_windows, batch_size=None, shuffle=False)
+        """This rank's share of the validation batches, split by the Dataset, not the Trainer.
+
+        The share is wrapped in an iterable dataset (:class:`~.loaders.RankBatches`), so the
+        score is the same whatever the Trainer's ``use_distributed_sampler``.
+        """
+        _, world_size = self._rank()
+        if self.valid_windows.world_size != world_size:
+            raise RuntimeError(
+                f"the validation set was split for {self.valid_windows.world_size} process(es) "
+                f"but the trainer runs {world_size}: call setup() under this trainer (Lightning "
+                "does so in fit/validate/test) before asking for the dataloaders"
+            )
+        return torch.utils.data.DataLoader(RankBatches(self.valid_windows), batch_size=None)
 
     def test_dataloader(self) -> torch.utils.data.DataLoader:
         """The held-out background and injections (the same set as validation)."""
