@@ -48,12 +48,14 @@ def export_onnx(
     path: str | os.PathLike,
     metadata: dict[str, Any] | None = None,
     opset: int = 17,
+    check: Tensor | None = None,
 ) -> float:
     """Export ``model`` to ONNX with a free batch dimension, check it, and save it atomically.
 
     A CPU copy of the model is exported on ``example``; the ONNX graph is then run with
-    onnxruntime on the same batch (and on its first sample alone, which checks that the batch
-    axis really is dynamic) and compared with the eager model. The input is named ``input``
+    onnxruntime on ``check`` (a batch other than the exporting one; ``None``: ``example``) and
+    on its first sample alone (which checks that the batch axis really is dynamic), and
+    compared with the eager model. The input is named ``input``
     and the output ``output``. The input shape (batch free), the difference and ``metadata``
     are stored as JSON in the model's ``metadata_props`` under ``"aframe"``, so the file is
     self-describing (see :func:`load_onnx`).
@@ -64,9 +66,11 @@ def export_onnx(
         path: Where to write the ONNX file (local or ``s3://``; conventionally ``model.onnx``).
         metadata: Extra JSON-serialisable facts stored in the model.
         opset: ONNX opset (17 has the ``STFT`` operator that spectrogram transforms need).
+        check: The batch to compare on (see above).
 
     Returns:
-        The largest absolute difference between the onnxruntime and the eager outputs.
+        The largest absolute difference between the onnxruntime and the eager outputs on
+        ``check``.
 
     Raises:
         ImportError: when onnx or onnxruntime is missing, naming the extra to install.
@@ -76,6 +80,7 @@ def export_onnx(
 
     model = copy.deepcopy(model).cpu().eval()
     example = example.detach().cpu()
+    check = example if check is None else check.detach().cpu()
     with fs.atomic_local_path(path, suffix=".onnx") as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             # torch 2.9 warns that the TorchScript-based exporter is no longer the default
@@ -91,7 +96,7 @@ def export_onnx(
                 opset_version=opset,
                 dynamo=False,
             )
-        diff = _max_abs_diff(model, tmp.read_bytes(), example)
+        diff = _max_abs_diff(model, tmp.read_bytes(), check)
         info = {
             "input_shape": [None, *example.shape[1:]],
             "max_abs_diff": diff,
