@@ -161,11 +161,7 @@ class AframeDataset(pl.LightningDataModule):
     @property
     def local_dir(self) -> str:
         """Where the data are read from: ``data_dir`` itself, or a local cache of an s3:// one."""
-        if not fs.is_remote(self.data_dir):
-            return self.data_dir
-        root = self.cache_dir or os.path.join(tempfile.gettempdir(), "aframe-cache")
-        digest = hashlib.sha256(self.data_dir.encode()).hexdigest()[:12]
-        return os.path.join(root, digest)
+        return self._local(self.data_dir)
 
     def _local(self, path: str) -> str:
         """``path`` itself, or the local cache of an s3:// one."""
