@@ -58,6 +58,10 @@ def test_run_directory_has_model_checkpoints_metrics_and_config(run_dir):
     # the resolved config is stored with the run; the architecture's num_ifos/sample_rate/
     # kernel_length are links from the data section (checked through the exported input shape)
     assert "- H1" in config and "sample_rate: 512" in config
+    # the quickstart's ValidationPlotter leaves PNGs of epoch 0 in the run directory
+    plots = sorted((run_dir / "plots").glob("epoch=000-*.png"))
+    assert {p.name.split("-")[1] for p in plots} == {"foreground", "background"}
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in plots)
 
 
 def test_second_run_reuses_the_synthetic_data(run_dir):

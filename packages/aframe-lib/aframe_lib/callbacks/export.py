@@ -25,11 +25,18 @@ class ExportModel(pl.Callback):
     samples from ``datamodule.example_batch``; for other data modules, the plain network is
     traced on the last training batch. Rank zero only.
 
+    Parity is checked on a *second* batch, never the tracing one (a trace reproduces its own
+    batch by construction): another ``example_batch`` draw, or for other data modules the
+    previous training batch (a standard-normal batch if there was only one). ``model.json``
+    records ``parity``: ``{"torchscript": max |traced - eager|, "onnx": max |onnxruntime -
+    eager| (``None`` without ONNX), "num_examples", "tolerance"}``; a difference above
+    ``tolerance`` warns.
+
     Beside ``model.pt`` an ONNX copy (``model.onnx``, same stem) is written unless ``onnx`` is
-    false. ``model.json`` records ``max_abs_diff`` (TorchScript vs eager) and ``onnx``:
-    ``{"filename", "max_abs_diff", "opset"}``, or ``{"skipped": reason}`` when the ONNX export
-    was not possible (onnx/onnxruntime missing, or an operator ONNX lacks): that is a warning,
-    never a failed training.
+    false. ``model.json`` also records ``max_abs_diff`` (TorchScript vs eager, the same check)
+    and ``onnx``: ``{"filename", "max_abs_diff", "opset"}``, or ``{"skipped": reason}`` when
+    the ONNX export was not possible (onnx/onnxruntime missing, or an operator ONNX lacks):
+    that is a warning, never a failed training.
 
     Args:
         dirpath: Directory (local or ``s3://``) for ``model.pt``/``model.json``/``model.onnx``;
@@ -38,6 +45,7 @@ class ExportModel(pl.Callback):
         num_examples: Samples of the last training batch used to trace and check the export.
         onnx: Also export to ONNX (needs the ``aframe-lib[export]`` extra).
         opset: ONNX opset version.
+        tolerance: Largest acceptable max absolute difference from the eager model.
     """
 
     def __init__(
@@ -47,18 +55,22 @@ class ExportModel(pl.Callback):
         num_examples: int = 8,
         onnx: bool = True,
         opset: int = 17,
+        tolerance: float = 1e-3,
     ):
         self.dirpath = dirpath
         self.filename = filename
         self.num_examples = num_examples
         self.onnx = onnx
         self.opset = opset
+        self.tolerance = tolerance
         self._example: torch.Tensor | None = None
+        self._previous: torch.Tensor | None = None
         self.path: str | None = None
         self.onnx_path: str | None = None
 
     def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
         X = batch[0] if isinstance(batch, list | tuple) else batch
+        self._previous = self._example
         self._example = X[: self.num_examples].detach().cpu()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -72,31 +84,56 @@ class ExportModel(pl.Callback):
             pl_module.load_state_dict(state)
             logger.info("exporting the best checkpoint %s", best)
         exported = getattr(pl_module, "export_module", lambda: pl_module)()
-        example = self._example
+        example, check = self._example, self._previous
+        if check is None or check.shape[1:] != example.shape[1:]:
+            check = torch.randn_like(example)
         datamodule = trainer.datamodule
         if datamodule is not None and hasattr(datamodule, "example_batch"):
             with torch.no_grad():
                 example = datamodule.example_batch(self.num_examples, pl_module.device)
+                check = datamodule.example_batch(self.num_examples, pl_module.device)
             exported = torch.nn.Sequential(datamodule.transform, exported)
         dirpath = self.dirpath or trainer.default_root_dir
         self.path = fs.join(dirpath, self.filename)
         metadata = {"checkpoint": best or None}
         hparams = getattr(datamodule, "hparams", {}) if datamodule is not None else {}
         metadata["data"] = {k: v for k, v in hparams.items() if _jsonable(v)}
+        onnx_diff = None
         if self.onnx:
-            metadata["onnx"] = self._export_onnx(exported, example, dirpath, metadata)
-        diff = export_torchscript(exported, example, self.path, metadata)
+            metadata["onnx"] = self._export_onnx(exported, example, check, dirpath, metadata)
+            onnx_diff = metadata["onnx"].get("max_abs_diff")
+        metadata["parity"] = {
+            "onnx": onnx_diff,
+            "num_examples": len(check),
+            "tolerance": self.tolerance,
+            "check": "a batch other than the tracing batch",
+        }
+        diff = export_torchscript(exported, example, self.path, metadata, check=check)
         print(f"exported {self.path} (max abs difference vs eager model: {diff:.3g})")
+        for name, value in (("TorchScript", diff), ("ONNX", onnx_diff)):
+            if value is not None and not value <= self.tolerance:
+                message = (
+                    f"the {name} export differs from the eager model by up to {value:.3g} "
+                    f"(> tolerance {self.tolerance:g}) on a batch other than the tracing one; "
+                    "check the model for data-dependent control flow before deploying it"
+                )
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
+                logger.warning(message)
 
     def _export_onnx(
-        self, exported: torch.nn.Module, example: torch.Tensor, dirpath: str, metadata: dict
+        self,
+        exported: torch.nn.Module,
+        example: torch.Tensor,
+        check: torch.Tensor,
+        dirpath: str,
+        metadata: dict,
     ) -> dict[str, Any]:
         """Write the ONNX copy; on any failure warn and say why in the returned record."""
         stem = self.filename[: -len(".pt")] if self.filename.endswith(".pt") else self.filename
         filename = stem + ".onnx"
         path = fs.join(dirpath, filename)
         try:
-            diff = export_onnx(exported, example, path, metadata, opset=self.opset)
+            diff = export_onnx(exported, example, path, metadata, opset=self.opset, check=check)
         except Exception as exc:  # the TorchScript export must still happen
             reason = f"{type(exc).__name__}: {exc}"
             message = f"ONNX export skipped ({reason}); {self.path} is still exported"
