@@ -230,7 +230,7 @@ class Search:
             last = min(first + self.chunk_windows, num)
             start = first * w.stride
             stop = (last - 1) * w.stride + w.sample_size
-            X = torch.from_numpy(span.read(start, stop)).to(self.device)
+            X = span.load(start, stop, self.device)  # resampled there if need be
             k = first
             for batch in w.batches(X, self.batch_size):
                 y = self.model(batch)
