@@ -109,3 +109,30 @@ def test_search_with_the_calibration_reports_true_times(focus, noise_dir, tmp_pa
     assert np.abs(errors).max() < 0.02, errors
     # without interpolation the error would reach half a step
     assert np.abs(errors).max() < 0.25 / 4
+
+
+def test_calibrate_exported_stores_the_timing_that_the_search_then_uses(
+    oracle, noise_dir, tmp_path
+):
+    import json
+
+    from aframe_lib.data.synthetic import generate_waveforms
+    from aframe_lib.search import Search
+    from aframe_lib.search.calibration import calibrate_exported
+
+    model = tmp_path / "model.pt"
+    model.write_bytes(oracle.read_bytes())
+    model.with_suffix(".json").write_bytes(oracle.with_suffix(".json").read_bytes())
+    waveforms = tmp_path / "val_waveforms.hdf5"
+    generate_waveforms(str(waveforms), 8, SAMPLE_RATE, duration=4.0, coalescence_time=3.0, seed=2)
+    timing = calibrate_exported(
+        str(model), str(noise_dir), str(waveforms), num_injections=12, device="cpu",
+        psd_length=PSD_LENGTH,
+    )  # fmt: skip
+    assert json.loads(model.with_suffix(".json").read_text())["timing"] == timing
+    assert timing["num_found"] == timing["num_injections"] == 12
+    assert 0 < timing["offset"] < DATA["kernel_length"] and timing["var"] < 0.35
+    search = Search.from_exported(str(model), psd_length=PSD_LENGTH, device="cpu")
+    assert search.time_offset == pytest.approx(timing["offset"] + 0.375)
+    assert search.settings()["timing"] == "calibrated"
+    assert search.var == pytest.approx(max(timing["var"], 0.0625))

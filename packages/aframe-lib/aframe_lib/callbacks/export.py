@@ -38,6 +38,13 @@ class ExportModel(pl.Callback):
         num_examples: Samples of the last training batch used to trace and check the export.
         onnx: Also export to ONNX (needs the ``aframe-lib[export]`` extra).
         opset: ONNX opset version.
+        calibrate_timing: After export, measure where the network's response peaks relative
+            to coalescence on ``calibration_injections`` loud injections into the data module's
+            latest background (:func:`aframe_lib.search.calibration.calibrate_exported`) and
+            store it as ``timing`` in ``model.json`` (the search's event times and ``var``).
+            Only for data modules with a background directory (``local_dir``); a failure is a
+            warning and ``timing: {"skipped": reason}``.
+        calibration_injections: Injections of the timing calibration.
     """
 
     def __init__(
@@ -47,12 +54,17 @@ class ExportModel(pl.Callback):
         num_examples: int = 8,
         onnx: bool = True,
         opset: int = 17,
+        calibrate_timing: bool = True,
+        calibration_injections: int = 32,
     ):
         self.dirpath = dirpath
         self.filename = filename
         self.num_examples = num_examples
         self.onnx = onnx
         self.opset = opset
+        self.calibrate_timing = calibrate_timing
+        self.calibration_injections = calibration_injections
+        self.timing: dict[str, Any] | None = None
         self._example: torch.Tensor | None = None
         self.path: str | None = None
         self.onnx_path: str | None = None
@@ -87,6 +99,8 @@ class ExportModel(pl.Callback):
             metadata["onnx"] = self._export_onnx(exported, example, dirpath, metadata)
         diff = export_torchscript(exported, example, self.path, metadata)
         print(f"exported {self.path} (max abs difference vs eager model: {diff:.3g})")
+        if self.calibrate_timing and hasattr(datamodule, "local_dir"):
+            self.timing = self._calibrate(datamodule.local_dir, pl_module.device)
 
     def _export_onnx(
         self, exported: torch.nn.Module, example: torch.Tensor, dirpath: str, metadata: dict
@@ -106,6 +120,28 @@ class ExportModel(pl.Callback):
         self.onnx_path = path
         print(f"exported {path} (max abs difference vs eager model: {diff:.3g})")
         return {"filename": filename, "max_abs_diff": diff, "opset": self.opset}
+
+    def _calibrate(self, data_dir: str, device: torch.device) -> dict[str, Any]:
+        """Timing calibration of the exported model (stored in ``model.json``); never fatal."""
+        from ..search.calibration import calibrate_exported, update_metadata
+
+        try:
+            timing = calibrate_exported(
+                self.path, data_dir, num_injections=self.calibration_injections, device=device
+            )
+        except Exception as exc:  # the export itself succeeded: say why, keep it
+            timing = {"skipped": f"{type(exc).__name__}: {exc}"}
+            message = f"timing calibration skipped ({timing['skipped']})"
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            logger.warning(message)
+            update_metadata(self.path, {"timing": timing})
+            return timing
+        print(
+            f"timing calibration: response offset {timing['offset']:.4f} s, spread "
+            f"{timing['spread']:.4f} s, var {timing['var']:.4f} s "
+            f"({timing['num_found']} injections)"
+        )
+        return timing
 
 
 def _jsonable(value: Any) -> bool:

@@ -5,8 +5,9 @@ interpolated peak of the integrated output minus an offset. Where in the kernel 
 fires is learned, not designed, so the offset is measured: :func:`calibrate_timing` injects
 signals at known times into real background (random sky positions, network SNRs uniform in
 ``snr_range``, each at a random phase between inference steps), runs the search on it, and
-takes for each injection the loudest event within reach of it. With ``d`` the peak's stamp time
-minus the injection time:
+takes for each injection the loudest event within reach of it (counted only when louder than 95 %
+of the events away from any injection; fewer than half counted is an error: an untrained network
+has no timing to calibrate). With ``d`` the peak's stamp time minus the injection time:
 
 - ``offset = median(d) - (n - 1) / (2 r)``: the centre of the raw (un-integrated) response, so
   it holds for any ``integration_length`` at search time;
@@ -130,14 +131,26 @@ def calibrate_timing(
             search.threshold = threshold
     truth = np.concatenate(times)
     stamps = events.time + search.time_offset  # the interpolated peaks' stamp times
-    d = np.full(len(truth), np.nan)
+    d, stat = np.full(len(truth), np.nan), np.full(len(truth), -np.inf)
+    quiet = np.ones(len(stamps), dtype=bool)  # events with no injection within reach
     for i, t in enumerate(truth):
         near = np.flatnonzero((stamps >= t) & (stamps <= t + reach))
+        quiet &= (stamps < t - reach) | (stamps > t + 2 * reach)
         if len(near):
-            d[i] = stamps[near[np.argmax(events.stat[near])]] - t
-    found = d[np.isfinite(d)]
-    if not len(found):
-        raise ValueError("no calibration injection gave an event: the network never fired")
+            best = near[np.argmax(events.stat[near])]
+            d[i], stat[i] = stamps[best] - t, events.stat[best]
+    # an injection counts when the network responds to it: louder than 95 % of noise events
+    noise = events.stat[quiet]
+    cut = np.quantile(noise, 0.95) if len(noise) >= 5 else -np.inf
+    responds = np.isfinite(d) & (stat > cut)
+    if responds.sum() < max(1, len(truth) / 2):
+        raise ValueError(
+            f"the network responds to only {responds.sum()} of {len(truth)} calibration "
+            f"injections at network SNR {snr_range[0]:g}-{snr_range[1]:g} (louder than 95 % of "
+            "its noise events): its timing cannot be calibrated; train it further, or raise "
+            "snr_range"
+        )
+    found = d[responds]
     centre = float(np.median(found))
     result = {
         "offset": centre - (search.integration_size - 1) / (2 * search.rate),
@@ -165,10 +178,11 @@ def calibrate_exported(
     waveforms: str | None = None,
     num_injections: int = 64,
     snr_range: tuple[float, float] = (20.0, 40.0),
-    max_duration: float = 2048.0,
+    max_duration: float = 1024.0,
     seed: int = 0,
-    device: str | None = None,
+    device: str | torch.device | None = None,
     write: bool = True,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Calibrate an exported model's timing on the latest background of ``data_dir``.
 
@@ -183,6 +197,7 @@ def calibrate_exported(
         seed: seed of the injections.
         device: torch device; ``None`` picks a GPU when visible.
         write: store the result as ``timing`` in ``model.json``.
+        overrides: search settings (e.g. ``psd_length``), as for ``Search.from_exported``.
 
     Returns:
         The calibration (see :func:`calibrate_timing`).
@@ -192,7 +207,7 @@ def calibrate_exported(
     from .pipeline import Search
     from .strain import find_spans
 
-    search = Search.from_exported(model, device=device)
+    search = Search.from_exported(model, device=device, **overrides)
     if waveforms is None:
         val = Path(data_dir, "val_waveforms.hdf5")
         waveforms = str(val if val.exists() else Path(data_dir, "waveforms.hdf5"))
