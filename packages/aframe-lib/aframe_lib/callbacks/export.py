@@ -55,7 +55,7 @@ class ExportModel(pl.Callback):
         onnx: bool = True,
         opset: int = 17,
         calibrate_timing: bool = True,
-        calibration_injections: int = 32,
+        calibration_injections: int = 16,
     ):
         self.dirpath = dirpath
         self.filename = filename

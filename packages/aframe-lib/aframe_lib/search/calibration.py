@@ -50,7 +50,7 @@ def calibrate_timing(
     cross: np.ndarray,
     plus: np.ndarray,
     reference_index: int,
-    num_injections: int = 64,
+    num_injections: int = 16,
     snr_range: tuple[float, float] = (20.0, 40.0),
     spacing: float | None = None,
     highpass: float | None = None,
@@ -66,7 +66,9 @@ def calibrate_timing(
         reference_index: sample of each row at the reference time (coalescence).
         num_injections: most injections.
         snr_range: network SNRs drawn uniformly from it (loud: the network must fire).
-        spacing: seconds between injections; ``None``: the cluster window plus the signal.
+        spacing: seconds between injections; ``None``: three times the reach of a response
+            (kernel + whitening filter + integration) plus the signal after the reference
+            time plus 2 s.
         highpass: Hz below which nothing counts towards the SNRs.
         seed: seed of the times, sky positions and SNRs.
 
@@ -83,7 +85,9 @@ def calibrate_timing(
     step = 1.0 / search.rate
     after = (cross.shape[-1] - reference_index) / rate
     reach = search.kernel_length + search.fduration + search.integration_size * step
-    spacing = spacing or (search.cluster_size * step + reach + after)
+    # events cluster within ``reach`` here; a gap of ``after + 2`` s between one injection's
+    # reach and the next leaves noise events to compare the injections' stats with
+    spacing = spacing or (3 * reach + after + 2.0)
     injector = Injector(ifos, rate, highpass)
     rng = np.random.default_rng(seed)
     times, used = [], 0
@@ -95,7 +99,8 @@ def calibrate_timing(
             t = t[: num_injections - used] + rng.uniform(0, step, len(t[: num_injections - used]))
             if not len(t):
                 continue
-            strain = torch.as_tensor(span.read(), dtype=torch.float64)
+            end = min(span.size, int(np.ceil((t[-1] + after + reach + 1.0 - span.t0) * rate)))
+            strain = torch.as_tensor(span.read(0, end), dtype=torch.float64)
             rows = np.arange(used, used + len(t)) % len(cross)
             responses = injector.project(
                 torch.as_tensor(cross[rows], dtype=torch.float64),
@@ -106,11 +111,11 @@ def calibrate_timing(
             # on the sample grid: the truth is the sample where the reference lands
             starts = np.round((t - span.t0) * rate).astype(int) - reference_index
             for response, start in zip(responses, starts, strict=True):
-                lo, hi = max(start, 0), min(start + response.shape[-1], span.size)
+                lo, hi = max(start, 0), min(start + response.shape[-1], end)
                 strain[:, lo:hi] += response[:, lo - start : hi - start]
             times.append(span.t0 + (starts + reference_index) / rate)
             write_background(
-                str(Path(tmp, background_fname(span.t0, span.duration))),
+                str(Path(tmp, background_fname(span.t0, end / rate))),
                 dict(zip(ifos, strain.numpy(), strict=True)),
                 span.t0,
                 rate,
@@ -124,11 +129,12 @@ def calibrate_timing(
                 f"at most, the search needs {search.min_duration:g} s before the first"
             )
         injected = find_spans(tmp, ifos, rate, search.min_duration)
-        threshold, search.threshold = search.threshold, None
+        saved = search.threshold, search.cluster_size
+        search.threshold, search.cluster_size = None, max(1, round(reach * search.rate))
         try:
             events = search.run(injected, progress=False, desc="timing calibration").events
         finally:
-            search.threshold = threshold
+            search.threshold, search.cluster_size = saved
     truth = np.concatenate(times)
     stamps = events.time + search.time_offset  # the interpolated peaks' stamp times
     d, stat = np.full(len(truth), np.nan), np.full(len(truth), -np.inf)
@@ -176,7 +182,7 @@ def calibrate_exported(
     model: str,
     data_dir: str,
     waveforms: str | None = None,
-    num_injections: int = 64,
+    num_injections: int = 16,
     snr_range: tuple[float, float] = (20.0, 40.0),
     max_duration: float = 1024.0,
     seed: int = 0,
