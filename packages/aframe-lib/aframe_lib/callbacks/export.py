@@ -123,8 +123,11 @@ class ExportModel(pl.Callback):
 
     def _calibrate(self, data_dir: str, device: torch.device) -> dict[str, Any]:
         """Timing calibration of the exported model (stored in ``model.json``); never fatal."""
+        import time
+
         from ..search.calibration import calibrate_exported, update_metadata
 
+        start = time.perf_counter()
         try:
             timing = calibrate_exported(
                 self.path, data_dir, num_injections=self.calibration_injections, device=device
@@ -137,7 +140,8 @@ class ExportModel(pl.Callback):
             update_metadata(self.path, {"timing": timing})
             return timing
         print(
-            f"timing calibration: response offset {timing['offset']:.4f} s, spread "
+            f"timing calibration ({time.perf_counter() - start:.1f} s): response offset "
+            f"{timing['offset']:.4f} s, spread "
             f"{timing['spread']:.4f} s, var {timing['var']:.4f} s "
             f"({timing['num_found']} injections)"
         )
