@@ -3,8 +3,8 @@
 Foreign data (a mock-data-challenge file at 2048 Hz, open data at 4096 or 16384 Hz) rarely come
 at the rate a model was trained at. :func:`resample_channels` reads a chunk of a resampled
 :class:`~aframe_lib.search.strain.Span` and low-passes and decimates it with
-``torchaudio.transforms.Resample`` (Kaiser-windowed sinc, torchaudio's ``kaiser_best``
-settings) on the search's device, in float64.
+``torchaudio.transforms.Resample``'s filter (Kaiser-windowed sinc, torchaudio's ``kaiser_best``
+settings), applied by FFT convolution (:func:`decimate`), on the search's device, in float64.
 
 No chunk boundary leaves a trace: output sample ``j`` of torchaudio's polyphase filter uses the
 stored samples ``[j q - width, j q + width + q)``, so each chunk is read with that margin (cut
@@ -43,6 +43,22 @@ def resampler(factor: int, device: str) -> torch.nn.Module:
     return Resample(factor, 1, dtype=torch.float64, **KAISER_BEST).to(device)
 
 
+def decimate(x: torch.Tensor, factor: int, device: str = "cpu") -> torch.Tensor:
+    """``Resample(factor -> 1)(x)`` of ``(channels, size)`` ``x``, its FIR applied by FFT.
+
+    torchaudio applies its kernel with a strided ``conv1d``, which on a CPU runs only ~50x real
+    time for 2048 Hz strain; the same kernel convolved by a power-of-two FFT, then decimated,
+    gives the same samples (to float64 rounding, tested) several times faster.
+    """
+    r = resampler(factor, device)
+    kernel = r.kernel[0, 0].flip(-1)  # conv1d correlates: convolve with the reversed kernel
+    padded = torch.nn.functional.pad(x, (r.width, r.width + factor))
+    n = 1 << (padded.shape[-1] + len(kernel) - 2).bit_length()  # >= the full convolution
+    full = torch.fft.irfft(torch.fft.rfft(padded, n) * torch.fft.rfft(kernel, n), n)
+    first = len(kernel) - 1  # the first output that sees only padded data: conv1d's sample 0
+    return full[:, first::factor][:, : math.ceil(x.shape[-1] / factor)]
+
+
 def margin(factor: int) -> int:
     """Stored samples read beyond each side of a chunk (a multiple of ``factor``)."""
     width = resampler(factor, "cpu").width
@@ -72,6 +88,6 @@ def resample_channels(
         with h5py.File(c.path, "r") as f:
             x[row] = f[c.dataset][first + lo : first + hi]
     key = f"{device.type}:{device.index}" if device.index is not None else device.type
-    y = resampler(q, key)(torch.from_numpy(x).to(device, torch.float64))
+    y = decimate(torch.from_numpy(x).to(device, torch.float64), q, key)
     skip = start - lo // q
     return y[:, skip : skip + stop - start].float()
