@@ -11,8 +11,9 @@ Two layouts are read:
 
 Strain recorded faster than the model's rate is resampled as it streams (:meth:`Span.load`):
 an integer factor ``q = data rate / model rate`` is required (2048 Hz data for a 512 Hz model,
-16384 Hz for 2048 Hz, ...), and every span is low-passed and decimated with torchaudio's
-Kaiser-windowed sinc resampler (``kaiser_best``: 64 zero crossings, rolloff 0.9476, beta 14.77),
+16384 Hz for 2048 Hz, ...), and every span is low-passed and decimated with the filter of
+torchaudio's Kaiser-windowed sinc resampler (``kaiser_best``: 64 zero crossings, rolloff 0.9476,
+beta 14.77; :mod:`.resample`),
 on the search's device, chunk by chunk. Each chunk is read with a margin longer than the filter,
 so the result equals resampling the whole span at once (zero-padded beyond its ends, as
 torchaudio and ``scipy.signal.resample_poly`` do; that edge ringing lasts ``64 / 0.95`` model
