@@ -46,6 +46,13 @@ class ExportModel(pl.Callback):
         onnx: Also export to ONNX (needs the ``aframe-lib[export]`` extra).
         opset: ONNX opset version.
         tolerance: Largest acceptable max absolute difference from the eager model.
+        calibrate_timing: After export, measure where the network's response peaks relative
+            to coalescence on ``calibration_injections`` loud injections into the data module's
+            latest background (:func:`aframe_lib.search.calibration.calibrate_exported`) and
+            store it as ``timing`` in ``model.json`` (the search's event times and ``var``).
+            Only for data modules with a background directory (``local_dir``); a failure is a
+            warning and ``timing: {"skipped": reason}``.
+        calibration_injections: Injections of the timing calibration.
     """
 
     def __init__(
@@ -56,6 +63,8 @@ class ExportModel(pl.Callback):
         onnx: bool = True,
         opset: int = 17,
         tolerance: float = 1e-3,
+        calibrate_timing: bool = True,
+        calibration_injections: int = 16,
     ):
         self.dirpath = dirpath
         self.filename = filename
@@ -63,6 +72,9 @@ class ExportModel(pl.Callback):
         self.onnx = onnx
         self.opset = opset
         self.tolerance = tolerance
+        self.calibrate_timing = calibrate_timing
+        self.calibration_injections = calibration_injections
+        self.timing: dict[str, Any] | None = None
         self._example: torch.Tensor | None = None
         self._previous: torch.Tensor | None = None
         self.path: str | None = None
@@ -119,6 +131,8 @@ class ExportModel(pl.Callback):
                 )
                 warnings.warn(message, RuntimeWarning, stacklevel=2)
                 logger.warning(message)
+        if self.calibrate_timing and hasattr(datamodule, "local_dir"):
+            self.timing = self._calibrate(datamodule.local_dir, pl_module.device)
 
     def _export_onnx(
         self,
@@ -143,6 +157,32 @@ class ExportModel(pl.Callback):
         self.onnx_path = path
         print(f"exported {path} (max abs difference vs eager model: {diff:.3g})")
         return {"filename": filename, "max_abs_diff": diff, "opset": self.opset}
+
+    def _calibrate(self, data_dir: str, device: torch.device) -> dict[str, Any]:
+        """Timing calibration of the exported model (stored in ``model.json``); never fatal."""
+        import time
+
+        from ..search.calibration import calibrate_exported, update_metadata
+
+        start = time.perf_counter()
+        try:
+            timing = calibrate_exported(
+                self.path, data_dir, num_injections=self.calibration_injections, device=device
+            )
+        except Exception as exc:  # the export itself succeeded: say why, keep it
+            timing = {"skipped": f"{type(exc).__name__}: {exc}"}
+            message = f"timing calibration skipped ({timing['skipped']})"
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            logger.warning(message)
+            update_metadata(self.path, {"timing": timing})
+            return timing
+        print(
+            f"timing calibration ({time.perf_counter() - start:.1f} s): response offset "
+            f"{timing['offset']:.4f} s, spread "
+            f"{timing['spread']:.4f} s, var {timing['var']:.4f} s "
+            f"({timing['num_found']} injections)"
+        )
+        return timing
 
 
 def _jsonable(value: Any) -> bool:
