@@ -4,6 +4,11 @@ For ``s3://`` Ray gets an s3fs filesystem wrapped in ``pyarrow.fs.PyFileSystem``
 without the scheme. Ray's own ``s3://`` handling builds a pyarrow ``S3FileSystem`` that ignored a
 custom endpoint (ray-project/ray#41137); s3fs reads the same ``AWS_ENDPOINT_URL`` as the rest of
 aframe (:func:`aframe_lib.utils.fs.filesystem`), so one setting serves data, searches and models.
+
+Ray pickles that filesystem into every trial. Each process that unpickles it connects to *its
+own* ``AWS_ENDPOINT_URL`` (:class:`EnvS3Handler`): pods in a Kubernetes cluster reach the
+store at its in-cluster address, while the driver outside uses the external one. The driver's
+endpoint is only the fallback for nodes whose environment names none.
 """
 
 from __future__ import annotations
@@ -19,6 +24,31 @@ from ..utils import fs
 if TYPE_CHECKING:
     import pyarrow.fs
 
+try:
+    from pyarrow.fs import FSSpecHandler
+except ImportError:  # pragma: no cover - pyarrow comes with ray[tune]
+    FSSpecHandler = object  # type: ignore[assignment, misc]
+
+
+class EnvS3Handler(FSSpecHandler):
+    """An s3fs handler for ``pyarrow.fs.PyFileSystem`` that, wherever it is unpickled, connects
+    to that process's ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` (else ``fallback``).
+
+    Args:
+        fallback: the endpoint when the environment names none (the creating process's).
+    """
+
+    def __init__(self, fallback: str | None = None):
+        import s3fs
+
+        self.fallback = fallback
+        self.endpoint = fs.s3_endpoint() or fallback
+        kwargs = {"endpoint_url": self.endpoint} if self.endpoint else {}
+        super().__init__(s3fs.S3FileSystem(skip_instance_cache=True, client_kwargs=kwargs))
+
+    def __reduce__(self):
+        return (EnvS3Handler, (self.fallback,))
+
 
 def ray_storage(storage_dir: str) -> tuple[str, pyarrow.fs.FileSystem | None]:
     """``(storage_path, storage_filesystem)`` for ``RunConfig``/``Tuner.restore``.
@@ -30,7 +60,7 @@ def ray_storage(storage_dir: str) -> tuple[str, pyarrow.fs.FileSystem | None]:
         path = Path(storage_dir).expanduser().resolve()
         path.mkdir(parents=True, exist_ok=True)
         return str(path), None
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
+    from pyarrow.fs import PyFileSystem
 
     filesystem, inner = fs.filesystem(storage_dir)
     bucket = inner.split("/", 1)[0]
@@ -40,7 +70,7 @@ def ray_storage(storage_dir: str) -> tuple[str, pyarrow.fs.FileSystem | None]:
                 f"{storage_dir}: bucket {bucket!r} does not exist at "
                 f"{fs.s3_endpoint() or 'AWS'}; create it or fix --tune.storage_dir"
             )
-    return inner.rstrip("/"), PyFileSystem(FSSpecHandler(filesystem))
+    return inner.rstrip("/"), PyFileSystem(EnvS3Handler(fallback=fs.s3_endpoint()))
 
 
 def write_summary(search_dir: str, summary: dict[str, Any]) -> list[str]:
