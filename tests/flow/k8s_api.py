@@ -150,8 +150,10 @@ class KubeAPI:
                 return 409, status_body(409, "AlreadyExists", message)
             obj = copy.deepcopy(body)
             meta = obj.setdefault("metadata", {})
-            meta.update(namespace=key[2], uid=str(uuid.uuid4()), generation=1,
-                        creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))  # fmt: skip
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            meta.update(
+                namespace=key[2], uid=str(uuid.uuid4()), generation=1, creationTimestamp=now
+            )
             obj.pop("status", None)  # a new object has no status until a controller writes one
             kind = obj.get("kind", "")
             if kind in self.finalizers:
@@ -268,12 +270,16 @@ class KubeAPI:
 def _discovery(path: str, kuberay: bool) -> dict | None:
     groups = {"apps/v1"} | ({"ray.io/v1"} if kuberay else set())
 
+    verbs = ["create", "delete", "get", "list", "patch", "watch"]
+
     def resource_list(gv: str) -> dict:
+        resources = [
+            {"name": plural, "singularName": kind.lower(), "namespaced": True, "kind": kind,
+             "shortNames": short, "verbs": verbs}
+            for (g, plural), (kind, short) in RESOURCES.items() if g == gv
+        ]  # fmt: skip
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
-                "resources": [{"name": plural, "singularName": kind.lower(), "namespaced": True,
-                               "kind": kind, "shortNames": short,
-                               "verbs": ["create", "delete", "get", "list", "patch", "watch"]}
-                              for (g, plural), (kind, short) in RESOURCES.items() if g == gv]}  # fmt: skip
+                "resources": resources}  # fmt: skip
 
     if path == "/version":
         return {"major": "1", "minor": "30", "gitVersion": "v1.30.0", "platform": "linux/amd64"}
@@ -331,8 +337,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, doc)
         match = _PATH.match(url.path)
         gv = match and (match["core"] or f"{match['group']}/{match['version']}")
-        if not match or (gv, match["plural"]) not in RESOURCES or (
-            gv == "ray.io/v1" and not api.kuberay
+        if (
+            not match
+            or (gv, match["plural"]) not in RESOURCES
+            or (gv == "ray.io/v1" and not api.kuberay)
         ):
             return self._send(404, status_body(404, "NotFound", "the server could not find "
                                                 "the requested resource"))  # fmt: skip
@@ -347,8 +355,8 @@ class _Handler(BaseHTTPRequestHandler):
             with api.lock:
                 obj = api.objects.get(key)
                 if obj is None:
-                    return self._send(404, status_body(404, "NotFound",
-                                                       f'{key[1]} "{key[3]}" not found'))  # fmt: skip
+                    message = f'{key[1]} "{key[3]}" not found'
+                    return self._send(404, status_body(404, "NotFound", message))
                 return self._send(200, copy.deepcopy(obj))
         if method == "GET" and query.get("watch", [""])[0] in ("true", "1"):
             return self._watch(gv, match["plural"], match["ns"], query)

@@ -199,9 +199,10 @@ def test_bad_cluster_names_are_refused():
 RUNNING = {"state": "ready", "desiredWorkerReplicas": 3, "readyWorkerReplicas": 3,
            "conditions": [{"type": "HeadPodReady", "status": "True"},
                           {"type": "RayClusterProvisioned", "status": "True"}]}  # fmt: skip
+HEAD_NOT_READY = {"type": "HeadPodReady", "status": "False", "reason": "ContainersNotReady",
+                  "message": "pulling image"}  # fmt: skip
 PENDING = {"status": {"state": "pending", "desiredWorkerReplicas": 3, "readyWorkerReplicas": 0,
-           "conditions": [{"type": "HeadPodReady", "status": "False", "reason": "ContainersNotReady",
-                           "message": "pulling image"}]}}  # fmt: skip
+                      "conditions": [HEAD_NOT_READY]}}  # fmt: skip
 
 
 def deployment_up(obj):
@@ -230,7 +231,10 @@ def test_kuberay_slow_start_no_status_then_pending_then_ready(kube):
         assert time.monotonic() - start >= 1.0  # it waited through "no status" and "pending"
         assert cluster.address == "ray://aframe-tune-head-svc.bbhnet.svc.cluster.local:10001"
         obj = server.objects["ray.io/v1", "rayclusters", "bbhnet", "aframe-tune"]
-        assert obj["status"]["state"] == "ready" and obj["spec"]["workerGroupSpecs"][0]["replicas"] == 3
+        assert (
+            obj["status"]["state"] == "ready"
+            and obj["spec"]["workerGroupSpecs"][0]["replicas"] == 3
+        )
     # discovery found the CRD; the object was created once, then listed and watched from the
     # resourceVersion of that read
     assert server.calls("GET", "/apis/ray.io/v1")

@@ -117,7 +117,8 @@ def test_trials_on_a_cluster_use_its_endpoint_and_the_driver_its_own(two_endpoin
     assert a.puts("/runs/ep/summary.json") and not b.puts("summary.json")
     summary = json.loads(
         boto3.client("s3", endpoint_url=a.url)
-        .get_object(Bucket=bucket, Key="runs/ep/summary.json")["Body"].read()
+        .get_object(Bucket=bucket, Key="runs/ep/summary.json")["Body"]
+        .read()
     )
     assert [t["status"] for t in summary["trials"]] == ["completed"]
     assert os.environ.get("AWS_ENDPOINT_URL") != b.url  # the test's own env untouched

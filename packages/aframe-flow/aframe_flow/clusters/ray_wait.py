@@ -71,7 +71,8 @@ def ray_workers(address: str, timeout: float, python: str | None = None) -> dict
             [python, "-c", _PROBE, address], capture_output=True, text=True, timeout=timeout
         )
     except subprocess.TimeoutExpired:
-        raise ConnectionError(f"the Ray head at {address} did not answer within {timeout:.0f} s")
+        message = f"the Ray head at {address} did not answer within {timeout:.0f} s"
+        raise ConnectionError(message) from None
     if proc.returncode != 0:
         if "No module named 'ray'" in proc.stderr:
             return None
