@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 
 import jsonschema
@@ -363,6 +364,22 @@ def test_failing_pods_end_the_wait_and_everything_is_deleted(kube):
         with cluster:
             pass
     assert not server.objects and cluster.created == []
+
+
+def test_objects_deleted_by_someone_else_are_reported_or_skipped(kube):
+    server, _ = kube
+    key = ("ray.io/v1", "rayclusters", "bbhnet", "aframe-tune")
+    cluster = kuberay(kube, timeout=5.0)
+    cluster.create()
+    threading.Timer(0.3, server.delete, args=(key, {})).start()  # kubectl delete, meanwhile
+    server.finalizers.clear()
+    server.objects[key]["metadata"]["finalizers"] = []
+    with pytest.raises(ClusterError, match="RayCluster bbhnet/aframe-tune was deleted"):
+        cluster.wait()
+    cluster.delete()  # already gone: the API's 404 is no error
+    assert [r[1:3] for r in server.requests if r[0] == "DELETE"] == [
+        ("/apis/ray.io/v1/namespaces/bbhnet/rayclusters/aframe-tune", {})]  # fmt: skip
+    assert cluster.created == []
 
 
 def test_deletion_after_the_work_failed_waits_for_finalizers(kube):

@@ -128,8 +128,13 @@ class Kr8sClient:
                 delay = min(2 * delay, 10.0)
 
     def close(self) -> None:
-        if not self._loop.is_closed():
-            self._loop.close()
+        """Close the HTTP session and the event loop."""
+        if self._loop.is_closed():
+            return
+        session = getattr(self._api, "_session", None)
+        if session is not None and not session.is_closed:
+            self._run(session.aclose())
+        self._loop.close()
 
     # --- the four operations -------------------------------------------------------------
     def require_kind(self, api_version: str, plural: str, hint: str) -> None:
