@@ -30,7 +30,15 @@ from .ray_wait import wait_for_ray
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ClusterClient", "ClusterError", "Kr8sClient", "RayCluster", "Readiness"]
+__all__ = [
+    "ClusterClient",
+    "ClusterError",
+    "Kr8sClient",
+    "RayCluster",
+    "Readiness",
+    "deployment_readiness",
+    "raycluster_readiness",
+]
 
 
 class ClusterClient(Protocol):
