@@ -87,6 +87,10 @@ def ray_temp_dir() -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+# client address -> (GCS port, temp dir) of the heads started here (to join worker nodes)
+HEADS: dict[str, tuple[int, str]] = {}
+
+
 @contextlib.contextmanager
 def start_ray_head(num_cpus: int = 2, **extra_env: str) -> Iterator[str]:
     """A real Ray head (``ray start --head``, client server) on 127.0.0.1 whose processes (and
@@ -110,6 +114,7 @@ def start_ray_head(num_cpus: int = 2, **extra_env: str) -> Iterator[str]:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        HEADS[f"ray://127.0.0.1:{client_port}"] = (port, temp)
         yield f"ray://127.0.0.1:{client_port}"
     finally:
         stop_processes(temp)

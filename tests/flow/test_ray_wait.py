@@ -50,3 +50,35 @@ def test_wait_for_ray_counts_the_workers_the_head_reports(ray_head):
     text = str(info.value)
     assert ray_head in text and "does not report 1 worker(s)" in text
     assert "last seen: 0 worker(s), 1 node(s) alive" in text
+
+
+@pytest.mark.slow
+def test_wait_for_ray_returns_once_a_worker_node_joins():
+    """A worker node joins the head a few seconds later (``ray start --address``): the wait
+    sees 0 workers first, then returns with 1."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    from fixtures_ray import HEADS, RAY_ENV, start_ray_head
+
+    with start_ray_head(num_cpus=1) as address:
+        port, temp = HEADS[address]
+        cmd = [str(Path(sys.executable).parent / "ray"), "start", f"--address=127.0.0.1:{port}",
+               "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
+               f"--temp-dir={temp}", "--disable-usage-stats"]  # fmt: skip
+        env = {**os.environ, **RAY_ENV}
+        joined = []
+        join = threading.Timer(
+            3.0, lambda: joined.append(subprocess.run(cmd, env=env, capture_output=True, text=True))
+        )
+        join.start()
+        try:
+            start = time.monotonic()
+            assert wait_for_ray(address, workers=1, timeout=240, poll=1.0) == 1
+            assert time.monotonic() - start >= 3.0
+        finally:
+            join.join()
+        assert joined[0].returncode == 0, joined[0].stderr[-2000:]

@@ -6,9 +6,9 @@ custom endpoint (ray-project/ray#41137); s3fs reads the same ``AWS_ENDPOINT_URL`
 aframe (:func:`aframe_lib.utils.fs.filesystem`), so one setting serves data, searches and models.
 
 Ray pickles that filesystem into every trial. Each process that unpickles it connects to *its
-own* ``AWS_ENDPOINT_URL`` (:class:`EnvS3Handler`): pods in a Kubernetes cluster reach the
-store at its in-cluster address, while the driver outside uses the external one. The driver's
-endpoint is only the fallback for nodes whose environment names none.
+own* ``AWS_ENDPOINT_URL`` (:class:`~.s3handler.EnvS3Handler`): pods in a Kubernetes cluster
+reach the store at its in-cluster address, while the driver outside uses the external one. The
+driver's endpoint is only the fallback for nodes whose environment names none.
 """
 
 from __future__ import annotations
@@ -24,31 +24,6 @@ from ..utils import fs
 if TYPE_CHECKING:
     import pyarrow.fs
 
-try:
-    from pyarrow.fs import FSSpecHandler
-except ImportError:  # pragma: no cover - pyarrow comes with ray[tune]
-    FSSpecHandler = object  # type: ignore[assignment, misc]
-
-
-class EnvS3Handler(FSSpecHandler):
-    """An s3fs handler for ``pyarrow.fs.PyFileSystem`` that, wherever it is unpickled, connects
-    to that process's ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` (else ``fallback``).
-
-    Args:
-        fallback: the endpoint when the environment names none (the creating process's).
-    """
-
-    def __init__(self, fallback: str | None = None):
-        import s3fs
-
-        self.fallback = fallback
-        self.endpoint = fs.s3_endpoint() or fallback
-        kwargs = {"endpoint_url": self.endpoint} if self.endpoint else {}
-        super().__init__(s3fs.S3FileSystem(skip_instance_cache=True, client_kwargs=kwargs))
-
-    def __reduce__(self):
-        return (EnvS3Handler, (self.fallback,))
-
 
 def ray_storage(storage_dir: str) -> tuple[str, pyarrow.fs.FileSystem | None]:
     """``(storage_path, storage_filesystem)`` for ``RunConfig``/``Tuner.restore``.
@@ -61,6 +36,8 @@ def ray_storage(storage_dir: str) -> tuple[str, pyarrow.fs.FileSystem | None]:
         path.mkdir(parents=True, exist_ok=True)
         return str(path), None
     from pyarrow.fs import PyFileSystem
+
+    from .s3handler import EnvS3Handler
 
     filesystem, inner = fs.filesystem(storage_dir)
     bucket = inner.split("/", 1)[0]
