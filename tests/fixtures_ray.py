@@ -8,6 +8,7 @@ run with that directory (``ray stop`` would stop every Ray of this user on the m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -86,16 +87,21 @@ def ray_temp_dir() -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def ray_head() -> Iterator[str]:
-    """A real Ray head (``ray start --head``, 2 CPUs, client server) on 127.0.0.1 for the module;
-    yields its client address ``ray://127.0.0.1:PORT``."""
+# client address -> (GCS port, temp dir) of the heads started here (to join worker nodes)
+HEADS: dict[str, tuple[int, str]] = {}
+
+
+@contextlib.contextmanager
+def start_ray_head(num_cpus: int = 2, **extra_env: str) -> Iterator[str]:
+    """A real Ray head (``ray start --head``, client server) on 127.0.0.1 whose processes (and
+    so every Ray worker, every trial) have ``extra_env`` in their environment; yields its
+    client address ``ray://127.0.0.1:PORT`` and stops it afterwards."""
     temp = f"/tmp/rh-{uuid.uuid4().hex[:8]}"
     port, client_port = free_port(), free_port()
     ray = Path(sys.executable).parent / "ray"
     cmd = [
         str(ray), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-        f"--ray-client-server-port={client_port}", "--num-cpus=2", "--num-gpus=0",
+        f"--ray-client-server-port={client_port}", f"--num-cpus={num_cpus}", "--num-gpus=0",
         "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats",
     ]  # fmt: skip
     # the head's workers inherit this environment: the tests' python path included
@@ -104,14 +110,24 @@ def ray_head() -> Iterator[str]:
     env.update(WANDB_MODE="offline", WANDB_SILENT="true")
     for name in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
         env[name] = f"{temp}-wandb/{name.lower()}"
+    env.update(extra_env)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        HEADS[f"ray://127.0.0.1:{client_port}"] = (port, temp)
         yield f"ray://127.0.0.1:{client_port}"
     finally:
         stop_processes(temp)
         shutil.rmtree(temp, ignore_errors=True)
         shutil.rmtree(f"{temp}-wandb", ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[str]:
+    """A real Ray head (``ray start --head``, 2 CPUs, client server) on 127.0.0.1 for the module;
+    yields its client address ``ray://127.0.0.1:PORT``."""
+    with start_ray_head() as address:
+        yield address
 
 
 def _pythonpath() -> str:

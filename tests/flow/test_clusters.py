@@ -3,20 +3,25 @@
 Every manifest is checked with kubernetes-validate (strict: unknown fields fail) against the
 Kubernetes 1.30 schema. The KubeRay ``RayCluster`` is a custom resource that schema lacks, so its
 head and worker pod templates are validated as core/v1 ``PodTemplate``s and its top level against
-the fields of the KubeRay v1 CRD that we use (below). No cluster runs here: the lifecycle runs
-against :class:`RecordingClient`, a fake API that records calls (the one fake in these tests).
+the fields of the KubeRay v1 CRD that we use (below). No cluster runs here: the lifecycle runs the
+real kr8s client against a Kubernetes API server of the tests' own (k8s_api.py) that plays a
+cluster's state changes, API errors and slow deletions.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 
 import jsonschema
 import kubernetes_validate
 import pytest
+from k8s_api import Step
 
 from aframe_flow.clusters import (
+    ClusterError,
     ClusterSpec,
     RayCluster,
     deployments,
@@ -192,82 +197,203 @@ def test_bad_cluster_names_are_refused():
         spec(name="Aframe_Tune")
 
 
-class RecordingClient:
-    """A fake Kubernetes API: records every call; LoadBalancer IPs appear after some polls."""
-
-    def __init__(self, fail_wait: bool = False, ip_after: int = 2):
-        self.calls: list[tuple[str, str, str]] = []
-        self.fail_wait, self.ip_after, self.gets = fail_wait, ip_after, 0
-
-    def create(self, manifest):
-        self.calls.append(("create", manifest["kind"], manifest["metadata"]["name"]))
-
-    def wait(self, manifest, condition, timeout):
-        self.calls.append(("wait", manifest["kind"], condition))
-        if self.fail_wait:
-            raise TimeoutError("pods never became ready")
-
-    def get(self, manifest):
-        self.calls.append(("get", manifest["kind"], manifest["metadata"]["name"]))
-        self.gets += 1
-        ingress = [{"ip": "203.0.113.7"}] if self.gets > self.ip_after else []
-        return {"status": {"loadBalancer": {"ingress": ingress}}}
-
-    def delete(self, manifest):
-        self.calls.append(("delete", manifest["kind"], manifest["metadata"]["name"]))
+RUNNING = {"state": "ready", "desiredWorkerReplicas": 3, "readyWorkerReplicas": 3,
+           "conditions": [{"type": "HeadPodReady", "status": "True"},
+                          {"type": "RayClusterProvisioned", "status": "True"}]}  # fmt: skip
+HEAD_NOT_READY = {"type": "HeadPodReady", "status": "False", "reason": "ContainersNotReady",
+                  "message": "pulling image"}  # fmt: skip
+PENDING = {"status": {"state": "pending", "desiredWorkerReplicas": 3, "readyWorkerReplicas": 0,
+                      "conditions": [HEAD_NOT_READY]}}  # fmt: skip
 
 
-def test_deployments_lifecycle_create_wait_address_delete():
-    client = RecordingClient()
+def deployment_up(obj):
+    """What the Deployment controller writes once every pod is ready."""
+    n = obj["spec"]["replicas"]
+    return {"status": {"observedGeneration": obj["metadata"]["generation"], "replicas": n,
+                       "readyReplicas": n, "availableReplicas": n,
+                       "conditions": [{"type": "Available", "status": "True"}]}}  # fmt: skip
+
+
+def kuberay(kube, **kwargs) -> RayCluster:
+    server, client = kube
+    server.finalizers["RayCluster"] = ["ray.io/gcs-ft-redis-cleanup-finalizer"]
+    return RayCluster(spec(), backend="kuberay", client=client, **kwargs)
+
+
+def test_kuberay_slow_start_no_status_then_pending_then_ready(kube):
+    """The real kr8s client creates, lists, watches and deletes through the REST protocol."""
+    server, _ = kube
+    server.delete_delay = 0.5  # the operator's finalizer takes its time
+    server.timeline("RayCluster", "aframe-tune",
+                    [Step(0.4, PENDING), Step(0.6, {"status": RUNNING})])  # fmt: skip
+    cluster = kuberay(kube)
+    start = time.monotonic()
+    with cluster:
+        assert time.monotonic() - start >= 1.0  # it waited through "no status" and "pending"
+        assert cluster.address == "ray://aframe-tune-head-svc.bbhnet.svc.cluster.local:10001"
+        obj = server.objects["ray.io/v1", "rayclusters", "bbhnet", "aframe-tune"]
+        assert (
+            obj["status"]["state"] == "ready"
+            and obj["spec"]["workerGroupSpecs"][0]["replicas"] == 3
+        )
+    # discovery found the CRD; the object was created once, then listed and watched from the
+    # resourceVersion of that read
+    assert server.calls("GET", "/apis/ray.io/v1")
+    assert len(server.calls("POST", "/rayclusters")) == 1
+    watches = [q for _, _, q in server.calls("GET", "/namespaces/bbhnet/rayclusters")
+               if q.get("watch") == ["true"]]  # fmt: skip
+    assert watches and all(q["resourceVersion"][0].isdigit() for q in watches)
+    assert watches[0]["fieldSelector"] == ["metadata.name=aframe-tune"]
+    # deleted in the foreground, and waited for until the finalizer let it go
+    ((_, path, _, body),) = [r for r in server.requests if r[0] == "DELETE"]
+    assert path.endswith("/rayclusters/aframe-tune") and body == {"propagationPolicy": "Foreground"}
+    assert not server.objects and cluster.created == []
+
+
+def test_kuberay_never_ready_times_out_naming_the_cluster_and_what_it_waited_for(kube):
+    server, _ = kube
+    server.timeline("RayCluster", "aframe-tune", [Step(0.2, PENDING)])
+    cluster = kuberay(kube)
+    cluster.create()
+    start = time.monotonic()
+    with pytest.raises(TimeoutError) as info:
+        cluster.wait(timeout=1.5)
+    assert time.monotonic() - start < 5
+    text = str(info.value)
+    for words in ("RayCluster bbhnet/aframe-tune", "not ready after 1.5 s", "status.state=ready",
+                  "state=pending", "HeadPodReady=False (ContainersNotReady: pulling image)",
+                  "kubectl -n bbhnet describe raycluster aframe-tune"):  # fmt: skip
+        assert words in text, text
+    cluster.delete()
+    assert not server.objects
+
+
+def test_a_new_object_without_status_is_not_ready_and_does_not_crash_the_wait(kube):
+    """kr8s's ``jsonpath='{.status.state}'=ready`` raised ValueError here (no status yet)."""
+    server, _ = kube
+    cluster = kuberay(kube, timeout=1.0)
+    with pytest.raises(TimeoutError, match="no status yet"):
+        with cluster:
+            pass
+    assert not server.objects
+
+
+def test_api_errors_and_an_expired_watch_mid_wait_are_retried(kube):
+    server, _ = kube
+    server.timeline("RayCluster", "aframe-tune",
+                    [Step(0.3, PENDING), Step(0.8, {"status": RUNNING})])  # fmt: skip
+    server.fail("POST", "/rayclusters$", 500, times=1)  # the first create: an internal error
+    server.fail("GET", "/rayclusters/aframe-tune$", 500, times=2)
+    server.fail("GET", "/rayclusters$", 503, times=1, query="watch=true")
+    server.expire_watches = 1  # then a watch whose version was compacted: 410 Gone
+    with kuberay(kube):
+        pass
+    assert all(f.times == 0 for f in server.faults) and server.expire_watches == 0
+    assert len(server.calls("POST", "/rayclusters")) == 2  # retried once
+    assert len(server.calls("GET", "/rayclusters/aframe-tune")) >= 3  # listed again after each
+    assert not server.objects
+
+
+def test_kuberay_failed_state_ends_the_wait_at_once_and_deletes(kube):
+    server, _ = kube
+    failed = {"status": {"state": "failed", "reason": "head pod crash-looping: ImportError"}}
+    server.timeline("RayCluster", "aframe-tune", [Step(0.2, PENDING), Step(0.2, failed)])
+    start = time.monotonic()
+    with pytest.raises(ClusterError, match="failed while waiting.*head pod crash-looping"):
+        with kuberay(kube):
+            pass
+    assert time.monotonic() - start < 5 and not server.objects
+
+
+def test_missing_kuberay_crd_and_leftover_objects_are_clear_errors(kube):
+    server, client = kube
+    server.kuberay = False
+    with pytest.raises(ClusterError, match="does not serve rayclusters.*install the KubeRay"):
+        with RayCluster(spec(), backend="kuberay", client=client):
+            pass
+    assert not server.calls("POST")
+    # an object of the same name is already there: not ours, so it is left alone
+    server.kuberay = True
+    server.create(("ray.io/v1", "rayclusters", "bbhnet", "aframe-tune"), ray_cluster(spec()))
+    with pytest.raises(ClusterError, match="already exists.*kubectl -n bbhnet delete raycluster"):
+        with RayCluster(spec(), backend="kuberay", client=client):
+            pass
+    assert list(server.objects) == [("ray.io/v1", "rayclusters", "bbhnet", "aframe-tune")]
+
+
+def test_deployments_lifecycle_waits_for_pods_the_loadbalancer_and_ray(kube):
+    server, client = kube
+    for name in ("aframe-tune-head", "aframe-tune-worker"):
+        server.timeline("Deployment", name, [Step(0.1, {"status": {"observedGeneration": 1}}),
+                                             Step(0.3, deployment_up)])  # fmt: skip
+    ingress = {"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}}
+    server.timeline("Service", "aframe-tune-client", [Step(0.5, ingress)])
+    asked = []
     secret = secret_from_env("s3-credentials", list(SECRETS)[:2], "bbhnet", SECRETS)
     cluster = RayCluster(spec(), backend="deployments", external=True, secrets=[secret],
-                         client=client, poll=0.0)  # fmt: skip
+                         client=client, poll=0.1,
+                         ray_wait=lambda *args: asked.append(args))  # fmt: skip
     with cluster:
         assert cluster.address == "ray://203.0.113.7:10001"
-        created = [c for c in client.calls if c[0] == "create"]
-        assert created == [
-            ("create", "Secret", "s3-credentials"),
-            ("create", "Deployment", "aframe-tune-head"),
-            ("create", "Service", "aframe-tune-head"),
-            ("create", "Deployment", "aframe-tune-worker"),
-            ("create", "Service", "aframe-tune-client"),
-        ]
-        waits = [c for c in client.calls if c[0] == "wait"]
-        assert waits == [("wait", "Deployment", "condition=Available")] * 2
-    deleted = [c[1:] for c in client.calls if c[0] == "delete"]
-    assert deleted == [c[1:] for c in reversed(created)]
+        created = [(p.split("/")[-1], b["metadata"]["name"]) for m, p, _, b in server.requests
+                   if m == "POST"]  # fmt: skip
+        assert created == [("secrets", "s3-credentials"), ("deployments", "aframe-tune-head"),
+                           ("services", "aframe-tune-head"), ("deployments", "aframe-tune-worker"),
+                           ("services", "aframe-tune-client")]  # fmt: skip
+        # Ray was asked last, at the LoadBalancer's address, for the 3 workers
+        ((address, workers, timeout),) = asked
+        assert address == "ray://203.0.113.7:10001" and workers == 3 and timeout > 0
+        stored = server.objects["v1", "secrets", "bbhnet", "s3-credentials"]
+        assert stored["data"] == secret["data"]
+    deleted = [p.split("/")[-1] for m, p, _, _ in server.requests if m == "DELETE"]
+    assert deleted == [name for _, name in reversed(created)]
+    assert not server.objects and cluster.created == []
+
+
+def test_failing_pods_end_the_wait_and_everything_is_deleted(kube):
+    server, client = kube
+    server.timeline("Deployment", "aframe-tune-head", [Step(0.1, deployment_up)])
+    quota = {"status": {"observedGeneration": 1, "readyReplicas": 0, "conditions": [
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+         "message": 'pods "aframe-tune-worker-x" is forbidden: exceeded quota'}]}}  # fmt: skip
+    server.timeline("Deployment", "aframe-tune-worker", [Step(0.3, quota)])
+    server.delete_delay = 0.3
+    server.finalizers["Deployment"] = ["example.com/cleanup"]
+    cluster = RayCluster(spec(), backend="deployments", client=client, ray_wait=None)
+    with pytest.raises(ClusterError, match="aframe-tune-worker failed.*exceeded quota"):
+        with cluster:
+            pass
+    assert not server.objects and cluster.created == []
+
+
+def test_objects_deleted_by_someone_else_are_reported_or_skipped(kube):
+    server, _ = kube
+    key = ("ray.io/v1", "rayclusters", "bbhnet", "aframe-tune")
+    cluster = kuberay(kube, timeout=5.0)
+    cluster.create()
+    threading.Timer(0.3, server.delete, args=(key, {})).start()  # kubectl delete, meanwhile
+    server.finalizers.clear()
+    server.objects[key]["metadata"]["finalizers"] = []
+    with pytest.raises(ClusterError, match="RayCluster bbhnet/aframe-tune was deleted"):
+        cluster.wait()
+    cluster.delete()  # already gone: the API's 404 is no error
+    assert [r[1:3] for r in server.requests if r[0] == "DELETE"] == [
+        ("/apis/ray.io/v1/namespaces/bbhnet/rayclusters/aframe-tune", {})]  # fmt: skip
     assert cluster.created == []
 
 
-def test_kuberay_lifecycle_and_in_cluster_address():
-    client = RecordingClient()
-    cluster = RayCluster(spec(), backend="kuberay", client=client)
-    with cluster:
-        assert cluster.address == "ray://aframe-tune-head-svc.bbhnet.svc.cluster.local:10001"
-    assert client.calls == [
-        ("create", "RayCluster", "aframe-tune"),
-        ("wait", "RayCluster", "jsonpath='{.status.state}'=ready"),
-        ("delete", "RayCluster", "aframe-tune"),
-    ]
-
-
-def test_everything_is_deleted_when_waiting_fails_or_the_work_fails():
-    client = RecordingClient(fail_wait=True)
-    cluster = RayCluster(spec(), backend="deployments", client=client)
-    with pytest.raises(TimeoutError):
-        with cluster:
-            pass
-    assert sum(c[0] == "delete" for c in client.calls) == 3 and cluster.created == []
-
-    client = RecordingClient()
-    cluster = RayCluster(spec(), backend="kuberay", client=client)
+def test_deletion_after_the_work_failed_waits_for_finalizers(kube):
+    server, _ = kube
+    server.delete_delay = 0.8
+    server.timeline("RayCluster", "aframe-tune", [Step(0.1, {"status": RUNNING})])
+    start = time.monotonic()
     with pytest.raises(RuntimeError, match="trial crashed"):
-        with cluster:
+        with kuberay(kube):
             raise RuntimeError("trial crashed")
-    assert client.calls[-1] == ("delete", "RayCluster", "aframe-tune")
+    assert time.monotonic() - start >= 0.8 and not server.objects
 
 
-def test_cluster_task_reads_config_applies_the_hook_and_cleans_up_on_failure(monkeypatch):
+def test_cluster_task_reads_config_applies_the_hook_and_cleans_up_on_failure(monkeypatch, kube):
     import luigi
 
     from aframe_flow.base import RayClusterTask
@@ -288,7 +414,7 @@ def test_cluster_task_reads_config_applies_the_hook_and_cleans_up_on_failure(mon
         for key, value in SECRETS.items():
             monkeypatch.setenv(key, value)
         task = Configured(cluster_name="flow-test", create_secrets=True)
-        client = RecordingClient()
+        server, client = kube
         cluster = task.ray_cluster(client=client)
     finally:
         cfg.remove_option("ray_worker", "replicas")
@@ -300,5 +426,6 @@ def test_cluster_task_reads_config_applies_the_hook_and_cleans_up_on_failure(mon
     workloads = json.dumps([m for m in manifests if m["kind"] != "Secret"])
     assert not any(v in workloads for v in SECRETS.values())
     cluster.create()
+    assert len(server.objects) == len(manifests) == 5  # 2 Secrets, 2 Deployments, 1 Service
     task.on_failure(RuntimeError("boom"))
-    assert cluster.created == [] and client.calls[-1][0] == "delete"
+    assert cluster.created == [] and not server.objects

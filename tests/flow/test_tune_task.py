@@ -1,6 +1,6 @@
 """``aframe_flow.Tune``: its command line, its checks, the Kubernetes cluster's lifecycle around
-the search (against the recording fake API of test_clusters.py), and (slow) a real tiny search
-through ``law run`` on a real Ray head."""
+the search (kr8s against the tests' Kubernetes API server, k8s_api.py), and (slow) a real tiny
+search through ``law run`` on a real Ray head."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from fixtures_ray import RAY_ENV
 from flow_helpers import QUICKSTART, law_env_for, law_run
-from test_clusters import RecordingClient
+from k8s_api import Step
+from test_clusters import RUNNING, deployment_up
 
 from aframe_flow import Tune, TunePipeline
 from aframe_flow.base import RayClusterTask
@@ -131,16 +132,26 @@ def test_bad_parameters_fail_before_anything_runs_under_law(tmp_path, args, mess
 
 
 @pytest.fixture
-def fake_kubernetes(monkeypatch, tmp_path):
-    """Tune on Kubernetes with the recording fake API and the search command recorded instead of
-    run (``fail=True`` in the returned dict makes the command fail like a crashed search)."""
+def fake_kubernetes(monkeypatch, tmp_path, kube):
+    """Tune on Kubernetes against the tests' API server (whose objects become ready after a
+    moment) with the search command recorded instead of run (``fail=True`` in the returned dict
+    makes the command fail like a crashed search). ``commands``: (argv, the API requests made
+    before it as (method, path), the sandbox's env)."""
     import luigi
 
-    client = RecordingClient()
-    state = {"client": client, "commands": [], "fail": False}
+    server, client = kube
+    server.timeline("RayCluster", "aframe-tune", [Step(0.2, {"status": RUNNING})])
+    for name in ("aframe-tune-head", "aframe-tune-worker"):
+        server.timeline("Deployment", name, [Step(0.2, deployment_up)])
+    ingress = {"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}}
+    server.timeline("Service", "aframe-tune-client", [Step(0.3, ingress)])
+    state = {"server": server, "commands": [], "fail": False, "ray_wait": []}
 
     def ray_cluster(self, client=None):
-        return RayClusterTask.ray_cluster(self, client=state["client"])
+        cluster = RayClusterTask.ray_cluster(self, client=kube[1])
+        cluster.poll = 0.1
+        cluster.ray_wait = lambda *args: state["ray_wait"].append(args)
+        return cluster
 
     monkeypatch.setattr(Tune, "ray_cluster", ray_cluster)
     # the outputs live on S3 in real use; here in tmp_path, written by the "search"
@@ -149,7 +160,8 @@ def fake_kubernetes(monkeypatch, tmp_path):
         "model": file_target(tmp_path / "search" / "model.pt")})  # fmt: skip
 
     def run(box, argv, cwd=None):
-        state["commands"].append((list(argv), list(state["client"].calls), dict(box.env)))
+        calls = [(m, p) for m, p, _, _ in server.requests if m != "GET"]
+        state["commands"].append((list(argv), calls, dict(box.env)))
         if state["fail"]:
             raise subprocess.CalledProcessError(1, list(argv))
         (tmp_path / "search").mkdir(exist_ok=True)
@@ -172,21 +184,21 @@ def k8s_task(**kwargs) -> Tune:
 def test_kubernetes_cluster_is_created_handed_to_the_search_and_deleted(fake_kubernetes):
     task = k8s_task()
     task.run()
-    client = fake_kubernetes["client"]
+    server = fake_kubernetes["server"]
     ((argv, calls_before, env),) = fake_kubernetes["commands"]
     # the search ran once the cluster existed and was ready, with the cluster's address
-    assert calls_before == [
-        ("create", "RayCluster", "aframe-tune"),
-        ("wait", "RayCluster", "jsonpath='{.status.state}'=ready"),
-    ]
+    assert calls_before == [("POST", "/apis/ray.io/v1/namespaces/bbhnet/rayclusters")]
+    watched = [e for e in server.events if e[1] == "MODIFIED"]
+    assert watched[0][3]["status"]["state"] == "ready"
     address = "ray://aframe-tune-head-svc.bbhnet.svc.cluster.local:10001"
     assert f"--tune.address={address}" in argv and argv[1] == "tune"
     assert "--tune.storage_dir=s3://bucket/tune" in argv
     assert not any(a.startswith("--tune.num_gpus") for a in argv)
     assert env["RAY_AUTH_MODE"] == "disabled"
     # ... and the cluster is gone afterwards
-    assert client.calls[len(calls_before) :] == [("delete", "RayCluster", "aframe-tune")]
-    assert task._cluster.created == []
+    deletes = [p for m, p, _, _ in server.requests if m == "DELETE"]
+    assert deletes == ["/apis/ray.io/v1/namespaces/bbhnet/rayclusters/aframe-tune"]
+    assert task._cluster.created == [] and not server.objects
 
 
 def test_kubernetes_cluster_is_deleted_when_the_search_fails(fake_kubernetes):
@@ -194,11 +206,11 @@ def test_kubernetes_cluster_is_deleted_when_the_search_fails(fake_kubernetes):
     task = k8s_task()
     with pytest.raises(subprocess.CalledProcessError):
         task.run()
-    client = fake_kubernetes["client"]
+    server = fake_kubernetes["server"]
     assert len(fake_kubernetes["commands"]) == 1
-    assert client.calls[-1] == ("delete", "RayCluster", "aframe-tune")
-    assert [c[0] for c in client.calls] == ["create", "wait", "delete"]
-    assert task._cluster.created == []
+    assert [(m, p.rsplit("/", 1)[-1]) for m, p, _, _ in server.requests if m != "GET"] == [
+        ("POST", "rayclusters"), ("DELETE", "aframe-tune")]  # fmt: skip
+    assert task._cluster.created == [] and not server.objects
 
 
 def test_kubernetes_external_address_with_deployments(fake_kubernetes):
@@ -213,9 +225,12 @@ def test_kubernetes_external_address_with_deployments(fake_kubernetes):
         cfg.remove_option("kubernetes", "backend")
     ((argv, calls_before, _),) = fake_kubernetes["commands"]
     assert "--tune.address=ray://203.0.113.7:10001" in argv  # the LoadBalancer's
-    created = [c[1:] for c in calls_before if c[0] == "create"]
-    deleted = [c[1:] for c in fake_kubernetes["client"].calls if c[0] == "delete"]
-    assert deleted == list(reversed(created)) and len(created) == 4
+    # Ray itself was waited for (the 2 workers of [ray_worker] replicas) before the search
+    assert [a[:2] for a in fake_kubernetes["ray_wait"]] == [("ray://203.0.113.7:10001", 2)]
+    server = fake_kubernetes["server"]
+    created = [b["metadata"]["name"] for m, _, _, b in server.requests if m == "POST"]
+    deleted = [p.rsplit("/", 1)[-1] for m, p, _, _ in server.requests if m == "DELETE"]
+    assert deleted == list(reversed(created)) and len(created) == 4 and not server.objects
 
 
 @pytest.mark.slow

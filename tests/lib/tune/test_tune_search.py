@@ -78,9 +78,11 @@ def test_bad_search_space_fails_before_ray_starts(tmp_path, ray_temp_dir, entry,
 def test_unreachable_address_fails_fast_before_any_trial(tmp_path, ray_temp_dir):
     address = f"ray://127.0.0.1:{free_port()}"
     start = time.time()
-    proc = search(tmp_path, ray_temp_dir, f"--tune.address={address}", timeout=120)
+    proc = search(tmp_path, ray_temp_dir, f"--tune.address={address}",
+                  "--tune.connect_timeout=3", timeout=120)  # fmt: skip
     assert proc.returncode != 0
     assert address in proc.stderr and "--tune.address" in proc.stderr
+    assert "in 3 s (--tune.connect_timeout" in proc.stderr
     assert time.time() - start < 60
     assert not (tmp_path / "runs" / "search").exists()
 

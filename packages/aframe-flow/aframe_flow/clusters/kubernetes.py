@@ -1,7 +1,16 @@
-"""The lifecycle of a Ray cluster on Kubernetes: create, wait until ready, address, delete.
+"""The lifecycle of a Ray cluster on Kubernetes: create, wait until Ray answers, address, delete.
 
-:class:`RayCluster` works through a :class:`Kr8sClient`, the only code that talks to a cluster
-(kr8s, imported when one is made). Anything with the same four methods can stand in for it.
+:class:`RayCluster` works through a client (:class:`~.kr8s_client.Kr8sClient` by default, the
+only code that talks to a cluster). How it waits:
+
+- ``kuberay``: the RayCluster's ``status.state`` is ``ready`` (or its ``HeadPodReady`` and
+  ``RayClusterProvisioned`` conditions are ``True``, KubeRay >= 1.2); a new object has no
+  ``status`` yet, which counts as not ready. ``state: failed`` ends the wait at once.
+- ``deployments``: every Deployment has all its replicas ready (``readyReplicas`` of the current
+  generation; ``ReplicaFailure`` or ``ProgressDeadlineExceeded`` end the wait), then Ray itself
+  answers: the client port accepts connections and the head reports the expected number of
+  workers (:func:`~.ray_wait.wait_for_ray`).
+- ``external``: the LoadBalancer Service has an address.
 
     cluster = RayCluster(spec, backend="deployments")
     with cluster:                      # create + wait; delete on exit, also after an error
@@ -12,60 +21,79 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import manifests as m
+from .kr8s_client import ClusterError, Kr8sClient, Readiness
+from .ray_wait import wait_for_ray
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ClusterClient",
+    "ClusterError",
+    "Kr8sClient",
+    "RayCluster",
+    "Readiness",
+    "deployment_readiness",
+    "raycluster_readiness",
+]
 
 
 class ClusterClient(Protocol):
     """What :class:`RayCluster` needs from a Kubernetes API."""
 
     def create(self, manifest: dict[str, Any]) -> None: ...
-    def wait(self, manifest: dict[str, Any], condition: str, timeout: float) -> None: ...
+    def wait(
+        self, manifest: dict[str, Any], test: Callable[[dict], Readiness], what: str, timeout: float
+    ) -> None: ...
     def get(self, manifest: dict[str, Any]) -> dict[str, Any]: ...
     def delete(self, manifest: dict[str, Any]) -> None: ...
 
 
-class Kr8sClient:
-    """:class:`ClusterClient` over kr8s (kubeconfig or in-cluster service account).
+def _conditions(raw: dict) -> dict[str, dict]:
+    return {c.get("type"): c for c in (raw.get("status") or {}).get("conditions") or []}
 
-    Args:
-        namespace: default namespace of the API.
-        api: a ``kr8s.Api``; ``None`` makes one.
-    """
 
-    def __init__(self, namespace: str = "default", api: Any = None):
-        try:
-            import kr8s
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError("Ray clusters on Kubernetes need kr8s: pip install kr8s") from exc
-        self.api = api or kr8s.api(namespace=namespace)
+def raycluster_readiness(raw: dict) -> Readiness:
+    """KubeRay's RayCluster status: ``state`` (v1.0+) and conditions (v1.2+)."""
+    status = raw.get("status") or {}
+    if not status:
+        return Readiness(False, "no status yet (the KubeRay operator has not reconciled it)")
+    cond = _conditions(raw)
+    state = status.get("state", "")
+    parts = [f"state={state or '(none)'}"]
+    if "readyWorkerReplicas" in status or "desiredWorkerReplicas" in status:
+        parts.append(f"workers ready {status.get('readyWorkerReplicas', 0)}/"
+                     f"{status.get('desiredWorkerReplicas', '?')}")  # fmt: skip
+    parts += [f"{t}={c.get('status')}" + (f" ({c['reason']}: {c.get('message', '')})"
+              if c.get("reason") and c.get("status") != "True" else "")
+              for t, c in sorted(cond.items())]  # fmt: skip
+    seen = ", ".join(parts)
+    if state == "failed":
+        return Readiness(False, seen, failed=status.get("reason") or seen)
+    up = all(cond.get(t, {}).get("status") == "True"
+             for t in ("HeadPodReady", "RayClusterProvisioned"))  # fmt: skip
+    return Readiness(state == "ready" or up, seen)
 
-    def _object(self, manifest):
-        from kr8s.objects import object_from_spec
 
-        return object_from_spec(manifest, api=self.api, allow_unknown_type=True)
-
-    def create(self, manifest):
-        self._object(manifest).create()
-
-    def wait(self, manifest, condition, timeout):
-        self._object(manifest).wait(condition, timeout=timeout)
-
-    def get(self, manifest):
-        obj = self._object(manifest)
-        obj.refresh()
-        return dict(obj.raw)
-
-    def delete(self, manifest):
-        from kr8s import NotFoundError
-
-        try:
-            self._object(manifest).delete(propagation_policy="Foreground")
-        except NotFoundError:
-            pass
+def deployment_readiness(raw: dict) -> Readiness:
+    """All replicas of the current generation ready; a failure the controller reports ends it."""
+    want = (raw.get("spec") or {}).get("replicas", 1)
+    status = raw.get("status") or {}
+    cond = _conditions(raw)
+    fresh = status.get("observedGeneration", 0) >= raw["metadata"].get("generation", 1)
+    ready = status.get("readyReplicas", 0) if fresh else 0
+    seen = f"{ready}/{want} replicas ready" + ("" if fresh else " (not yet observed)")
+    for kind in ("ReplicaFailure", "Progressing"):
+        c = cond.get(kind, {})
+        bad = (kind == "ReplicaFailure" and c.get("status") == "True") or (
+            kind == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+        )
+        if bad:
+            return Readiness(False, seen, failed=f"{c.get('reason')}: {c.get('message', '')}")
+    return Readiness(fresh and ready >= want, seen)
 
 
 class RayCluster:
@@ -79,6 +107,9 @@ class RayCluster:
             and delete last; Secrets that already exist are only referenced by ``spec.secrets``.
         client: the Kubernetes API; ``None``: :class:`Kr8sClient` in ``spec.namespace``.
         poll: seconds between checks for a LoadBalancer address.
+        timeout: seconds :meth:`wait` (and ``with``) waits for the cluster to be ready.
+        ray_wait: ``deployments``: called as ``ray_wait(address, workers, timeout)`` once the
+            Deployments are ready, to wait until Ray answers; ``None``: skip that.
     """
 
     def __init__(
@@ -89,6 +120,8 @@ class RayCluster:
         secrets: list[dict[str, Any]] | None = None,
         client: ClusterClient | None = None,
         poll: float = 2.0,
+        timeout: float = 900.0,
+        ray_wait: Callable[[str, int, float], Any] | None = wait_for_ray,
     ):
         if backend not in ("kuberay", "deployments"):
             raise ValueError(f"backend={backend!r}: use 'kuberay' or 'deployments'")
@@ -96,6 +129,8 @@ class RayCluster:
         self.secrets = list(secrets or [])
         self._client = client
         self.poll = poll
+        self.ray_wait = ray_wait
+        self.timeout = timeout
         self.created: list[dict[str, Any]] = []
 
     @property
@@ -113,6 +148,11 @@ class RayCluster:
         return [*self.secrets, *workload]
 
     def create(self) -> None:
+        if self.backend == "kuberay" and hasattr(self.client, "require_kind"):
+            self.client.require_kind(
+                "ray.io/v1", "rayclusters",
+                "install the KubeRay operator, or use [luigi_kubernetes] backend = deployments",
+            )  # fmt: skip
         for manifest in self.manifests():
             logger.info("creating %s %s", manifest["kind"], manifest["metadata"]["name"])
             self.client.create(manifest)
@@ -128,15 +168,24 @@ class RayCluster:
             "metadata": {"name": name, "namespace": self.spec.namespace},
         }
 
-    def wait(self, timeout: float = 900.0) -> None:
-        """Block until the head and every worker are ready (and the LoadBalancer has an IP)."""
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the head and every worker are ready (see the module's docstring).
+
+        Raises:
+            TimeoutError: naming the object, what was waited for and what was seen last.
+            ClusterError: when the cluster reports a failure that waiting will not heal.
+        """
+        timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
+        left = lambda: max(1.0, deadline - time.monotonic())  # noqa: E731
         for manifest in self.created:
-            left = max(1.0, deadline - time.monotonic())
             if manifest["kind"] == "Deployment":
-                self.client.wait(manifest, "condition=Available", left)
+                replicas = manifest["spec"]["replicas"]
+                what = f"{replicas}/{replicas} replicas ready"
+                self.client.wait(manifest, deployment_readiness, what, left())
             elif manifest["kind"] == "RayCluster":
-                self.client.wait(manifest, "jsonpath='{.status.state}'=ready", left)
+                what = "status.state=ready (head and workers running)"
+                self.client.wait(manifest, raycluster_readiness, what, left())
         if self.external:
             while not self._ingress():
                 if time.monotonic() > deadline:
@@ -145,6 +194,8 @@ class RayCluster:
                         f"{timeout:.0f} s; does this cluster provide LoadBalancers?"
                     )
                 time.sleep(self.poll)
+        if self.backend == "deployments" and self.ray_wait is not None:
+            self.ray_wait(self.address, self.spec.workers, left())
 
     def _ingress(self) -> str:
         status = self.client.get(self._service()).get("status", {})
@@ -165,7 +216,8 @@ class RayCluster:
         return f"ray://{host}:{m.CLIENT_PORT}"
 
     def delete(self) -> None:
-        """Delete everything this object created, newest first; every deletion is attempted."""
+        """Delete everything this object created, newest first, each until it is gone; every
+        deletion is attempted."""
         errors = []
         while self.created:
             manifest = self.created.pop()
@@ -181,7 +233,10 @@ class RayCluster:
             self.create()
             self.wait()
         except BaseException:
-            self.delete()
+            try:
+                self.delete()
+            except Exception as exc:  # the first error is the one to report
+                logger.error("%s", exc)
             raise
         return self
 

@@ -22,7 +22,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-RAY_VERSION = "2.40.0"
+# The one Ray pin: the cluster's images and the client (the search's driver) must run this exact
+# version (Ray Client refuses a mismatch). constraints.txt pins ray to it and the images install
+# with that pin; tests/flow/test_ray_version.py checks every place agrees.
+RAY_VERSION = "2.60.0"
+_RAY_IMAGE = re.compile(r"^(?:docker\.io/)?rayproject/ray(?:-ml)?:(?P<tag>.+)$")
 GCS_PORT, DASHBOARD_PORT, CLIENT_PORT = 6379, 8265, 10001
 GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MB, set by NVIDIA GPU feature discovery
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -74,6 +78,12 @@ class ClusterSpec:
             raise ValueError(
                 f"cluster name {self.name!r}: use at most 40 lower-case letters, digits and '-', "
                 "starting and ending with a letter or digit"
+            )
+        if (match := _RAY_IMAGE.match(self.image)) and not match["tag"].startswith(RAY_VERSION):
+            raise ValueError(
+                f"image {self.image!r} runs Ray {match['tag'].split('-')[0]}, but this aframe "
+                f"pins Ray {RAY_VERSION} (the client must match the cluster): use "
+                f"rayproject/ray:{RAY_VERSION}-... or an aframe image built with the pin"
             )
         if self.workers < 0 or self.worker_gpus < 0 or self.worker_cpus < 1:
             raise ValueError(

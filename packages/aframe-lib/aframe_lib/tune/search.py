@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,13 @@ from .trainable import TrialSetup, run_trial
 logger = logging.getLogger(__name__)
 
 # environment variables trials need on any node; secrets are never forwarded (a cluster gets
-# its credentials from its own environment: Kubernetes Secrets, credential files)
-FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "WANDB_MODE")
+# its credentials from its own environment: Kubernetes Secrets, credential files).
+# FORWARDED_ENV: set in every trial (and every Ray worker of the search).
+FORWARDED_ENV = ("WANDB_MODE",)
+# DEFAULT_ENV: the driver's values reach a trial only where its node's environment lacks them:
+# a cluster's pods keep the in-cluster S3 endpoint they were given (the driver's may be an
+# external address that pods cannot reach, or reach only the long way round)
+DEFAULT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION")
 
 
 @dataclass
@@ -52,6 +58,8 @@ class SearchConfig:
         storage_dir: Local directory or ``s3://bucket/prefix``; the search is ``<it>/<name>``.
         address: Ray cluster (``ray://host:10001``, or ``host:6379`` from a cluster node);
             ``None``: start a local Ray instance.
+        connect_timeout: Seconds the first connection to ``address`` is retried (backoff 1, 2,
+            4 ... 15 s apart) while nothing answers there, e.g. a cluster still starting.
         num_cpus: CPUs of the local Ray instance (``None``: all of this machine's).
         num_gpus: GPUs of the local Ray instance (``None``: all of this machine's).
         temp_dir: Session directory of the local Ray instance (``None``: Ray's default).
@@ -78,6 +86,7 @@ class SearchConfig:
     max_concurrent_trials: int | None = None
     storage_dir: str = "tune-runs"
     address: str | None = None
+    connect_timeout: float = 30.0
     num_cpus: int | None = None
     num_gpus: int | None = None
     temp_dir: str | None = None
@@ -127,27 +136,56 @@ def connect(settings: SearchConfig) -> bool:
         return False
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     if settings.address:
-        _probe(settings.address)
-        try:
-            ray.init(address=settings.address, runtime_env={"env_vars": env} if env else None)
-        except Exception as exc:
-            hint = ""
-            if "timeout" in str(exc) and os.environ.get("RAY_AUTH_MODE") != "disabled":
-                hint = (
-                    "; if the cluster uses token authentication (Ray's default since 2.5x), "
-                    "note that Ray Client does not send the token: start the cluster with "
-                    "RAY_AUTH_MODE=disabled on a private network"
-                )
-            raise ConnectionError(
-                f"cannot connect to the Ray cluster at {settings.address} ({exc}); check "
-                f"--tune.address (ray://HOST:10001 for the client server) and that it is up{hint}"
-            ) from exc
+        _connect_remote(settings, env)
     else:
         kwargs = {"num_cpus": settings.num_cpus, "num_gpus": settings.num_gpus}
         if settings.temp_dir:
             kwargs["_temp_dir"] = str(Path(settings.temp_dir).expanduser().resolve())
         ray.init(include_dashboard=False, **kwargs)
     return True
+
+
+def _connect_remote(settings: SearchConfig, env: dict[str, str]) -> None:
+    """``ray.init(address)``, retried with backoff for ``settings.connect_timeout`` seconds.
+
+    Raises:
+        ConnectionError: naming the address, the time tried, the last error and the fix.
+    """
+    import ray
+
+    deadline = time.monotonic() + settings.connect_timeout
+    delay, attempts = 1.0, 0
+    while True:
+        attempts += 1
+        try:
+            _probe(settings.address)
+            ray.init(address=settings.address, runtime_env={"env_vars": env} if env else None)
+            return
+        except Exception as exc:
+            if ray.is_initialized():
+                ray.shutdown()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ConnectionError(_connect_error(settings, exc, attempts)) from exc
+            logger.warning("no Ray cluster at %s yet (%s); retrying in %.0f s",
+                           settings.address, exc, min(delay, left))  # fmt: skip
+            time.sleep(min(delay, left))
+            delay = min(2 * delay, 15.0)
+
+
+def _connect_error(settings: SearchConfig, exc: Exception, attempts: int) -> str:
+    hint = ""
+    if "timeout" in str(exc) and os.environ.get("RAY_AUTH_MODE") != "disabled":
+        hint = (
+            "; if the cluster uses token authentication (Ray's default since 2.5x), "
+            "note that Ray Client does not send the token: start the cluster with "
+            "RAY_AUTH_MODE=disabled on a private network"
+        )
+    return (
+        f"cannot connect to the Ray cluster at {settings.address} after {attempts} attempt(s) "
+        f"in {settings.connect_timeout:g} s (--tune.connect_timeout; last error: {exc}); check "
+        f"--tune.address (ray://HOST:10001 for the client server) and that it is up{hint}"
+    )
 
 
 def _probe(address: str, timeout: float = 5.0) -> None:
@@ -160,10 +198,7 @@ def _probe(address: str, timeout: float = 5.0) -> None:
         with socket.create_connection((host, port), timeout=timeout):
             pass
     except OSError as exc:
-        raise ConnectionError(
-            f"no Ray cluster answers at {address} ({host}:{port}: {exc}); check --tune.address "
-            "(ray://HOST:10001 for a cluster's client server) and that the cluster is up"
-        ) from None
+        raise ConnectionError(f"nothing answers at {host}:{port} ({exc})") from None
 
 
 def check_fits(settings: SearchConfig) -> None:
@@ -248,6 +283,7 @@ def _fit(training, space, settings: SearchConfig, storage_path: str, storage_fs)
         threads_per_worker=max(1, threads),
         workdir=os.getcwd(),
         env={k: os.environ[k] for k in FORWARDED_ENV if k in os.environ},
+        default_env={k: os.environ[k] for k in DEFAULT_ENV if k in os.environ},
     )
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, setup=setup),

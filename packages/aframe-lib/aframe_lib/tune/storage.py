@@ -4,6 +4,11 @@ For ``s3://`` Ray gets an s3fs filesystem wrapped in ``pyarrow.fs.PyFileSystem``
 without the scheme. Ray's own ``s3://`` handling builds a pyarrow ``S3FileSystem`` that ignored a
 custom endpoint (ray-project/ray#41137); s3fs reads the same ``AWS_ENDPOINT_URL`` as the rest of
 aframe (:func:`aframe_lib.utils.fs.filesystem`), so one setting serves data, searches and models.
+
+Ray pickles that filesystem into every trial. Each process that unpickles it connects to *its
+own* ``AWS_ENDPOINT_URL`` (:class:`~.s3handler.EnvS3Handler`): pods in a Kubernetes cluster
+reach the store at its in-cluster address, while the driver outside uses the external one. The
+driver's endpoint is only the fallback for nodes whose environment names none.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ def ray_storage(storage_dir: str) -> tuple[str, pyarrow.fs.FileSystem | None]:
         path = Path(storage_dir).expanduser().resolve()
         path.mkdir(parents=True, exist_ok=True)
         return str(path), None
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
+    from pyarrow.fs import PyFileSystem
+
+    from .s3handler import EnvS3Handler
 
     filesystem, inner = fs.filesystem(storage_dir)
     bucket = inner.split("/", 1)[0]
@@ -40,7 +47,7 @@ def ray_storage(storage_dir: str) -> tuple[str, pyarrow.fs.FileSystem | None]:
                 f"{storage_dir}: bucket {bucket!r} does not exist at "
                 f"{fs.s3_endpoint() or 'AWS'}; create it or fix --tune.storage_dir"
             )
-    return inner.rstrip("/"), PyFileSystem(FSSpecHandler(filesystem))
+    return inner.rstrip("/"), PyFileSystem(EnvS3Handler(fallback=fs.s3_endpoint()))
 
 
 def write_summary(search_dir: str, summary: dict[str, Any]) -> list[str]:

@@ -46,6 +46,8 @@ class TrialSetup:
         workdir: directory the trials run in, so that relative paths of the config mean what
             they mean on the driver; ``None`` (or missing on the trial's node): the trial dir.
         env: extra environment variables for the training process.
+        default_env: environment variables for the training process where the trial's node
+            has none of that name (the driver's S3 endpoint: a cluster's own wins).
         export_files: files the training writes in ``default_root_dir`` at the end (the
             exported model) that go into the trial's final checkpoint.
     """
@@ -59,6 +61,7 @@ class TrialSetup:
     threads_per_worker: int = 1
     workdir: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    default_env: dict[str, str] = field(default_factory=dict)
     export_files: tuple[str, ...] = ("model.pt", "model.json", "model.onnx")
 
 
@@ -123,7 +126,7 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     cmd = [sys.executable, "-m", "aframe_lib.tune.worker", "--cli", setup.cli]
     cmd += ["--report-file", str(report_file), "--checkpoint-dir", str(checkpoint_dir), "--"]
     cmd += args
-    env = {**os.environ, **setup.env, "PYTHONUNBUFFERED": "1"}
+    env = {**setup.default_env, **os.environ, **setup.env, "PYTHONUNBUFFERED": "1"}
     env["OMP_NUM_THREADS"] = str(max(1, setup.threads_per_worker))
     workdir = setup.workdir if setup.workdir and Path(setup.workdir).is_dir() else trial_dir
 
