@@ -26,7 +26,8 @@ class ExportModel(pl.Callback):
     traced on the last training batch. Rank zero only.
 
     Beside ``model.pt`` an ONNX copy (``model.onnx``, same stem) is written unless ``onnx`` is
-    false. ``model.json`` records ``max_abs_diff`` (TorchScript vs eager) and ``onnx``:
+    false. ``model.json`` records the data module's hyperparameters (``data``), its PSD policy
+    (``psd``, read back by the search), ``max_abs_diff`` (TorchScript vs eager) and ``onnx``:
     ``{"filename", "max_abs_diff", "opset"}``, or ``{"skipped": reason}`` when the ONNX export
     was not possible (onnx/onnxruntime missing, or an operator ONNX lacks): that is a warning,
     never a failed training.
@@ -83,6 +84,10 @@ class ExportModel(pl.Callback):
         metadata = {"checkpoint": best or None}
         hparams = getattr(datamodule, "hparams", {}) if datamodule is not None else {}
         metadata["data"] = {k: v for k, v in hparams.items() if _jsonable(v)}
+        policy = getattr(datamodule, "psd_policy", None)
+        if policy is not None:  # the search whitens with the policy training used
+            metadata["psd"] = policy.resolve(datamodule.kernel_length, datamodule.fduration)
+            metadata["psd"] = metadata["psd"].to_dict()
         if self.onnx:
             metadata["onnx"] = self._export_onnx(exported, example, dirpath, metadata)
         diff = export_torchscript(exported, example, self.path, metadata)
