@@ -98,21 +98,21 @@ def test_chunked_search_outputs_equal_the_whole_stream(oracle, noise_dir):
 
 
 def test_search_reads_the_training_policy_from_model_json(tmp_path):
+    import json
+
     from conftest import DATA, export_oracle
 
     from aframe_lib.search import Search
 
     psd = {"length": 12.0, "fftlength": 1.5, "overlap": 0.5, "average": "mean", "cadence": 0.5}
     path = export_oracle(tmp_path / "model.pt")
-    import json
-
     info = json.loads((tmp_path / "model.json").read_text())
     (tmp_path / "model.json").write_text(json.dumps({**info, "psd": psd}))
     engine = Search.from_exported(str(path), device="cpu")
     assert engine.whitener.policy == PsdPolicy(**psd)
     assert engine.settings()["psd_length"] == 12.0
     # a model exported before the policy was stored: its training psd_length, fresh PSDs
-    (tmp_path / "model.json").write_text(json.dumps({**info, "psd": None,
-                                                     "data": {**DATA, "psd_length": 6.0}}))  # fmt: skip
+    legacy_info = {**info, "psd": None, "data": {**DATA, "psd_length": 6.0}}
+    (tmp_path / "model.json").write_text(json.dumps(legacy_info))
     legacy = Search.from_exported(str(path), device="cpu").whitener.policy
     assert (legacy.length, legacy.cadence, legacy.fftlength) == (6.0, 0.0, 2.0)
