@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from test_search import DATA, Energy
+from test_search import DATA, PSD, Energy
 
 
 def test_evaluate_writes_report_plots_and_numbers(tmp_path, capsys):
@@ -16,12 +16,14 @@ def test_evaluate_writes_report_plots_and_numbers(tmp_path, capsys):
     from aframe_lib.search.metrics import SECONDS_PER_YEAR
     from aframe_train.cli import main
 
-    export_torchscript(Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", {"data": DATA})
+    export_torchscript(
+        Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", {"data": DATA, "psd": PSD}
+    )
     out = tmp_path / "eval"
     main([
         "evaluate", "--model", str(tmp_path / "model.pt"), "--out", str(out),
         "--duration", "240", "--segment_duration", "120", "--livetime", "1500",
-        "--psd_length", "16", "--cluster_window", "4", "--injection_spacing", "10",
+        "--cluster_window", "4", "--injection_spacing", "10",
         "--waveform_duration", "4", "--coalescence_time", "3",
         "--distance_range", "[50, 300]", "--fars_per_year", "[1e3, 1e5]", "--progress", "false",
     ])  # fmt: skip

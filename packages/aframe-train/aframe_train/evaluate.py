@@ -48,7 +48,6 @@ def evaluate(
     mass_range: tuple[float, float] = (10.0, 80.0),
     distance_range: tuple[float, float] = (100.0, 3000.0),
     fars_per_year: list[float] = [1.0, 12.0, 365.25, 8766.0],  # noqa: B006 - shown in --help
-    psd_length: float = 64.0,
     inference_sampling_rate: float = 4.0,
     batch_size: int = 128,
     integration_length: float = 1.0,
@@ -74,7 +73,6 @@ def evaluate(
         mass_range: component masses (solar masses), uniform.
         distance_range: luminosity distances (Mpc), uniform in Euclidean volume.
         fars_per_year: false-alarm rates at which efficiencies and distances are reported.
-        psd_length: seconds before each window for its PSD.
         inference_sampling_rate: windows per second (Hz).
         batch_size: windows per forward pass.
         integration_length: seconds of outputs averaged before peak finding.
@@ -90,7 +88,6 @@ def evaluate(
     run.mkdir(parents=True, exist_ok=True)
     engine = Search.from_exported(
         model,
-        psd_length=psd_length,
         inference_sampling_rate=inference_sampling_rate,
         batch_size=batch_size,
         integration_length=integration_length,

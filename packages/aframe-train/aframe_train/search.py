@@ -1,14 +1,15 @@
 """``aframe-train search``: run an exported detector over long strain and write its events.
 
-    aframe-train search --model RUN/model.pt --data DATA --out events.hdf5 [--psd_length 64]
+    aframe-train search --model RUN/model.pt --data DATA --out events.hdf5
         [--inference_sampling_rate 4] [--threshold X] [--cluster_window 8] [--device cuda]
 
 ``DATA`` is a background directory (``background-{t0}-{duration}.hdf5`` files), one such file,
 or a mock-data-challenge file (a group per IFO, a dataset per segment with ``start_time`` and
 ``delta_t``). The preprocessing (IFOs, sample rate, kernel, whitening filter, highpass, the
-coalescence pads) comes from the model's ``model.json``; ``psd_length`` defaults to 64 s, as
-upstream infers. Events are written in the mock-data-challenge convention (``time``, ``stat``,
-``var``); the real-time factor is printed at the end as ``realtime_factor: X``.
+coalescence pads, and the PSD policy training used: length, Welch segments, cadence) comes from
+the model's ``model.json``, so the network sees inputs whitened as in training. Events are
+written in the mock-data-challenge convention (``time``, ``stat``, ``var``); the real-time
+factor is printed at the end as ``realtime_factor: X``.
 
 Bad data: a missing IFO, a sample rate other than the model's, or IFOs whose samples do not
 line up raise an error naming the file and the fix. Gaps split the data into separate spans,
@@ -29,7 +30,6 @@ def search(
     model: str,
     data: str,
     out: str,
-    psd_length: float = 64.0,
     inference_sampling_rate: float = 4.0,
     batch_size: int = 128,
     integration_length: float = 1.0,
@@ -45,7 +45,6 @@ def search(
         model: exported TorchScript model (``model.pt``, with ``model.json`` beside it).
         data: background directory, background file, or mock-data-challenge HDF5 file.
         out: events file to write (HDF5: ``time``, ``stat``, ``var``).
-        psd_length: seconds of strain before each window used for its PSD.
         inference_sampling_rate: windows per second (Hz).
         batch_size: windows per forward pass.
         integration_length: seconds of outputs averaged by the boxcar before peak finding.
@@ -59,7 +58,6 @@ def search(
 
     engine = Search.from_exported(
         model,
-        psd_length=psd_length,
         inference_sampling_rate=inference_sampling_rate,
         batch_size=batch_size,
         integration_length=integration_length,
