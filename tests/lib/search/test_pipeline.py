@@ -85,3 +85,30 @@ def test_events_file_has_the_mdc_datasets(engine, noise_dir, tmp_path):
     events, attrs = read_events(str(tmp_path / "events.hdf5"))
     assert len(events) == len(result.events) and attrs["psd_length"] == 16.0
     assert np.all(np.diff(events.time) > 0)
+
+
+def test_injection_in_the_first_seconds_of_a_segment_is_found(engine, noise_dir, tmp_path):
+    """The opening psd.length seconds are searched too (whitened with the PSD of the data that
+    follows): an injection coalescing 3 s into each file is found, and the outputs start with
+    the first window's kernel (fduration / 2 + kernel_length = 1.5 s into the file)."""
+    from aframe_lib.data.synthetic import generate_waveforms
+    from aframe_lib.search import inject_population
+
+    waveforms = generate_waveforms(
+        str(tmp_path / "waveforms.hdf5"), 2, SAMPLE_RATE, duration=4.0, coalescence_time=3.0,
+        distance_range=(50.0, 80.0), seed=7,
+    )  # fmt: skip
+    injections = inject_population(
+        str(noise_dir), str(tmp_path / "fg"), waveforms, IFOS, spacing=200.0, start_pad=3.0,
+        highpass=32.0, seed=8,
+    )  # fmt: skip
+    spans = find_spans(str(tmp_path / "fg"), IFOS, SAMPLE_RATE)
+    assert [t - s.t0 for t, s in zip(injections["time"], spans, strict=True)] == [3.0, 3.0]
+    search = engine(threshold=5.0)
+    times, _ = search.outputs(spans[0])
+    assert times[0] - spans[0].t0 == pytest.approx(1.5) and times[-1] == pytest.approx(
+        spans[0].t0 + spans[0].duration - 0.5
+    )
+    events = search.run(spans, progress=False).events
+    for t in injections["time"]:
+        assert (np.abs(events.time - t) <= events.var).sum() == 1, (t, events.time)
