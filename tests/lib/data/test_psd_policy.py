@@ -79,6 +79,9 @@ def test_psd_shorthands_and_policy(tiny_data_dir):
     assert ds.psd_size == 12 * 256 and ds.fftlength == 1.5
     assert ds.hparams["psd"] == ds.psd_policy.to_dict()
     assert ds.sample_size == (12 + 2) * 256 + ds.psd_staleness
+    # a checkpoint's hparams hold both: consistent values are accepted
+    again = AframeDataset(**ds.hparams)
+    assert again.psd_policy == ds.psd_policy
     fresh = dataset(tiny_data_dir, psd={"length": 8.0, "cadence": 0.0})
     assert fresh.psd_staleness == 0 and fresh.sample_size == 10 * 256
 

@@ -119,8 +119,8 @@ def resolve_policy(
     fftlength: float | None = None,
 ) -> PsdPolicy:
     """The Dataset's policy: ``data.psd`` with the shorthands ``data.psd_length`` (its
-    ``length``) and ``data.fftlength`` (its ``fftlength``) applied; giving both a shorthand
-    and ``data.psd`` is refused (two values for one setting)."""
+    ``length``) and ``data.fftlength`` (its ``fftlength``) applied; a shorthand that
+    contradicts ``data.psd`` is refused (two values for one setting)."""
     policy = coerce_policy(psd)
     for short, name, value in (
         ("psd_length", "length", psd_length),
@@ -128,7 +128,7 @@ def resolve_policy(
     ):
         if value is None:
             continue
-        if psd is not None:
+        if psd is not None and getattr(policy, name) != value:
             raise DataConfigError(
                 f"data.{short}={value!r}: data.psd is given too; set data.psd.{name} instead"
             )
