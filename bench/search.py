@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 import _common
@@ -107,6 +108,16 @@ def bench(name: str, strain: float, device: str | None, root: Path) -> tuple[flo
                  f"{len(result.events)} events; PSD policy: {policy.length:g} s, "
                  f"fftlength {policy.fftlength:g} s, cadence {policy.cadence:g} s")  # fmt: skip
     seconds = spans[0].duration
+    # CPU seconds of this process: what a quiet machine would give, whatever the load
+    cpu = {"search": lambda: engine.run(spans, progress=False),
+           "preprocess": lambda: sum(len(b) for b in engine.whitener.batches(X, 128)),
+           "network": network}  # fmt: skip
+    for label, fn in cpu.items():
+        start = time.process_time()
+        fn()
+        used = (time.process_time() - start) / torch.get_num_threads()
+        _common.note(f"{name}: {label} real-time factor per CPU-second of this process "
+                     f"(load-independent): {seconds / max(used, 1e-9):.0f}")  # fmt: skip
     return (result.realtime_factor, seconds / _common.median(times),
             seconds / _common.median(net))  # fmt: skip
 
