@@ -6,7 +6,8 @@
    its data, logs, checkpoints and exported model under OUT_DIR (default ./quickstart-run);
    the synthetic data set is generated on first use and reused afterwards.
 2. The exported TorchScript model (``model.pt``) is loaded on its own, without the training
-   code, and scored on the held-out validation set: timeslid background and injections.
+   code, and scored on the held-out test split (``data.test_frac``: files that neither training
+   nor the checkpoint choice saw): timeslid background and injections.
 3. ``report.md`` with plots (training curves, score distributions, detection efficiency vs
    SNR) is written to OUT_DIR, and the headline numbers are printed as ``name: value`` lines.
 """
@@ -51,7 +52,7 @@ def read_metrics(out: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def score_validation(out: Path):
-    """Scores of the exported model on the validation background and injections."""
+    """Scores of the exported model on the test split's background and injections."""
     import torch
     import yaml
 
@@ -66,7 +67,7 @@ def score_validation(out: Path):
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         cli = AframeCLI(args=config, run=False)
     data = cli.datamodule
-    data.setup("validate")
+    data.setup("test")  # the test split's windows, in place of validation's
     background, foreground, snrs, shift_ids = [], [], [], []
     with torch.no_grad():
         for i in range(len(data.valid_windows)):

@@ -253,3 +253,53 @@ def test_end_to_end_fit_exports_a_scoring_model(tmp_path):
     rows = list(csv.DictReader(open(out / "logs" / "version_0" / "metrics.csv")))
     assert len([r for r in rows if r.get("valid_auroc")]) == 2
     assert any(r.get("train_vicregterm") for r in rows)
+
+
+# ---------------------------------------------------------------- validation plots
+class Oracle(torch.nn.Module):
+    """A perfect cross-IFO predictor: output channel i is IFO i+1's input."""
+
+    def forward(self, X):
+        return X.roll(-1, dims=1)
+
+
+def test_validation_plot_draws_each_ifos_prediction_over_that_ifo():
+    """Output channel i predicts IFO i+1, so IFO j's panel shows output channel j-1."""
+    from types import SimpleNamespace
+
+    from aframe_lib.callbacks import ValidationPlotter
+
+    ifos = ["H1", "L1", "V1"]  # three: with two, channel i-1 and i+1 are the same
+    model = make_model(3)
+    X = torch.randn(2, 3, TIME)
+    batch = {
+        "background": X,
+        "foreground": X[:, None],
+        "snr": torch.tensor([10.0, 12.0]),
+        "shift_id": torch.zeros(2, dtype=torch.long),
+        "index": torch.arange(2),
+    }
+    datamodule = SimpleNamespace(ifos=ifos, sample_rate=SAMPLE_RATE)
+    trainer = SimpleNamespace(current_epoch=0, datamodule=datamodule)
+    plotter = ValidationPlotter(num_samples=0, num_background=1)
+
+    def drawn(module):
+        (plot,) = plotter.make_plots(trainer, module, batch, torch.zeros(2), torch.zeros(2, 1))
+        curves = {}
+        for axis, ifo in zip(plot.figure.axes, ifos, strict=True):
+            lines = {line.get_label(): line.get_ydata() for line in axis.get_lines()}
+            curves[ifo] = (lines[f"{ifo} input"], lines[f"{ifo} reconstruction"])
+        return curves
+
+    # the oracle's prediction of every IFO lies exactly on that IFO's input, and scores 1
+    model.model = Oracle()
+    for inputs, prediction in drawn(model).values():
+        np.testing.assert_array_equal(prediction, inputs)
+    assert torch.allclose(model.score(X), torch.ones(2))
+
+    # a trained-shape network: IFO j's panel holds output channel j - 1 (computed from IFO j-1)
+    model = make_model(3).eval()
+    with torch.no_grad():
+        output = model.model(X)[0]
+    for j, (_, prediction) in enumerate(drawn(model).values()):
+        np.testing.assert_allclose(prediction, output[(j - 1) % 3].numpy(), rtol=1e-6)

@@ -52,6 +52,8 @@ def test_run_directory_has_model_checkpoints_metrics_and_config(run_dir):
     assert info["psd"] == {"length": 16.0, "fftlength": 2.0, "overlap": 1.0,
                            "average": "median", "cadence": 1.0}  # fmt: skip
     assert model(torch.randn(3, 2, 512)).shape == (3, 1)
+    # the timing calibration ran on the exported model (2 epochs rarely respond: then skipped)
+    assert "offset" in info["timing"] or "calibration injections" in info["timing"]["skipped"]
     version = run_dir / "logs" / "version_0"
     assert list((version / "checkpoints").glob("*.ckpt"))
     rows = list(csv.DictReader(open(version / "metrics.csv")))
@@ -61,6 +63,10 @@ def test_run_directory_has_model_checkpoints_metrics_and_config(run_dir):
     # the resolved config is stored with the run; the architecture's num_ifos/sample_rate/
     # kernel_length are links from the data section (checked through the exported input shape)
     assert "- H1" in config and "sample_rate: 512" in config
+    # the quickstart's ValidationPlotter leaves PNGs of epoch 0 in the run directory
+    plots = sorted((run_dir / "plots").glob("epoch=000-*.png"))
+    assert {p.name.split("-")[1] for p in plots} == {"foreground", "background"}
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in plots)
 
 
 def test_second_run_reuses_the_synthetic_data(run_dir):

@@ -117,8 +117,11 @@ def test_killed_training_resumes_from_its_last_checkpoint(trained):
     assert (out / "model.pt").exists()
 
 
-def test_test_subcommand_scores_the_held_out_set(trained):
+def test_test_subcommand_scores_the_test_split_not_validation(trained):
+    """The quickstart holds out ``test_frac`` of the files: ``test`` scores those, not the
+    validation files that chose the checkpoint (which files: tests/lib/data/test_splits.py)."""
     root, ckpt = trained
     aframe_train("validate", root / "tv", root / "data", f"--ckpt_path={ckpt}")
     aframe_train("test", root / "tt", root / "data", f"--ckpt_path={ckpt}")
-    assert logged(root / "tt", "test_auroc") == pytest.approx(logged(root / "tv", "valid_auroc"))
+    (test,), (valid,) = logged(root / "tt", "test_auroc"), logged(root / "tv", "valid_auroc")
+    assert 0.0 <= test <= 1.0 and test != valid

@@ -44,3 +44,101 @@ def test_evaluate_writes_report_plots_and_numbers(tmp_path, capsys):
     for name in ("report.md", "efficiency.png", "roc.png", "distance.png", "stats.png",
                  "foreground/injections.hdf5", "injection_results.hdf5"):  # fmt: skip
         assert (out / name).exists(), name
+
+
+def _fast_mdc(path, seed: int, tmp_path, injected: bool = False):
+    """A mock-data-challenge file at 512 Hz (twice the model's rate): 2 x 100 s of noise,
+    with loud binaries every 10 s when ``injected`` (returns their table)."""
+    from aframe_lib.data.noise import generate_background
+    from aframe_lib.data.synthetic import generate_waveforms
+    from aframe_lib.search import find_spans, inject_population
+    from aframe_lib.search.strain import write_mdc
+
+    noise = tmp_path / f"noise-{seed}"
+    generate_background(str(noise), ["H1", "L1"], 200.0, 512.0, segment_duration=100.0, seed=seed)
+    table = None
+    if injected:
+        waveforms = generate_waveforms(
+            str(tmp_path / "wf.hdf5"), 12, 512.0, duration=4.0, coalescence_time=3.0,
+            distance_range=(50.0, 200.0), seed=seed,
+        )  # fmt: skip
+        table = inject_population(
+            str(noise), str(tmp_path / "injected"), waveforms, ["H1", "L1"], spacing=10.0,
+            start_pad=24.0, highpass=32.0, seed=seed,
+        )  # fmt: skip
+        noise = tmp_path / "injected"
+    spans = find_spans(str(noise), ["H1", "L1"])
+    strain = {ifo: [(s.t0, s.read()[j]) for s in spans] for j, ifo in enumerate(["H1", "L1"])}
+    write_mdc(str(path), strain, 512.0)
+    return table
+
+
+def test_evaluate_scores_an_external_injection_set_in_fast_mdc_files(tmp_path, capsys):
+    """The user's path: MDC background and foreground files at 2x the model's rate, and a CSV
+    table of the injections they hold; evaluate resamples, searches both, matches the table."""
+    from aframe_lib.export import export_torchscript
+    from aframe_train.cli import main
+
+    export_torchscript(Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", {"data": DATA})
+    _fast_mdc(tmp_path / "background.hdf5", 11, tmp_path)
+    table = _fast_mdc(tmp_path / "foreground.hdf5", 12, tmp_path, injected=True)
+    rows = ["gps_time,snr,distance,approximant"] + [
+        f"{float(t)!r},{float(s)!r},{float(d)!r},IMRPhenomD"
+        for t, s, d in zip(table["time"], table["snr"], table["distance"], strict=True)
+    ]
+    rows.append(f"{float(table['time'][-1]) + 5000!r},30.0,100.0,IMRPhenomD")  # outside the data
+    (tmp_path / "injections.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "eval"
+    main([
+        "evaluate", "--model", str(tmp_path / "model.pt"), "--out", str(out),
+        "--data", str(tmp_path / "background.hdf5"), "--foreground",
+        str(tmp_path / "foreground.hdf5"), "--injections", str(tmp_path / "injections.csv"),
+        "--livetime", "400", "--psd_length", "16", "--cluster_window", "4",
+        "--fars_per_year", "[1e5]", "--progress", "false",
+    ])  # fmt: skip
+    lines = dict(re.findall(r"^(\w[\w.]*): (\S+)$", capsys.readouterr().out, re.M))
+    numbers = {k: float(v) for k, v in lines.items()}
+    assert numbers["num_injections"] == len(table["time"]) >= 10
+    assert numbers["injections_outside_data"] == 1
+    assert numbers["efficiency_at_far_100000_per_yr"] > 0.8  # loud injections, oracle model
+    # distances come from the table: a finite sensitive distance within its range
+    assert 50 <= numbers["sensitive_distance_mpc_at_far_100000_per_yr"] <= 200
+    with h5py.File(out / "injection_results.hdf5") as f:
+        np.testing.assert_allclose(f["time"][:], table["time"])
+        assert np.isfinite(f["stat"][:]).mean() > 0.8
+
+
+def test_evaluate_injects_its_own_population_into_a_fast_mdc_file(tmp_path, capsys):
+    from aframe_lib.export import export_torchscript
+    from aframe_train.cli import main
+
+    export_torchscript(Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", {"data": DATA})
+    _fast_mdc(tmp_path / "mdc.hdf5", 13, tmp_path)
+    out = tmp_path / "eval"
+    main([
+        "evaluate", "--model", str(tmp_path / "model.pt"), "--out", str(out),
+        "--data", str(tmp_path / "mdc.hdf5"), "--livetime", "300", "--psd_length", "16",
+        "--cluster_window", "4", "--injection_spacing", "10", "--waveform_duration", "4",
+        "--coalescence_time", "3", "--distance_range", "[50, 300]", "--fars_per_year", "[1e5]",
+        "--progress", "false",
+    ])  # fmt: skip
+    numbers = dict(re.findall(r"^(\w[\w.]*): (\S+)$", capsys.readouterr().out, re.M))
+    assert float(numbers["num_injections"]) >= 10
+    with h5py.File(next((out / "foreground").glob("background-*.hdf5"))) as f:
+        assert f["H1"].attrs["dx"] == 1 / 256  # injected at the model's rate
+
+
+def test_external_injection_tables_are_checked(tmp_path):
+    from aframe_lib.search.injections import InjectionTableError, read_injection_table
+
+    (tmp_path / "t.csv").write_text("time_gps,snr\n1.0,2.0\n")
+    with pytest.raises(InjectionTableError, match=r"no 'gps_time' column \(found \['snr', "):
+        read_injection_table(str(tmp_path / "t.csv"))
+    (tmp_path / "t.csv").write_text("gps_time,snr\n1.0,2.0\nsoon,3.0\n")
+    with pytest.raises(InjectionTableError, match="'gps_time' must hold one number per row"):
+        read_injection_table(str(tmp_path / "t.csv"))
+    with h5py.File(tmp_path / "t.hdf5", "w") as f:
+        f["injections/gps_time"] = [1.0, 2.0]
+        f["injections/mass_1"] = [30.0, 40.0]
+    columns, _ = read_injection_table(str(tmp_path / "t.hdf5"))
+    assert columns["time"].tolist() == [1.0, 2.0] and columns["mass_1"].tolist() == [30.0, 40.0]

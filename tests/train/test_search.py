@@ -64,3 +64,25 @@ def test_search_cli_names_a_missing_ifo(setup, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "V1" in proc.stderr and not (tmp_path / "e.hdf5").exists()
+
+
+def test_search_resamples_faster_strain_and_says_so(setup, tmp_path, caplog):
+    """A 2x-rate MDC file is searched (in process) after a note in the log; events written."""
+    import logging
+
+    from aframe_lib.data.noise import generate_background
+    from aframe_lib.search import find_spans
+    from aframe_lib.search.strain import write_mdc
+    from aframe_train.search import search
+
+    generate_background(str(tmp_path / "fast"), IFOS, 60.0, 512.0, segment_duration=60.0)
+    (span,) = find_spans(str(tmp_path / "fast"), IFOS)
+    strain = {ifo: [(span.t0, x)] for ifo, x in zip(IFOS, span.read(), strict=True)}
+    write_mdc(str(tmp_path / "mdc.hdf5"), strain, 512.0)
+    with caplog.at_level(logging.INFO, logger="aframe_lib.search.strain"):
+        result = search(str(setup / "model.pt"), str(tmp_path / "mdc.hdf5"),
+                        str(tmp_path / "e.hdf5"), psd_length=16, progress=False)  # fmt: skip
+    assert "resampling H1,L1 from 512 Hz to the model's 256 Hz" in caplog.text
+    assert result.livetime == pytest.approx(((60 - 18) * 4 - 2) / 4)
+    with h5py.File(tmp_path / "e.hdf5") as f:
+        assert len(f["time"]) > 0 and f.attrs["sample_rate"] == 256.0

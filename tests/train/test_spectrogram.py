@@ -166,6 +166,40 @@ def test_spectrogram_and_network_trace_together(dataset):
         assert (traced(other) - model(other)).abs().max().item() < 1e-4
 
 
+def test_matmul_form_equals_the_fft_transform(dataset):
+    """The ONNX-exportable matrix form is ml4gw's transform, on real whitened samples."""
+    X = dataset.example_batch(6)
+    with torch.no_grad():
+        expected = dataset.transform(X)
+        got = dataset.transform.forward_matmul(X)
+        single = dataset.transform.forward_matmul(X[:1])
+    assert got.shape == expected.shape == (6, 2, *SHAPE)
+    scale = expected.abs().max().item()
+    assert (got - expected).abs().max().item() < 1e-5 * scale
+    torch.testing.assert_close(single, got[:1])
+
+
+def test_spectrogram_model_exports_to_onnx_with_parity(dataset, tmp_path):
+    """Transform + network -> ONNX; checked with onnxruntime on a batch it was not traced on."""
+    from aframe_lib.export import export_onnx, load_onnx
+
+    arch = SupervisedSpectrogramResNet(2, SAMPLE_RATE, 1.0, norm_groups=8)
+    transform = QSpectrogram(1.0, SAMPLE_RATE, SHAPE, q=12.0, frange=[20.0, 100.0])  # fresh
+    model = torch.nn.Sequential(transform, arch).eval()
+    example, check = dataset.example_batch(4), dataset.example_batch(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        diff = export_onnx(model, example, tmp_path / "model.onnx", check=check)
+    assert diff < 1e-3
+    session, info = load_onnx(tmp_path / "model.onnx")
+    assert info["input_shape"] == [None, 2, int(SAMPLE_RATE)]
+    other = dataset.example_batch(5)
+    (got,) = session.run(["output"], {"input": other.numpy()})
+    with torch.no_grad():
+        expected = model(other).numpy()
+    assert got.shape == (5, 1) and abs(got - expected).max() < 1e-3
+
+
 # ---------------------------------------------------------------------- end to end
 def test_fit_exports_spectrogram_and_network_as_one_model(tmp_path):
     cmd = [
@@ -196,6 +230,9 @@ def test_fit_exports_spectrogram_and_network_as_one_model(tmp_path):
     info = json.loads((tmp_path / "model.json").read_text())
     assert info["input_shape"] == [None, 2, 512]  # whitened strain: 2 IFOs x (1 s at 512 Hz)
     assert info["max_abs_diff"] < 1e-4
+    # the Q-transform is in the ONNX model too, checked with onnxruntime on a second batch
+    assert info["onnx"]["filename"] == "model.onnx" and info["onnx"]["max_abs_diff"] < 1e-3
+    assert info["parity"]["onnx"] == info["onnx"]["max_abs_diff"]
     assert info["data"]["q"] == 20.0 and info["data"]["spectrogram_shape"] == [16, 32]
     model = torch.jit.load(str(tmp_path / "model.pt"))
     assert model(torch.randn(3, 2, 512)).shape == (3, 1)

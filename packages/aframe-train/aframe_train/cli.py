@@ -35,7 +35,8 @@ class AframeCLI(LightningCLI):
         # config.yaml beside the logs (secrets redacted), and in wandb.config under W&B
         kwargs.setdefault("save_config_callback", WandbSaveConfig)
         # each rank's validation dataset is already its share (equal batch counts on every
-        # rank), and training batches are drawn on the device: no DistributedSampler
+        # rank), and training batches are drawn on the device: no DistributedSampler. (The
+        # Dataset's loaders are iterable, so Lightning's default would be just as correct.)
         kwargs.setdefault("trainer_defaults", {"use_distributed_sampler": False})
         super().__init__(AframeModel, AframeDataset, *args, **kwargs)
 

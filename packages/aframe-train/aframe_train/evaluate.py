@@ -1,19 +1,32 @@
 """``aframe-train evaluate``: a detector's false-alarm rates and sensitivity, with a report.
 
-    aframe-train evaluate --model RUN/model.pt --out EVAL_DIR [--data BACKGROUND_DIR]
+    aframe-train evaluate --model RUN/model.pt --out EVAL_DIR [--data DATA]
         [--livetime 86400] [--num_injections 1000] [--distance_range [100,3000]]
+    aframe-train evaluate --model RUN/model.pt --out EVAL_DIR --data BACKGROUND \
+        --injections TABLE [--foreground INJECTED_STRAIN]
+
+``DATA`` is anything ``aframe-train search`` reads (a background directory or file, or a
+mock-data-challenge file; at the model's rate or an integer multiple of it, resampled as it
+streams).
 
 1. Background (``--data``, or synthetic noise from the aLIGO design PSD written to
    ``EVAL_DIR/background`` when it is not given): the search over timeslides, IFO ``i`` shifted
    by ``i * k * timeslide_step`` for ``k = 1, -1, 2, ...`` until ``livetime`` seconds are
    searched (``timeslide_step`` must exceed the kernel plus the light travel time).
    -> ``background_events.hdf5`` (``time``, ``stat``, ``var``, ``shift``, ``far``).
-2. Foreground: IMRPhenomD binaries (ml4gw; masses uniform in ``mass_range``, distances uniform
-   in volume over ``distance_range`` Mpc) injected every ``injection_spacing`` s at their
-   physical amplitude into the unshifted background -> ``foreground/`` (the data, and
-   ``injections.hdf5``: times, parameters, optimal SNRs); the search over it ->
-   ``foreground_events.hdf5`` and ``injection_results.hdf5`` (each injection's matched stat and
-   FAR; matched = the loudest event within its ``var``).
+2. Foreground, either
+   - its own population: IMRPhenomD binaries (ml4gw; masses uniform in ``mass_range``,
+     distances uniform in volume over ``distance_range`` Mpc) injected every
+     ``injection_spacing`` s at their physical amplitude into the unshifted background ->
+     ``foreground/`` (the data at the model's rate, and ``injections.hdf5``: times,
+     parameters, optimal SNRs); or
+   - an external set (``--injections``, see
+     :func:`aframe_lib.search.injections.read_injection_table`: ``gps_time`` plus any of
+     ``snr``, ``distance``, ...) already in the strain of ``--foreground`` (default: ``--data``
+     itself, whose timeslides then also hold the injected signals: a warning); injections
+     outside that strain are dropped (counted as ``injections_outside_data``);
+   the search over it -> ``foreground_events.hdf5`` and ``injection_results.hdf5`` (each
+   injection's matched stat and FAR; matched = the loudest event within its ``var``).
 3. Metrics (see :mod:`aframe_lib.search.metrics`) at each FAR of ``fars_per_year`` that the
    livetime can measure (``far >= 1 / livetime``; others are NaN): detection efficiency, per
    SNR bin and overall, and sensitive volume/distance. Plots (``efficiency.png``,
@@ -46,7 +59,9 @@ def evaluate(
     waveform_duration: float = 8.0,
     coalescence_time: float = 6.0,
     mass_range: tuple[float, float] = (10.0, 80.0),
-    distance_range: tuple[float, float] = (100.0, 3000.0),
+    distance_range: tuple[float, float] | None = None,
+    injections: str | None = None,
+    foreground: str | None = None,
     fars_per_year: list[float] = [1.0, 12.0, 365.25, 8766.0],  # noqa: B006 - shown in --help
     inference_sampling_rate: float = 4.0,
     batch_size: int = 128,
@@ -61,7 +76,8 @@ def evaluate(
     Args:
         model: exported TorchScript model (``model.pt`` with ``model.json`` beside it).
         out: run directory for the events, injections, plots and report.
-        data: background directory (project layout); null generates synthetic noise.
+        data: background strain: a background directory or file, or a mock-data-challenge
+            file (as for ``search``); null generates synthetic noise.
         duration: seconds of synthetic noise (when ``data`` is null).
         segment_duration: seconds per synthetic background file.
         livetime: seconds of timeslide background to search.
@@ -71,7 +87,13 @@ def evaluate(
         waveform_duration: seconds per injected waveform.
         coalescence_time: seconds from a waveform's start to its coalescence.
         mass_range: component masses (solar masses), uniform.
-        distance_range: luminosity distances (Mpc), uniform in Euclidean volume.
+        distance_range: luminosity distances (Mpc), uniform in Euclidean volume; null means
+            ``[100, 3000]`` for the own population, and for ``injections`` the table's
+            ``distance_range`` attribute, else the range of its ``distance`` column (no
+            volumes without either).
+        injections: external injection table (HDF5 or CSV with ``gps_time``) to score
+            instead of the own population; needs ``data``.
+        foreground: strain holding ``injections``; null means ``data``.
         fars_per_year: false-alarm rates at which efficiencies and distances are reported.
         inference_sampling_rate: windows per second (Hz).
         batch_size: windows per forward pass.
@@ -97,6 +119,11 @@ def evaluate(
     step = timeslide_step or math.ceil(engine.kernel_length + engine.fduration)
     check_step(step, engine.kernel_length)
     if data is None:
+        if injections is not None:
+            raise ValueError(
+                "--injections needs --data: the background strain to build timeslides from "
+                "(and --foreground: the strain holding the injections, when that is another file)"
+            )
         data = _synthetic_background(engine, run / "background", duration, segment_duration, seed)
 
     spans = find_spans(
@@ -114,16 +141,23 @@ def evaluate(
             livetime,
         )
 
-    injections = _inject(
-        engine, data, spans, run / "foreground", num_injections, injection_spacing,
-        waveform_duration, coalescence_time, mass_range, distance_range, seed,
-    )  # fmt: skip
-    fg_spans = find_spans(
-        str(run / "foreground"), engine.ifos, engine.sample_rate, engine.min_duration
-    )
+    outside = 0
+    if injections is not None:
+        injections, distance_range, outside, fg_data = _external(
+            engine, injections, foreground, data, distance_range
+        )
+    else:
+        distance_range = tuple(distance_range or (100.0, 3000.0))
+        injections = _inject(
+            engine, spans, run / "foreground", num_injections, injection_spacing,
+            waveform_duration, coalescence_time, mass_range, distance_range, seed,
+        )  # fmt: skip
+        fg_data = str(run / "foreground")
+    fg_spans = find_spans(fg_data, engine.ifos, engine.sample_rate, engine.min_duration)
     foreground = engine.run(fg_spans, progress=progress, desc="foreground")
 
     numbers, curves = _metrics(background, foreground, injections, distance_range, fars_per_year)
+    numbers["injections_outside_data"] = float(outside)
     numbers["num_timeslides"] = float(len(shifted))
     numbers["realtime_factor_background"] = background.realtime_factor
     numbers["realtime_factor_foreground"] = foreground.realtime_factor
@@ -145,7 +179,42 @@ def _synthetic_background(engine, where: Path, duration, segment_duration, seed)
     return str(where)
 
 
-def _inject(engine, data, spans, where, num, spacing, wf_duration, tc, masses, distances, seed):
+def _external(engine, table: str, foreground: str | None, data: str, distance_range):
+    """The external injection table, restricted to the foreground strain it refers to."""
+    from aframe_lib.search import find_spans
+    from aframe_lib.search.injections import read_injection_table
+
+    columns, attrs = read_injection_table(table)
+    if foreground is None:
+        logging.warning(
+            "%s: no --foreground given, so the injections are taken to be in --data %s, whose "
+            "timeslides (the background) then hold their single-IFO power too; pass the "
+            "injection-free strain as --data and the injected one as --foreground",
+            table,
+            data,
+        )
+    fg = foreground or data
+    spans = find_spans(fg, engine.ifos, engine.sample_rate)
+    t = columns["time"]
+    inside = np.zeros(len(t), dtype=bool)
+    for span in spans:
+        inside |= (t >= span.t0) & (t < span.t0 + span.duration)
+    if not inside.any():
+        raise ValueError(
+            f"{table}: none of its {len(t)} gps_time values lies in the strain of {fg} "
+            f"(GPS {spans[0].t0:.0f} to {spans[-1].t0 + spans[-1].duration:.0f}); pass the "
+            "strain the injections were made in as --foreground"
+        )
+    if distance_range is None:
+        if "distance_range" in attrs:
+            distance_range = tuple(float(x) for x in attrs["distance_range"])
+        elif "distance" in columns:
+            distance_range = (float(columns["distance"].min()), float(columns["distance"].max()))
+    logging.info("%s: %d injections in %s (%d outside)", table, inside.sum(), fg, (~inside).sum())
+    return {k: v[inside] for k, v in columns.items()}, distance_range, int((~inside).sum()), fg
+
+
+def _inject(engine, spans, where, num, spacing, wf_duration, tc, masses, distances, seed):
     from aframe_lib.data.synthetic import generate_waveforms
     from aframe_lib.search import inject_population
 
@@ -165,7 +234,7 @@ def _inject(engine, data, spans, where, num, spacing, wf_duration, tc, masses, d
         distance_range=tuple(distances),
     )
     return inject_population(
-        data,
+        spans,
         str(where),
         waveforms,
         engine.ifos,
@@ -191,24 +260,26 @@ def _metrics(background, foreground, injections, distance_range, fars_per_year):
         "num_injections": float(len(found)),
         "injections_matched": float(np.isfinite(found).sum()),
     }
-    curves: dict[str, Any] = {"found": found, "snr": injections["snr"], "bg": bg, "T": T}
+    snr = injections.get("snr", np.full(len(found), np.nan))
+    curves: dict[str, Any] = {"found": found, "snr": snr, "bg": bg, "T": T}
     curves["efficiency_vs_snr"] = {}
     for far in fars_per_year:
         threshold = m.threshold_at_far(bg, T, far / year)
         eff = m.efficiency(found, threshold)
-        volume = m.sensitive_volume(found, threshold, distance_range)
+        volume = (
+            m.sensitive_volume(found, threshold, distance_range) if distance_range else math.nan
+        )
         numbers[f"efficiency_at_far_{far:g}_per_yr"] = eff
         numbers[f"sensitive_distance_mpc_at_far_{far:g}_per_yr"] = m.volume_to_distance(volume)
-        curves["efficiency_vs_snr"][far] = m.efficiency_vs_snr(
-            found, injections["snr"], threshold, SNR_BINS
-        )
+        curves["efficiency_vs_snr"][far] = m.efficiency_vs_snr(found, snr, threshold, SNR_BINS)
     loudest = float(bg.max()) if len(bg) else -math.inf
     numbers["efficiency_above_loudest_background"] = m.efficiency(found, loudest)
     # ROC: every background event's stat as a threshold (its FAR = rank / T)
     ordered = np.sort(bg)[::-1]
     curves["roc_far"] = np.arange(1, len(ordered) + 1) / T * year
     curves["roc_eff"] = np.array([np.mean(found > s) for s in ordered])
-    shell = 4 / 3 * math.pi * (distance_range[1] ** 3 - distance_range[0] ** 3)
+    lo, hi = distance_range or (math.nan, math.nan)
+    shell = 4 / 3 * math.pi * (hi**3 - lo**3)
     curves["roc_distance"] = np.array([m.volume_to_distance(shell * e) for e in curves["roc_eff"]])
     curves["fg_far"] = m.false_alarm_rate(fg.stat, bg, T) if T else np.full(len(fg), np.nan)
     curves["found_far"] = m.false_alarm_rate(found, bg, T) if T else np.full(len(found), np.nan)

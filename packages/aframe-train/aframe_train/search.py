@@ -6,13 +6,17 @@
 ``DATA`` is a background directory (``background-{t0}-{duration}.hdf5`` files), one such file,
 or a mock-data-challenge file (a group per IFO, a dataset per segment with ``start_time`` and
 ``delta_t``). The preprocessing (IFOs, sample rate, kernel, whitening filter, highpass, the
-coalescence pads, and the PSD policy training used: length, Welch segments, cadence) comes from
-the model's ``model.json``, so the network sees inputs whitened as in training. Events are
-written in the mock-data-challenge convention (``time``, ``stat``, ``var``); the real-time
-factor is printed at the end as ``realtime_factor: X``.
+coalescence pads or the calibrated ``timing``, and the PSD policy training used: length, Welch
+segments, cadence) comes from the model's ``model.json``, so the network sees inputs whitened
+as in training. Strain at an integer multiple of the model's rate (e.g. 2048 Hz for a 512 Hz
+model) is low-passed and decimated as it streams, on the search's device
+(:mod:`aframe_lib.search.resample`). Events are written in the mock-data-challenge convention
+(``time``, ``stat``, ``var``); the real-time factor is printed at the end as
+``realtime_factor: X``.
 
-Bad data: a missing IFO, a sample rate other than the model's, or IFOs whose samples do not
-line up raise an error naming the file and the fix. Gaps split the data into separate spans,
+Bad data: a missing IFO, a sample rate the model's cannot be reached from (slower than the
+model's, or a non-integer multiple of it), or IFOs whose samples do not line up raise an error
+naming the file and the fix. Gaps split the data into separate spans,
 NaN/inf stretches are skipped with a warning, and spans too short for one output are skipped
 with a warning.
 """
@@ -50,7 +54,8 @@ def search(
         integration_length: seconds of outputs averaged by the boxcar before peak finding.
         cluster_window: seconds; each event is the loudest within this window around it.
         threshold: minimum integrated output of an event; null keeps every cluster maximum.
-        var: timing uncertainty written with each event (s); null derives it from the kernel.
+        var: timing uncertainty written with each event (s); null takes the calibrated one from
+            ``model.json`` (``timing``), else derives it from the kernel.
         device: torch device; null picks a GPU when one is visible, else the CPU.
         progress: show a progress bar.
     """

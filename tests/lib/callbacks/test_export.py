@@ -29,6 +29,33 @@ def test_torchscript_and_onnx_are_written_and_agree(fit, tmp_path):
     np.testing.assert_allclose(got, traced(X).detach().numpy(), atol=1e-5)
 
 
+def test_parity_of_both_formats_is_checked_on_another_batch(fit, tmp_path, monkeypatch):
+    """The check batch is not the tracing batch; both differences land in model.json."""
+    import aframe_lib.callbacks.export as export_module
+
+    seen = {}
+
+    def spy(name, real):
+        def wrapped(model, example, path, metadata=None, check=None, **kwargs):
+            seen[name] = (example.clone(), check.clone())
+            return real(model, example, path, metadata, check=check, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(export_module, "export_onnx", spy("onnx", export_module.export_onnx))
+    monkeypatch.setattr(
+        export_module, "export_torchscript", spy("ts", export_module.export_torchscript)
+    )
+    fit([ExportModel(num_examples=4)], epochs=1)
+    for example, check in seen.values():
+        assert example.shape == check.shape == (4, 2, 64) and not torch.equal(example, check)
+    info = json.loads((tmp_path / "model.json").read_text())
+    parity = info["parity"]
+    assert parity["torchscript"] == info["max_abs_diff"] < 1e-5
+    assert parity["onnx"] == info["onnx"]["max_abs_diff"] < 1e-5
+    assert parity["num_examples"] == 4
+
+
 def test_onnx_can_be_switched_off(fit, tmp_path):
     fit([ExportModel(onnx=False)], epochs=1)
     assert not (tmp_path / "model.onnx").exists()

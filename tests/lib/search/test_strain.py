@@ -1,7 +1,8 @@
 """Reading long strain: both layouts, gaps, and bad input (errors vs skipped with a warning).
 
-Documented behaviour: a missing IFO, a sample rate other than the model's and misaligned IFO
-samples raise StrainError; gaps split spans; NaN/inf stretches and too-short spans are skipped
+Documented behaviour: a missing IFO, a sample rate the model's cannot be reached from (slower,
+or a non-integer multiple) and misaligned IFO samples raise StrainError; gaps split spans;
+NaN/inf stretches and too-short spans are skipped
 with a RuntimeWarning.
 """
 
@@ -42,14 +43,22 @@ def test_mdc_layout_intersects_ifos_and_splits_at_gaps(tmp_path):
     np.testing.assert_array_equal(spans[0].read(0, 2), [[512, 513], [1000, 1001]])
 
 
-def test_wrong_sample_rate_is_an_error(tmp_path):
-    arange_background(tmp_path, 1000.0, 5120, rate=512.0)
-    with pytest.raises(StrainError, match="sample rate"):
+def test_unreachable_sample_rates_are_an_error(tmp_path):
+    # slower than the model (upsampling) or a non-integer multiple: refused, naming the fix
+    arange_background(tmp_path, 1000.0, 1280, rate=128.0)
+    with pytest.raises(StrainError, match=r"128 Hz, below the 256 Hz.*upsampling"):
         find_spans(str(tmp_path), IFOS, RATE)
     path = tmp_path / "mdc.hdf5"
-    write_mdc(str(path), {ifo: [(0.0, np.zeros(512))] for ifo in IFOS}, 512.0)
-    with pytest.raises(StrainError, match=r"H1/0: sample rate is 512 Hz.*resample"):
+    write_mdc(str(path), {ifo: [(0.0, np.zeros(3840))] for ifo in IFOS}, 384.0)
+    with pytest.raises(StrainError, match=r"H1/0: sample rate is 384 Hz, not an integer multiple"):
         find_spans(str(path), IFOS, RATE)
+
+
+def test_faster_data_come_back_as_resampled_spans(tmp_path):
+    path = tmp_path / "mdc.hdf5"
+    write_mdc(str(path), {ifo: [(10.0, np.zeros(4 * 2560 + 3))] for ifo in IFOS}, 4 * RATE)
+    (span,) = find_spans(str(path), IFOS, RATE)
+    assert (span.t0, span.size, span.sample_rate, span.factor) == (10.0, 2560, RATE, 4)
 
 
 def test_missing_ifo_is_an_error(tmp_path):

@@ -25,12 +25,19 @@ class ExportModel(pl.Callback):
     samples from ``datamodule.example_batch``; for other data modules, the plain network is
     traced on the last training batch. Rank zero only.
 
+    Parity is checked on a *second* batch, never the tracing one (a trace reproduces its own
+    batch by construction): another ``example_batch`` draw, or for other data modules the
+    previous training batch (a standard-normal batch if there was only one). ``model.json``
+    records ``parity``: ``{"torchscript": max |traced - eager|, "onnx": max |onnxruntime -
+    eager| (``None`` without ONNX), "num_examples", "tolerance"}``; a difference above
+    ``tolerance`` warns.
+
     Beside ``model.pt`` an ONNX copy (``model.onnx``, same stem) is written unless ``onnx`` is
-    false. ``model.json`` records the data module's hyperparameters (``data``), its PSD policy
-    (``psd``, read back by the search), ``max_abs_diff`` (TorchScript vs eager) and ``onnx``:
-    ``{"filename", "max_abs_diff", "opset"}``, or ``{"skipped": reason}`` when the ONNX export
-    was not possible (onnx/onnxruntime missing, or an operator ONNX lacks): that is a warning,
-    never a failed training.
+    false. ``model.json`` also records the data module's hyperparameters (``data``), its PSD
+    policy (``psd``, read back by the search), ``max_abs_diff`` (TorchScript vs eager, the same
+    check) and ``onnx``: ``{"filename", "max_abs_diff", "opset"}``, or ``{"skipped": reason}``
+    when the ONNX export was not possible (onnx/onnxruntime missing, or an operator ONNX lacks):
+    that is a warning, never a failed training.
 
     Args:
         dirpath: Directory (local or ``s3://``) for ``model.pt``/``model.json``/``model.onnx``;
@@ -39,6 +46,14 @@ class ExportModel(pl.Callback):
         num_examples: Samples of the last training batch used to trace and check the export.
         onnx: Also export to ONNX (needs the ``aframe-lib[export]`` extra).
         opset: ONNX opset version.
+        tolerance: Largest acceptable max absolute difference from the eager model.
+        calibrate_timing: After export, measure where the network's response peaks relative
+            to coalescence on ``calibration_injections`` loud injections into the data module's
+            latest background (:func:`aframe_lib.search.calibration.calibrate_exported`) and
+            store it as ``timing`` in ``model.json`` (the search's event times and ``var``).
+            Only for data modules with a background directory (``local_dir``); a failure is a
+            warning and ``timing: {"skipped": reason}``.
+        calibration_injections: Injections of the timing calibration.
     """
 
     def __init__(
@@ -48,18 +63,27 @@ class ExportModel(pl.Callback):
         num_examples: int = 8,
         onnx: bool = True,
         opset: int = 17,
+        tolerance: float = 1e-3,
+        calibrate_timing: bool = True,
+        calibration_injections: int = 16,
     ):
         self.dirpath = dirpath
         self.filename = filename
         self.num_examples = num_examples
         self.onnx = onnx
         self.opset = opset
+        self.tolerance = tolerance
+        self.calibrate_timing = calibrate_timing
+        self.calibration_injections = calibration_injections
+        self.timing: dict[str, Any] | None = None
         self._example: torch.Tensor | None = None
+        self._previous: torch.Tensor | None = None
         self.path: str | None = None
         self.onnx_path: str | None = None
 
     def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
         X = batch[0] if isinstance(batch, list | tuple) else batch
+        self._previous = self._example
         self._example = X[: self.num_examples].detach().cpu()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -73,11 +97,14 @@ class ExportModel(pl.Callback):
             pl_module.load_state_dict(state)
             logger.info("exporting the best checkpoint %s", best)
         exported = getattr(pl_module, "export_module", lambda: pl_module)()
-        example = self._example
+        example, check = self._example, self._previous
+        if check is None or check.shape[1:] != example.shape[1:]:
+            check = torch.randn_like(example)
         datamodule = trainer.datamodule
         if datamodule is not None and hasattr(datamodule, "example_batch"):
             with torch.no_grad():
                 example = datamodule.example_batch(self.num_examples, pl_module.device)
+                check = datamodule.example_batch(self.num_examples, pl_module.device)
             exported = torch.nn.Sequential(datamodule.transform, exported)
         dirpath = self.dirpath or trainer.default_root_dir
         self.path = fs.join(dirpath, self.filename)
@@ -88,20 +115,44 @@ class ExportModel(pl.Callback):
         if policy is not None:  # the search whitens with the policy training used
             metadata["psd"] = policy.resolve(datamodule.kernel_length, datamodule.fduration)
             metadata["psd"] = metadata["psd"].to_dict()
+        onnx_diff = None
         if self.onnx:
-            metadata["onnx"] = self._export_onnx(exported, example, dirpath, metadata)
-        diff = export_torchscript(exported, example, self.path, metadata)
+            metadata["onnx"] = self._export_onnx(exported, example, check, dirpath, metadata)
+            onnx_diff = metadata["onnx"].get("max_abs_diff")
+        metadata["parity"] = {
+            "onnx": onnx_diff,
+            "num_examples": len(check),
+            "tolerance": self.tolerance,
+            "check": "a batch other than the tracing batch",
+        }
+        diff = export_torchscript(exported, example, self.path, metadata, check=check)
         print(f"exported {self.path} (max abs difference vs eager model: {diff:.3g})")
+        for name, value in (("TorchScript", diff), ("ONNX", onnx_diff)):
+            if value is not None and not value <= self.tolerance:
+                message = (
+                    f"the {name} export differs from the eager model by up to {value:.3g} "
+                    f"(> tolerance {self.tolerance:g}) on a batch other than the tracing one; "
+                    "check the model for data-dependent control flow before deploying it"
+                )
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
+                logger.warning(message)
+        if self.calibrate_timing and hasattr(datamodule, "local_dir"):
+            self.timing = self._calibrate(datamodule.local_dir, pl_module.device)
 
     def _export_onnx(
-        self, exported: torch.nn.Module, example: torch.Tensor, dirpath: str, metadata: dict
+        self,
+        exported: torch.nn.Module,
+        example: torch.Tensor,
+        check: torch.Tensor,
+        dirpath: str,
+        metadata: dict,
     ) -> dict[str, Any]:
         """Write the ONNX copy; on any failure warn and say why in the returned record."""
         stem = self.filename[: -len(".pt")] if self.filename.endswith(".pt") else self.filename
         filename = stem + ".onnx"
         path = fs.join(dirpath, filename)
         try:
-            diff = export_onnx(exported, example, path, metadata, opset=self.opset)
+            diff = export_onnx(exported, example, path, metadata, opset=self.opset, check=check)
         except Exception as exc:  # the TorchScript export must still happen
             reason = f"{type(exc).__name__}: {exc}"
             message = f"ONNX export skipped ({reason}); {self.path} is still exported"
@@ -111,6 +162,32 @@ class ExportModel(pl.Callback):
         self.onnx_path = path
         print(f"exported {path} (max abs difference vs eager model: {diff:.3g})")
         return {"filename": filename, "max_abs_diff": diff, "opset": self.opset}
+
+    def _calibrate(self, data_dir: str, device: torch.device) -> dict[str, Any]:
+        """Timing calibration of the exported model (stored in ``model.json``); never fatal."""
+        import time
+
+        from ..search.calibration import calibrate_exported, update_metadata
+
+        start = time.perf_counter()
+        try:
+            timing = calibrate_exported(
+                self.path, data_dir, num_injections=self.calibration_injections, device=device
+            )
+        except Exception as exc:  # the export itself succeeded: say why, keep it
+            timing = {"skipped": f"{type(exc).__name__}: {exc}"}
+            message = f"timing calibration skipped ({timing['skipped']})"
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            logger.warning(message)
+            update_metadata(self.path, {"timing": timing})
+            return timing
+        print(
+            f"timing calibration ({time.perf_counter() - start:.1f} s): response offset "
+            f"{timing['offset']:.4f} s, spread "
+            f"{timing['spread']:.4f} s, var {timing['var']:.4f} s "
+            f"({timing['num_found']} injections)"
+        )
+        return timing
 
 
 def _jsonable(value: Any) -> bool:

@@ -80,8 +80,11 @@ class ValidationPlotter(pl.Callback):
         every_n_epochs: Plot every this many epochs (epoch 0 always).
         view: Which injected view (coalescence position) of each foreground sample; ``None``
             means the middle one.
-        plot_reconstruction: Overlay ``pl_module.model(X)`` on the input. ``None`` means
-            decide from the output: when it has the input's shape (an autoencoder), overlay.
+        plot_reconstruction: Overlay the model's prediction of each IFO on that IFO's input:
+            ``pl_module.reconstruct(X)`` when the module has it (channel ``i`` = the prediction
+            of IFO ``i``, e.g. an autoencoder whose channel ``i`` predicts IFO ``i + 1``
+            re-orders its output there), else ``pl_module.model(X)``. ``None`` means decide
+            from the output: when it has the input's shape (an autoencoder), overlay.
         dirpath: Where the ``plots`` folder goes (local or ``s3://``); ``None`` means the
             trainer's ``default_root_dir``.
     """
@@ -184,10 +187,11 @@ class ValidationPlotter(pl.Callback):
         return plots
 
     def _reconstruct(self, pl_module: pl.LightningModule, X: Tensor) -> Tensor | None:
-        """``pl_module.model(X)`` when it reconstructs its input (see ``plot_reconstruction``)."""
+        """Each IFO's prediction, aligned with the input's channels (see
+        ``plot_reconstruction``), when the model predicts its input."""
         if self.plot_reconstruction is False or X.ndim != 3:
             return None
-        network = getattr(pl_module, "model", None)
+        network = getattr(pl_module, "reconstruct", None) or getattr(pl_module, "model", None)
         if not callable(network):
             return None
         with torch.no_grad():

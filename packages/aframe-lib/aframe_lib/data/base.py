@@ -35,12 +35,14 @@ from torch.distributions import Distribution
 
 from ..augmentations import ChannelMuter, ChannelSwapper, SignalInverter, SignalReverser
 from ..utils import fs
-from .background import check_finite, list_segments, localize, read_segment, split_by_file
-from .config import validate_data_args
+from .background import check_finite, list_segments, localize, read_segment
+from .config import DataConfigError, validate_data_args
 from .injection import Injector, slice_around
+from .loaders import RankBatches
 from .preprocessing import PsdEstimator
 from .psd import PsdPolicy, resolve_policy
 from .sampling import BackgroundSampler
+from .splits import check_disjoint, split_segments
 from .timeslides import TimeslideWindows, make_timeslides
 from .waveforms import read_waveforms
 
@@ -75,6 +77,11 @@ class AframeDataset(pl.LightningDataModule):
         left_pad: Minimum seconds between the kernel's left edge and coalescence.
         right_pad: Minimum seconds between coalescence and the kernel's right edge.
         valid_frac: Fraction of the background duration (latest files) held out for validation.
+        test_frac: Fraction of the background duration (the latest files, after which
+            validation takes the next latest) held out for ``aframe-train test``; 0: none.
+        test_dir: Directory (local or ``s3://``) of test background files instead of
+            ``test_frac``; they must not overlap the training/validation data in time. Its
+            ``test_waveforms.hdf5`` (else ``data_dir``'s, else ``val_waveforms.hdf5``) is injected.
         valid_stride: Seconds between validation windows.
         valid_livetime: Seconds of timeslid background to score each validation.
         timeslide_step: Seconds between successive shifts; ``None`` means
@@ -113,6 +120,8 @@ class AframeDataset(pl.LightningDataModule):
         left_pad: float = 0.25,
         right_pad: float = 0.05,
         valid_frac: float = 0.25,
+        test_frac: float = 0.0,
+        test_dir: str | None = None,
         valid_stride: float = 0.5,
         valid_livetime: float = 3600.0,
         timeslide_step: float | None = None,
@@ -155,11 +164,14 @@ class AframeDataset(pl.LightningDataModule):
     @property
     def local_dir(self) -> str:
         """Where the data are read from: ``data_dir`` itself, or a local cache of an s3:// one."""
-        if not fs.is_remote(self.data_dir):
-            return self.data_dir
+        return self._local(self.data_dir)
+
+    def _local(self, path: str) -> str:
+        """``path`` itself, or the local cache of an s3:// one."""
+        if not fs.is_remote(path):
+            return path
         root = self.cache_dir or os.path.join(tempfile.gettempdir(), "aframe-cache")
-        digest = hashlib.sha256(self.data_dir.encode()).hexdigest()[:12]
-        return os.path.join(root, digest)
+        return os.path.join(root, hashlib.sha256(path.encode()).hexdigest()[:12])
 
     def prepare_data(self) -> None:
         """Generate synthetic data on first use (if asked) and download s3:// data (rank 0)."""
@@ -170,6 +182,8 @@ class AframeDataset(pl.LightningDataModule):
             ensure_synthetic_dataset(self.data_dir, **kwargs)
         if fs.is_remote(self.data_dir):
             localize(self.data_dir, self.local_dir)
+        if self.test_dir is not None and fs.is_remote(self.test_dir):
+            localize(self.test_dir, self._local(self.test_dir))
 
     def _rank(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -198,8 +212,13 @@ class AframeDataset(pl.LightningDataModule):
         )
         for segment in segments:
             check_finite(segment, self.ifos)
-        train, valid = split_by_file(segments, valid_frac=self.valid_frac)
-        logger.info("%d training and %d validation background files", len(train), len(valid))
+        train, valid, test = self._split(segments)
+        logger.info(
+            "%d training, %d validation and %d test background files",
+            len(train),
+            len(valid),
+            len(test),
+        )
         self.sampler = BackgroundSampler(
             [read_segment(s, self.ifos) for s in train], self.sample_size, coincident=False
         )
@@ -208,9 +227,41 @@ class AframeDataset(pl.LightningDataModule):
         )
         self.train_waveforms = torch.as_tensor(np.stack([waveforms.cross, waveforms.plus], 1))
         self.coalescence_index = int(round(waveforms.coalescence_time * self.sample_rate))
-        self._setup_validation(valid)
+        if stage == "test":
+            self._setup_validation(test, self._test_waveforms())
+        else:
+            self._setup_validation(valid)
 
-    def _setup_validation(self, valid: list) -> None:
+    def _split(self, segments: list) -> tuple[list, list, list]:
+        """Training, validation and test files (see :mod:`~aframe_lib.data.splits`)."""
+        if self.test_dir is None:
+            return split_segments(segments, self.valid_frac, self.test_frac)
+        train, valid, _ = split_segments(segments, self.valid_frac)
+        folder = self._local(self.test_dir)
+        test = list_segments(folder, self.ifos, self.sample_rate, min_duration=self.sample_length)
+        for segment in test:
+            check_finite(segment, self.ifos)
+        check_disjoint(test, train + valid, f"data.test_dir={self.test_dir!r}")
+        return train, valid, test
+
+    def _test_waveforms(self) -> str:
+        """The waveforms injected in the test split: the first ``test_waveforms.hdf5`` found."""
+        dirs = [self._local(self.test_dir)] if self.test_dir is not None else []
+        for folder in [*dirs, self.local_dir]:
+            path = fs.join(folder, "test_waveforms.hdf5")
+            if os.path.exists(path):
+                return path
+        logger.info("no test_waveforms.hdf5: the test split injects val_waveforms.hdf5")
+        return fs.join(self.local_dir, "val_waveforms.hdf5")
+
+    def _setup_validation(self, valid: list, waveforms: str | None = None) -> None:
+        """Windows and injections of the held-out files ``valid`` (validation or test)."""
+        if not valid:
+            raise DataConfigError(
+                "data.test_frac=0 and data.test_dir=None: there is no held-out test split to "
+                "score (validation picked the checkpoint, so it cannot be the test); set "
+                "data.test_frac (e.g. 0.2) or data.test_dir"
+            )
         rank, world_size = self._rank()
         background = [torch.as_tensor(read_segment(s, self.ifos)) for s in valid]
         step = self.timeslide_step or np.ceil(self.kernel_length + self.fduration)
@@ -238,7 +289,8 @@ class AframeDataset(pl.LightningDataModule):
         self.window_offsets = torch.as_tensor(np.concatenate([[0], np.cumsum(counts)[:-1]]))
 
         val = read_waveforms(
-            fs.join(self.local_dir, "val_waveforms.hdf5"), sample_rate=self.sample_rate
+            waveforms or fs.join(self.local_dir, "val_waveforms.hdf5"),
+            sample_rate=self.sample_rate,
         )
         keep = slice(0, self.max_valid_waveforms)  # "at most": fewer in the file is fine
         # fixed sky positions and SNRs, so the validation score is comparable across epochs
@@ -256,13 +308,26 @@ class AframeDataset(pl.LightningDataModule):
         # and the batch itself is drawn on the device in on_after_batch_transfer
         _, world_size = self._rank()
         per_rank = -(-self.batches_per_epoch // world_size)
-        return torch.utils.data.DataLoader(torch.arange(per_rank), batch_size=None)
+        # iterable: no Trainer can split it again with a DistributedSampler (see .loaders)
+        return torch.utils.data.DataLoader(RankBatches(torch.arange(per_rank)), batch_size=None)
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(self.valid_windows, batch_size=None, shuffle=False)
+        """This rank's share of the validation batches, split by the Dataset, not the Trainer.
+
+        The share is wrapped in an iterable dataset (:class:`~.loaders.RankBatches`), so the
+        score is the same whatever the Trainer's ``use_distributed_sampler``.
+        """
+        _, world_size = self._rank()
+        if self.valid_windows.world_size != world_size:
+            raise RuntimeError(
+                f"the validation set was split for {self.valid_windows.world_size} process(es) "
+                f"but the trainer runs {world_size}: call setup() under this trainer (Lightning "
+                "does so in fit/validate/test) before asking for the dataloaders"
+            )
+        return torch.utils.data.DataLoader(RankBatches(self.valid_windows), batch_size=None)
 
     def test_dataloader(self) -> torch.utils.data.DataLoader:
-        """The held-out background and injections (the same set as validation)."""
+        """The test split (``setup("test")`` builds it in place of validation's windows)."""
         return self.val_dataloader()
 
     def _on_device(self, name: str, device: torch.device) -> Any:

@@ -63,6 +63,11 @@ def validate_data_args(values: dict[str, Any]) -> dict[str, Any]:
             _fail(name, v[name], "must be a probability in [0, 1]")
     if not 0.0 < v["valid_frac"] < 1.0:
         _fail("valid_frac", v["valid_frac"], "must be in (0, 1)")
+    test_frac = v.get("test_frac", 0.0)
+    if not 0.0 <= test_frac < 1.0 or test_frac + v["valid_frac"] >= 1.0:
+        _fail("test_frac", test_frac, "must be in [0, 1 - data.valid_frac), to leave training data")
+    if test_frac > 0 and v.get("test_dir") is not None:
+        _fail("test_frac", test_frac, "give data.test_frac or data.test_dir, not both")
 
     nyquist = v["sample_rate"] / 2
     for name in ("highpass", "lowpass"):

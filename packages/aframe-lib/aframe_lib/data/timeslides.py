@@ -156,9 +156,9 @@ class TimeslideWindows(torch.utils.data.Dataset):
     on every rank.
 
     Items are whole batches and each rank is already given its own share: load it with
-    ``DataLoader(dataset, batch_size=None)`` and keep Lightning from adding a
-    ``DistributedSampler`` (``Trainer(use_distributed_sampler=False)``), which would split the
-    batches again and pad by duplicating them.
+    ``DataLoader(RankBatches(dataset), batch_size=None)`` (:mod:`~aframe_lib.data.loaders`), an
+    iterable dataset, so that no Trainer adds a ``DistributedSampler`` (which would split the
+    batches again and pad by duplicating them), whatever its ``use_distributed_sampler``.
 
     Args:
         background: validation segments, each of shape ``(num_ifos, N_segment)``, in strain

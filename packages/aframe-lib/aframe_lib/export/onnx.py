@@ -48,25 +48,31 @@ def export_onnx(
     path: str | os.PathLike,
     metadata: dict[str, Any] | None = None,
     opset: int = 17,
+    check: Tensor | None = None,
 ) -> float:
     """Export ``model`` to ONNX with a free batch dimension, check it, and save it atomically.
 
     A CPU copy of the model is exported on ``example``; the ONNX graph is then run with
-    onnxruntime on the same batch (and on its first sample alone, which checks that the batch
-    axis really is dynamic) and compared with the eager model. The input is named ``input``
-    and the output ``output``. The input shape (batch free), the difference and ``metadata``
-    are stored as JSON in the model's ``metadata_props`` under ``"aframe"``, so the file is
-    self-describing (see :func:`load_onnx`).
+    onnxruntime on ``check`` (a batch other than the exporting one; ``None``: ``example``) and
+    on its first sample alone (which checks that the batch axis really is dynamic), and
+    compared with the eager model. Submodules with a ``prepare_onnx_export()`` method (e.g.
+    ``aframe_train``'s Q-transform, exported as matrix products) have it called first, outside
+    the traced graph. The input is named ``input`` and the output ``output``. The input shape
+    (batch free), the difference and ``metadata`` are stored as JSON in the model's
+    ``metadata_props`` under ``"aframe"``, so the file is self-describing (see
+    :func:`load_onnx`).
 
     Args:
         model: The network to export; it must return one tensor.
         example: A real input batch, ``(batch, ...)``.
         path: Where to write the ONNX file (local or ``s3://``; conventionally ``model.onnx``).
         metadata: Extra JSON-serialisable facts stored in the model.
-        opset: ONNX opset (17 has the ``STFT`` operator that spectrogram transforms need).
+        opset: ONNX opset.
+        check: The batch to compare on (see above).
 
     Returns:
-        The largest absolute difference between the onnxruntime and the eager outputs.
+        The largest absolute difference between the onnxruntime and the eager outputs on
+        ``check``.
 
     Raises:
         ImportError: when onnx or onnxruntime is missing, naming the extra to install.
@@ -76,6 +82,11 @@ def export_onnx(
 
     model = copy.deepcopy(model).cpu().eval()
     example = example.detach().cpu()
+    check = example if check is None else check.detach().cpu()
+    for module in model.modules():  # e.g. constants an ONNX-only code path needs, untraced
+        prepare = getattr(module, "prepare_onnx_export", None)
+        if callable(prepare):
+            prepare()
     with fs.atomic_local_path(path, suffix=".onnx") as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             # torch 2.9 warns that the TorchScript-based exporter is no longer the default
@@ -91,7 +102,7 @@ def export_onnx(
                 opset_version=opset,
                 dynamo=False,
             )
-        diff = _max_abs_diff(model, tmp.read_bytes(), example)
+        diff = _max_abs_diff(model, tmp.read_bytes(), check)
         info = {
             "input_shape": [None, *example.shape[1:]],
             "max_abs_diff": diff,

@@ -2,13 +2,18 @@
 
 - :mod:`~aframe_lib.search.strain`: spans of coincident, finite strain from a background
   directory or a mock-data-challenge file (gaps and NaNs split spans; bad input raises).
+- :mod:`~aframe_lib.search.resample`: strain faster than the model's rate, decimated as it
+  streams (torchaudio, on the device).
 - :mod:`~aframe_lib.search.whitening`: :class:`StreamingWhitener`, the training path's PSD +
   whitening for every window of a stream (one shared STFT).
 - :mod:`~aframe_lib.search.pipeline`: :class:`Search`, model + streaming + post-processing.
 - :mod:`~aframe_lib.search.events`: integration, clustering, the events file (``time``,
   ``stat``, ``var``).
 - :mod:`~aframe_lib.search.timeslides`: shifted spans for background livetime.
-- :mod:`~aframe_lib.search.injections`: a waveform population injected into background.
+- :mod:`~aframe_lib.search.injections`: a waveform population injected into background, or an
+  external injection table.
+- :mod:`~aframe_lib.search.calibration`: the network's response offset and timing spread,
+  measured on injections (stored in ``model.json`` at export).
 - :mod:`~aframe_lib.search.metrics`: FAR, efficiency, sensitive volume.
 
 Submodules are imported lazily: ``import aframe_lib.search`` pulls in neither torch nor h5py.

@@ -102,6 +102,32 @@ def find_events(stat: np.ndarray, threshold: float | None, cluster_size: int) ->
     return np.sort(np.asarray(kept, dtype=np.int64))
 
 
+def peak_offsets(stat: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Where between inference steps each peak ``stat[idx]`` lies: parabolic interpolation.
+
+    The parabola through ``stat[i - 1], stat[i], stat[i + 1]`` peaks at
+    ``i + (stat[i-1] - stat[i+1]) / (2 (stat[i-1] - 2 stat[i] + stat[i+1]))``. A peak at either
+    end of ``stat``, or on a flat top (no downward curvature), keeps its sample time.
+
+    Args:
+        stat: the integrated output, one value per inference step.
+        idx: indices of its peaks (e.g. from :func:`find_events`).
+
+    Returns:
+        Offsets in steps, in ``[-0.5, 0.5]``, one per peak (add ``offset / rate`` seconds).
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    out = np.zeros(len(idx))
+    inner = (idx > 0) & (idx < len(stat) - 1)
+    i = idx[inner]
+    left, mid, right = (np.asarray(stat, np.float64)[j] for j in (i - 1, i, i + 1))
+    curvature = left - 2 * mid + right
+    with np.errstate(divide="ignore", invalid="ignore"):
+        delta = np.where(curvature < 0, 0.5 * (left - right) / curvature, 0.0)
+    out[inner] = np.clip(delta, -0.5, 0.5)
+    return out
+
+
 def write_events(
     path: str,
     events: Events,

@@ -6,12 +6,15 @@ PSDs need), whiten every window at ``inference_sampling_rate`` Hz with the model
 used), score the windows in batches on the device, then integrate, find local maxima and cluster
 (:mod:`.events`). Output ``k`` of a span is stamped with the GPS time its kernel ends.
 
-Event times: the network responds while coalescence sits inside the kernel, at the positions
-training put it (``left_pad`` after the kernel's start to ``right_pad`` before its end), so the
-integrated output peaks about ``(kernel_length - left_pad + right_pad) / 2 + (n - 1) / (2 r)``
-seconds after coalescence (``n`` outputs integrated at ``r`` Hz). That offset is subtracted, and
-``var`` defaults to half the coalescence range, ``(kernel_length - left_pad - right_pad) / 2``
-(at least one inference step).
+Event times: each peak of the integrated output is placed between inference steps by parabolic
+interpolation (:func:`.events.peak_offsets`). The network responds while coalescence sits inside
+the kernel, so the integrated output peaks ``offset + (n - 1) / (2 r)`` seconds after
+coalescence (``n`` outputs integrated at ``r`` Hz), ``offset`` the centre of the raw response.
+When ``model.json`` holds a ``timing`` calibration (:mod:`.calibration`, run at export on
+injections at known times), ``offset`` and ``var`` are the measured ones (``var`` covers 99 % of
+the calibration injections' time errors; at least a quarter step). Otherwise ``offset`` is
+where training put coalescence, ``(kernel_length - left_pad + right_pad) / 2``, and ``var`` half
+the coalescence range, ``(kernel_length - left_pad - right_pad) / 2`` (at least one step).
 
 Livetime: each integrated output stands for ``1 / inference_sampling_rate`` seconds, so a span
 contributes ``(number of integrated outputs) / inference_sampling_rate`` seconds. Windows start
@@ -33,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .events import Events, find_events, integrate
+from .events import Events, find_events, integrate, peak_offsets
 from .strain import Span
 from .whitening import PsdPolicy, StreamingWhitener
 
@@ -118,6 +121,9 @@ class Search:
         var: timing uncertainty written with each event (s); ``None``: see module docstring.
         chunk_length: seconds of outputs computed per read (bounds memory).
         device: where to run; ``None`` means :func:`best_device`.
+        timing: the network's calibrated response (``model.json`` ``timing``: ``offset``,
+            seconds from coalescence to the centre of the raw response, and ``var``); it
+            replaces the pad-based offset and ``var`` (see the module docstring).
     """
 
     def __init__(
@@ -140,6 +146,7 @@ class Search:
         var: float | None = None,
         chunk_length: float = 256.0,
         device: str | torch.device | None = None,
+        timing: dict[str, Any] | None = None,
     ) -> None:
         stride = sample_rate / inference_sampling_rate
         if not math.isclose(stride, round(stride)) or round(stride) < 1:
@@ -169,9 +176,14 @@ class Search:
             lowpass=lowpass,
         ).to(self.device)
         centre = (kernel_length - left_pad + right_pad) / 2
-        self.time_offset = centre + (self.integration_size - 1) / (2 * inference_sampling_rate)
         spread = (kernel_length - left_pad - right_pad) / 2
-        self.var = var if var is not None else max(spread, 1.0 / inference_sampling_rate)
+        floor = 1.0 / inference_sampling_rate
+        self.timing = dict(timing) if timing else None
+        if self.timing:  # calibrated on injections at export (aframe_lib.search.calibration)
+            centre, spread = float(self.timing["offset"]), float(self.timing["var"])
+            floor /= 4  # peaks are interpolated between steps
+        self.time_offset = centre + (self.integration_size - 1) / (2 * inference_sampling_rate)
+        self.var = var if var is not None else max(spread, floor)
 
     @classmethod
     def from_exported(cls, path: str, **overrides: Any) -> Search:
@@ -202,6 +214,8 @@ class Search:
             "fftlength": data.get("fftlength"),
             "cadence": 0.0,
         }
+        if info.get("timing") and "offset" in info["timing"]:
+            settings["timing"] = info["timing"]
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return cls(model, **settings)
 
@@ -240,7 +254,7 @@ class Search:
         for first in range(0, num, self.chunk_windows):
             last = min(first + self.chunk_windows, num)
             start, stop = w.read_range(first, last)
-            X = torch.from_numpy(span.read(start, stop)).to(self.device)
+            X = span.load(start, stop, self.device)  # resampled there if need be
             k = first
             for batch in w.batches(X, self.batch_size, first, last, start):
                 y = self.model(batch)
@@ -260,7 +274,8 @@ class Search:
         times = times[self.integration_size - 1 :]
         idx = find_events(stat, self.threshold, self.cluster_size)
         shift = np.tile(np.asarray(span.shifts, np.float64), (len(idx), 1))
-        return Events(times[idx] - self.time_offset, stat[idx], np.full(len(idx), self.var), shift)
+        peak = times[idx] + peak_offsets(stat, idx) / self.rate  # between inference steps
+        return Events(peak - self.time_offset, stat[idx], np.full(len(idx), self.var), shift)
 
     def run(
         self, spans: Iterable[Span], progress: bool = True, desc: str = "search"
@@ -300,4 +315,6 @@ class Search:
             "cluster_window": self.cluster_size / self.rate,
             "threshold": "None" if self.threshold is None else self.threshold,
             "time_offset": self.time_offset,
+            "var": self.var,
+            "timing": "calibrated" if self.timing else "pads",
         }

@@ -9,10 +9,21 @@ Two layouts are read:
   per contiguous segment with attributes ``start_time`` (GPS s) and ``delta_t`` (s). A span is
   each stretch where every IFO has data.
 
+Strain recorded faster than the model's rate is resampled as it streams (:meth:`Span.load`):
+an integer factor ``q = data rate / model rate`` is required (2048 Hz data for a 512 Hz model,
+16384 Hz for 2048 Hz, ...), and every span is low-passed and decimated with the filter of
+torchaudio's Kaiser-windowed sinc resampler (``kaiser_best``: 64 zero crossings, rolloff 0.9476,
+beta 14.77; :mod:`.resample`),
+on the search's device, chunk by chunk. Each chunk is read with a margin longer than the filter,
+so the result equals resampling the whole span at once (zero-padded beyond its ends, as
+torchaudio and ``scipy.signal.resample_poly`` do; that edge ringing lasts ``64 / 0.95`` model
+samples, inside the PSD data and the whitening padding the search never scores). Data slower than
+the model, or at a non-integer multiple of its rate, raise :class:`StrainError`.
+
 Nothing is ever invented: gaps between files or segments, and any stretch where an IFO holds a
 NaN or inf, split the data into separate spans (the non-finite stretch is skipped with a
 warning), and spans too short for one output are skipped with a warning. A missing IFO, a
-sample rate other than the model's, or IFO samples that do not line up in time raise
+sample rate the model's cannot be reached from, or IFO samples that do not line up in time raise
 :class:`StrainError` naming the file, the value and the fix.
 """
 
@@ -24,9 +35,13 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +57,19 @@ class Channel:
     Args:
         path: HDF5 file (local path).
         dataset: dataset name inside the file (e.g. ``"H1"`` or ``"H1/1238166018"``).
-        start: index, in that dataset, of the span's first sample.
+        start: index of the span's first sample: in the dataset when ``factor`` is 1, else
+            on the resampled grid (see below).
+        origin: dataset index of sample 0 of the resampled grid (resampled channels only).
+        factor: dataset samples per span sample (``data rate / span rate``; 1: as stored).
+            Span sample ``i`` is then the resampled value at dataset index
+            ``origin + (start + i) * factor``.
     """
 
     path: str
     dataset: str
     start: int
+    origin: int = 0
+    factor: int = 1
 
 
 @dataclass(frozen=True)
@@ -90,16 +112,40 @@ class Span:
             self, t0=self.t0 + start / self.sample_rate, size=stop - start, channels=channels
         )
 
+    @property
+    def factor(self) -> int:
+        """Stored samples per span sample (1 unless the span is resampled)."""
+        return self.channels[0].factor if self.channels else 1
+
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Samples ``[start, stop)`` of every IFO, float32 of shape ``(num_ifos, stop - start)``."""
-        stop = self.size if stop is None else stop
-        if not 0 <= start <= stop <= self.size:
-            raise IndexError(f"samples [{start}, {stop}) outside the span's [0, {self.size})")
+        if self.factor != 1:
+            return self.load(start, stop).numpy()
+        start, stop = self._bounds(start, stop)
         out = np.empty((len(self.channels), stop - start), np.float32)
         for row, c in enumerate(self.channels):
             with h5py.File(c.path, "r") as f:
                 out[row] = f[c.dataset][c.start + start : c.start + stop]
         return out
+
+    def load(
+        self, start: int = 0, stop: int | None = None, device: str | torch.device = "cpu"
+    ) -> torch.Tensor:
+        """:meth:`read` as a float32 tensor on ``device`` (where any resampling runs)."""
+        import torch
+
+        if self.factor == 1:
+            return torch.from_numpy(self.read(start, stop)).to(device)
+        from .resample import resample_channels
+
+        start, stop = self._bounds(start, stop)
+        return resample_channels(self, start, stop, device)
+
+    def _bounds(self, start: int, stop: int | None) -> tuple[int, int]:
+        stop = self.size if stop is None else stop
+        if not 0 <= start <= stop <= self.size:
+            raise IndexError(f"samples [{start}, {stop}) outside the span's [0, {self.size})")
+        return start, stop
 
 
 def _rate(dt: float) -> float:
@@ -107,12 +153,42 @@ def _rate(dt: float) -> float:
     return float(round(rate)) if np.isclose(rate, round(rate), rtol=1e-9) else rate
 
 
-def _check_rate(where: str, rate: float, sample_rate: float | None) -> None:
-    if sample_rate is not None and not np.isclose(rate, sample_rate, rtol=1e-9, atol=0):
+def resample_factor(where: str, rate: float, sample_rate: float | None) -> int:
+    """Stored samples per model sample (1: the model's rate); raise if it cannot be reached."""
+    if sample_rate is None or np.isclose(rate, sample_rate, rtol=1e-9, atol=0):
+        return 1
+    ratio = rate / sample_rate
+    if ratio < 1:
         raise StrainError(
-            f"{where}: sample rate is {rate:g} Hz, but the model was trained at {sample_rate:g} "
-            f"Hz; resample the strain to {sample_rate:g} Hz (e.g. gwpy TimeSeries.resample)"
+            f"{where}: sample rate is {rate:g} Hz, below the {sample_rate:g} Hz the model was "
+            f"trained at; upsampling cannot restore the missing band above {rate / 2:g} Hz: "
+            f"search data sampled at {sample_rate:g} Hz or a multiple of it"
         )
+    if not np.isclose(ratio, round(ratio), rtol=0, atol=1e-9):
+        raise StrainError(
+            f"{where}: sample rate is {rate:g} Hz, not an integer multiple of the model's "
+            f"{sample_rate:g} Hz, which the search cannot resample to on the fly; resample the "
+            f"strain to {sample_rate:g} Hz first (e.g. gwpy TimeSeries.resample)"
+        )
+    return int(round(ratio))
+
+
+def resampled(span: Span, sample_rate: float | None) -> Span:
+    """``span`` on the model's grid: itself at that rate, else a view read through the resampler.
+
+    The view keeps ``t0`` (its sample 0 is the stored sample 0, low-passed) and holds
+    ``size // factor`` samples; see :meth:`Span.load`.
+    """
+    where = f"{span.channels[0].path}:{span.channels[0].dataset}"
+    factor = resample_factor(where, span.sample_rate, sample_rate)
+    if factor == 1:
+        return span
+    channels = tuple(
+        Channel(c.path, c.dataset, 0, origin=c.start, factor=factor) for c in span.channels
+    )
+    return dataclasses.replace(
+        span, size=span.size // factor, sample_rate=float(sample_rate), channels=channels
+    )
 
 
 def _background_spans(path: str, ifos: Sequence[str], sample_rate: float | None) -> list[Span]:
@@ -120,15 +196,17 @@ def _background_spans(path: str, ifos: Sequence[str], sample_rate: float | None)
 
     try:
         if Path(path).is_dir():
-            segments = list_segments(path, ifos, sample_rate)
+            segments = list_segments(path, ifos)
         else:  # one background file: list its directory, keep it alone
             segments = [
                 s
-                for s in list_segments(str(Path(path).parent), ifos, sample_rate)
+                for s in list_segments(str(Path(path).parent), ifos)
                 if Path(s.path).resolve() == Path(path).resolve()
             ]
     except BackgroundError as exc:
         raise StrainError(str(exc)) from exc
+    for s in segments[:1]:  # list_segments checked that every file shares this rate
+        resample_factor(s.path, s.sample_rate, sample_rate)
     return [
         Span(
             s.t0,
@@ -156,7 +234,7 @@ def _mdc_segments(f: h5py.File, path: str, ifo: str, sample_rate: float | None) 
                 "sample, delta_t: sample spacing in s) of the mock-data-challenge layout"
             )
         rate = _rate(ds.attrs["delta_t"])
-        _check_rate(where, rate, sample_rate)
+        resample_factor(where, rate, sample_rate)
         out.append((float(ds.attrs["start_time"]), rate, len(ds), f"{ifo}/{name}"))
     return sorted(out)
 
@@ -261,7 +339,8 @@ def find_spans(
     Args:
         path: a background directory, one background file, or one mock-data-challenge file.
         ifos: IFOs the model needs, in its channel order.
-        sample_rate: the model's rate (Hz); ``None`` accepts the data's rate.
+        sample_rate: the model's rate (Hz): data at an integer multiple of it come back as
+            resampled views (see the module docstring); ``None`` accepts the data's rate.
         min_duration: shorter spans are skipped with a warning (s).
         min_duration_desc: what ``min_duration`` is made of, for the warning.
 
@@ -283,7 +362,16 @@ def find_spans(
         except OSError as exc:
             raise StrainError(f"{path}: cannot be read as HDF5 ({exc})") from exc
         spans = (_mdc_spans if mdc else _background_spans)(path, ifos, sample_rate)
-    finite = [s for span in spans for s in split_nonfinite(span)]
+    finite = [resampled(s, sample_rate) for span in spans for s in split_nonfinite(span)]
+    if finite and finite[0].factor != 1:
+        logger.info(
+            "%s: resampling %s from %g Hz to the model's %g Hz as the search streams (torchaudio "
+            "Kaiser-windowed sinc, on the search's device)",
+            path,
+            ",".join(ifos),
+            finite[0].sample_rate * finite[0].factor,
+            finite[0].sample_rate,
+        )
     kept = []
     for span in finite:
         if span.duration < min_duration:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
 from ml4gw.transforms import SingleQTransform
 from torch import Tensor
 
 from aframe_lib.data import AframeDataset
 from aframe_lib.data.config import DataConfigError
+
+from .qmatmul import qtransform_as_matmuls, qtransform_matrices
 
 
 class QSpectrogram(SingleQTransform):
@@ -26,6 +29,12 @@ class QSpectrogram(SingleQTransform):
     ``(batch, num_ifos, H, W)`` from the input's own shape (recorded dynamically by
     ``torch.jit.trace``), and drops the per-row tiles that ``SingleQTransform`` keeps on
     ``self.qtiles`` after each call, so no batch stays alive on the device between steps.
+
+    While being exported to ONNX (``torch.onnx.is_in_onnx_export()``) it computes the same
+    transform as real matrix products (:mod:`~aframe_train.data.qmatmul`), since ONNX export
+    of the FFTs on complex tensors fails. ``aframe_lib.export.export_onnx`` first calls
+    :meth:`prepare_onnx_export` (the matrices must be built outside the traced graph), then
+    checks the ONNX model against this (FFT) forward with onnxruntime.
 
     Args:
         duration: Seconds of input (the kernel length).
@@ -47,6 +56,7 @@ class QSpectrogram(SingleQTransform):
     ) -> None:
         # SingleQTransform fills a zero/infinite bound of frange in place: pass a copy
         frange = list(frange) if frange is not None else None
+        self.kernel_size = int(round(duration * sample_rate))
         super().__init__(
             duration=duration,
             sample_rate=sample_rate,
@@ -65,9 +75,31 @@ class QSpectrogram(SingleQTransform):
             Median-normalised tile energies ``(batch, num_ifos, num_f_bins, num_t_bins)``,
             float32.
         """
+        if torch.onnx.is_in_onnx_export():
+            return self.forward_matmul(X)
         out = super().forward(X).reshape(X.shape[0], X.shape[1], *self.spectrogram_shape)
         self.qtiles = None
         return out
+
+    def prepare_onnx_export(self, dtype: torch.dtype = torch.float32) -> None:
+        """Build the matrices of :meth:`forward_matmul` for ``kernel_size`` inputs (not traced)."""
+        self._matrix_cache(self.kernel_size, dtype, self.qtile_transforms[0].window.device)
+
+    def _matrix_cache(self, size: int, dtype: torch.dtype, device: torch.device) -> dict:
+        key = (size, dtype, device)
+        if getattr(self, "_matrices_key", None) != key:  # built once per size/dtype/device
+            cast = {torch.long: torch.long, torch.float64: dtype}
+            matrices = qtransform_matrices(self, size)
+            self._matrices = {
+                name: [m.to(device, cast[m.dtype]) for m in ms] for name, ms in matrices.items()
+            }
+            self._matrices_key = key
+        return self._matrices
+
+    def forward_matmul(self, X: Tensor) -> Tensor:
+        """:meth:`forward` as real matrix products (ONNX-exportable); same input and output."""
+        matrices = self._matrix_cache(X.shape[-1], X.dtype, X.device)
+        return qtransform_as_matmuls(X, matrices, *self.spectrogram_shape)
 
 
 class SpectrogramAframeDataset(AframeDataset):

@@ -63,6 +63,16 @@ class AutoencoderAframe(AframeModel):
     def score(self, X: Tensor) -> Tensor:
         return self.correlation(self(X), X)
 
+    def reconstruct(self, X: Tensor) -> Tensor:
+        """The network's prediction of each IFO, ``(batch, num_ifos, time)``, in input order.
+
+        Output channel ``i`` of the network is computed from IFO ``i`` and predicts IFO
+        ``(i + 1) % num_ifos`` (:class:`~aframe_train.losses.CrossIfoCorrelation`), so channel
+        ``j`` here is output channel ``j - 1``: the prediction *of* IFO ``j``, to be drawn over
+        IFO ``j``'s input (``ValidationPlotter``).
+        """
+        return self(X).roll(1, dims=1)
+
     def export_module(self) -> torch.nn.Module:
         return CorrelationScore(self.model, self.correlation)
 

@@ -1,0 +1,138 @@
+"""Event times: peaks interpolated between inference steps, and the calibrated response offset.
+
+The model here has a known response: whitened energy weighted by a Gaussian centred half-way
+through the kernel, so a short burst gives the largest output when it sits there, i.e. when the
+kernel ends ``kernel_length - 0.5 = 0.5`` s after it. Calibration must find that offset, and a
+search using it must report bursts at their true times, far inside one inference step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import DATA, IFOS, PSD_LENGTH, SAMPLE_RATE
+
+from aframe_lib.search.events import peak_offsets
+
+CENTRE = 0.5  # s into the 1 s kernel
+OFFSET = DATA["kernel_length"] - CENTRE
+
+
+class Focus(torch.nn.Module):
+    """Excess whitened power weighted by a Gaussian (0.2 s) at ``CENTRE`` s of the kernel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        size = int(DATA["kernel_length"] * SAMPLE_RATE)
+        t = torch.arange(size) / SAMPLE_RATE
+        w = torch.exp(-0.5 * ((t - CENTRE) / 0.2) ** 2)
+        self.register_buffer("w", w / w.sum())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.square().mean(1) - 1.0) * self.w).sum(-1, keepdim=True) * 30.0
+
+
+def burst(rate: float = SAMPLE_RATE) -> np.ndarray:
+    """A 100 Hz sine-Gaussian (10 ms, 1e-22) centred in 1 s: reference sample ``rate / 2``."""
+    t = np.arange(int(rate)) / rate - 0.5
+    return 1e-22 * np.exp(-0.5 * (t / 0.01) ** 2) * np.sin(2 * np.pi * 100.0 * t)
+
+
+@pytest.fixture(scope="module")
+def focus(tmp_path_factory):
+    from aframe_lib.export import export_torchscript
+
+    path = tmp_path_factory.mktemp("focus") / "model.pt"
+    example = torch.randn(2, len(IFOS), int(SAMPLE_RATE))
+    export_torchscript(Focus(), example, path, {"data": DATA})
+    return path
+
+
+def test_parabolic_peak_offsets_recover_a_sampled_parabola_and_stay_put_on_flat_tops():
+    x = np.arange(20.0)
+    stat = -((x - 7.3) ** 2)
+    stat[14:17] = stat[7]  # a plateau: no curvature, no shift
+    assert peak_offsets(stat, np.array([7, 15, 0])) == pytest.approx([0.3, 0.0, 0.0])
+
+
+def test_calibration_recovers_the_known_response_offset(focus, noise_dir):
+    from aframe_lib.search import Search, find_spans
+    from aframe_lib.search.calibration import calibrate_timing
+
+    search = Search.from_exported(str(focus), psd_length=PSD_LENGTH, device="cpu")
+    spans = find_spans(str(noise_dir), IFOS, SAMPLE_RATE, search.min_duration)
+    b = burst()
+    timing = calibrate_timing(
+        search, spans, b[None], b[None], int(SAMPLE_RATE / 2), num_injections=20,
+        snr_range=(40.0, 60.0), highpass=32.0, seed=1,
+    )  # fmt: skip
+    assert timing["num_found"] == timing["num_injections"] == 20
+    # the IFOs see a burst up to ~10 ms from its geocentre time
+    assert timing["offset"] == pytest.approx(OFFSET, abs=0.015)
+    assert timing["var"] < 0.05 and timing["spread"] < 0.03
+    # the pad-based guess was 0.4 s: the calibration is what the search must use
+    assert search.time_offset != pytest.approx(OFFSET + 0.375, abs=0.05)
+
+
+def test_search_with_the_calibration_reports_true_times(focus, noise_dir, tmp_path):
+    from ml4gw.transforms import SpectralDensity
+
+    from aframe_lib.data.background import list_segments, read_segment, write_background
+    from aframe_lib.search import Search, find_spans
+    from aframe_lib.search.calibration import update_metadata
+
+    (seg, *_) = list_segments(str(noise_dir), IFOS)
+    strain = read_segment(seg, IFOS).astype(np.float64)
+    psd = SpectralDensity(SAMPLE_RATE, 2.0, average="median")(torch.as_tensor(strain))
+    asd = psd[:, int(100 * 2)].sqrt().numpy()  # at 100 Hz, bins of 0.5 Hz
+    # truths between inference steps at every phase; the same burst time in both IFOs
+    truth = seg.t0 + PSD_LENGTH + 4.0 + np.arange(12) * 11.0 + np.linspace(0, 0.25, 12)
+    b = burst()
+    for t in truth:
+        start = int(round((t - seg.t0) * SAMPLE_RATE)) - len(b) // 2
+        strain[:, start : start + len(b)] += 25e22 * asd[:, None] * b * SAMPLE_RATE**0.5
+    truth = seg.t0 + np.round((truth - seg.t0) * SAMPLE_RATE) / SAMPLE_RATE
+    write_background(
+        str(tmp_path / seg.path.split("/")[-1]), dict(zip(IFOS, strain, strict=True)), seg.t0,
+        SAMPLE_RATE,
+    )  # fmt: skip
+    model = tmp_path / "model.pt"
+    model.write_bytes(focus.read_bytes())
+    model.with_suffix(".json").write_bytes(focus.with_suffix(".json").read_bytes())
+    update_metadata(str(model), {"timing": {"offset": OFFSET, "var": 0.02}})
+    search = Search.from_exported(str(model), psd_length=PSD_LENGTH, device="cpu", threshold=3.0)
+    assert search.var == pytest.approx(0.25 / 4)  # at least a quarter step
+    events = search.run(find_spans(str(tmp_path), IFOS, SAMPLE_RATE), progress=False).events
+    assert len(events) == len(truth)
+    errors = events.time - truth
+    assert np.abs(errors).max() < 0.02, errors
+    # without interpolation the error would reach half a step
+    assert np.abs(errors).max() < 0.25 / 4
+
+
+def test_calibrate_exported_stores_the_timing_that_the_search_then_uses(
+    oracle, noise_dir, tmp_path
+):
+    import json
+
+    from aframe_lib.data.synthetic import generate_waveforms
+    from aframe_lib.search import Search
+    from aframe_lib.search.calibration import calibrate_exported
+
+    model = tmp_path / "model.pt"
+    model.write_bytes(oracle.read_bytes())
+    model.with_suffix(".json").write_bytes(oracle.with_suffix(".json").read_bytes())
+    waveforms = tmp_path / "val_waveforms.hdf5"
+    generate_waveforms(str(waveforms), 8, SAMPLE_RATE, duration=4.0, coalescence_time=3.0, seed=2)
+    timing = calibrate_exported(
+        str(model), str(noise_dir), str(waveforms), num_injections=12, device="cpu",
+        psd_length=PSD_LENGTH,
+    )  # fmt: skip
+    assert json.loads(model.with_suffix(".json").read_text())["timing"] == timing
+    assert timing["num_found"] == timing["num_injections"] == 12
+    assert 0 < timing["offset"] < DATA["kernel_length"] and timing["var"] < 0.35
+    search = Search.from_exported(str(model), psd_length=PSD_LENGTH, device="cpu")
+    assert search.time_offset == pytest.approx(timing["offset"] + 0.375)
+    assert search.settings()["timing"] == "calibrated"
+    assert search.var == pytest.approx(max(timing["var"], 0.0625))
