@@ -81,8 +81,8 @@ def test_search_resamples_faster_strain_and_says_so(setup, tmp_path, caplog):
     write_mdc(str(tmp_path / "mdc.hdf5"), strain, 512.0)
     with caplog.at_level(logging.INFO, logger="aframe_lib.search.strain"):
         result = search(str(setup / "model.pt"), str(tmp_path / "mdc.hdf5"),
-                        str(tmp_path / "e.hdf5"), psd_length=16, progress=False)  # fmt: skip
+                        str(tmp_path / "e.hdf5"), progress=False)  # fmt: skip
     assert "resampling H1,L1 from 512 Hz to the model's 256 Hz" in caplog.text
-    assert result.livetime == pytest.approx(((60 - 18) * 4 - 2) / 4)
+    assert result.livetime == pytest.approx(((60 - 2) * 4 - 2) / 4)  # searched from the start
     with h5py.File(tmp_path / "e.hdf5") as f:
         assert len(f["time"]) > 0 and f.attrs["sample_rate"] == 256.0
