@@ -206,9 +206,10 @@ class AframeDataset(pl.LightningDataModule):
             self.sample_rate,
             min_duration=self.sample_length,
             min_duration_desc=(
-                f"data.psd.length + PSD age (up to data.psd.cadence) + data.kernel_length + "
-                f"data.fduration = {self.psd_length} + {self.psd_staleness / self.sample_rate:g}"
-                f" + {self.kernel_length} + {self.fduration} s"
+                f"data.psd.length (data.psd_length) + PSD age up to data.psd.cadence + "
+                f"data.kernel_length + data.fduration = {self.psd_length} + "
+                f"{self.psd_staleness / self.sample_rate:g} + {self.kernel_length} + "
+                f"{self.fduration} s"
             ),
         )
         for segment in segments:
