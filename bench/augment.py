@@ -172,7 +172,7 @@ class GwpyBaseline:
                 asd = TimeSeries(x[: self.psd_size], sample_rate=self.fs).asd(
                     fftlength=self.fftlength, method="median"
                 )
-                w = x[self.psd_size :]
+                w = x[-self.window_size :]  # after the PSD segment (and up to a cadence of age)
                 if rng.random() < self.inversion_prob:
                     w = -w
                 if rng.random() < self.reversal_prob:
@@ -228,7 +228,7 @@ def make_dataset(data_dir: str):
             num_waveforms=200,
             num_val_waveforms=50,
         )
-    ds = base.AframeDataset(data_dir=data_dir, ifos=IFOS, sample_rate=SAMPLE_RATE)
+    ds = base.AframeDataset(data_dir=data_dir, ifos=IFOS, sample_rate=SAMPLE_RATE, psd_length=8.0)
     with common.stopwatch("AframeDataset.setup('fit') (incl. validation)"):
         ds.setup("fit")
     return ds

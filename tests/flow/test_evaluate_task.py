@@ -14,9 +14,9 @@ from aframe_flow import Evaluate, Train
 from aframe_flow.parameters import ParameterError
 
 CONFIG = str(QUICKSTART / "train.yaml")
-# seconds of work, not hours: a short PSD, a few timeslides and injections
+# seconds of work, not hours: a few timeslides and injections (the PSD policy is the model's)
 TINY_EVAL = json.dumps([
-    "--psd_length", "16", "--injection_spacing", "10", "--cluster_window", "4",
+    "--injection_spacing", "10", "--cluster_window", "4",
     "--waveform_duration", "4", "--coalescence_time", "3", "--fars_per_year", "[1e3, 1e5]",
 ])  # fmt: skip
 
@@ -24,7 +24,7 @@ TINY_EVAL = json.dumps([
 def test_command_from_trains_model_on_the_data_tasks_background(tmp_path):
     task = Evaluate(config=CONFIG, data_dir="/d", run_dir="/r", report_dir=str(tmp_path / "e"),
                     livetime=5000.0, num_injections=20, seed=3,
-                    eval_args=["--psd_length", "16"])  # fmt: skip
+                    eval_args=["--threshold", "2"])  # fmt: skip
     reqs = task.requires()
     assert isinstance(reqs["train"], Train) and reqs["train"].run_dir == "/r"
     assert reqs["data"].data_dir == "/d"
@@ -35,7 +35,7 @@ def test_command_from_trains_model_on_the_data_tasks_background(tmp_path):
     assert pairs["--model"] == "/r/model.pt" and pairs["--out"] == str(tmp_path / "e")
     assert pairs["--data"] == "/d" and pairs["--livetime"] == "5000"
     assert pairs["--num_injections"] == "20" and pairs["--seed"] == "3"
-    assert pairs["--device"] == "cpu" and args[-2:] == ["--psd_length", "16"]
+    assert pairs["--device"] == "cpu" and args[-2:] == ["--threshold", "2"]
     out = task.output()
     assert out["report"].path == str(tmp_path / "e" / "report.md")
     assert out["numbers"].path == str(tmp_path / "e" / "numbers.txt")

@@ -48,6 +48,9 @@ def test_run_directory_has_model_checkpoints_metrics_and_config(run_dir):
     info = json.loads((run_dir / "model.json").read_text())
     assert info["input_shape"] == [None, 2, 512]  # 2 IFOs x (1 s at 512 Hz)
     assert info["max_abs_diff"] < 1e-5
+    # the PSD policy training used, resolved, for the search (projects/quickstart/train.yaml)
+    assert info["psd"] == {"length": 16.0, "fftlength": 2.0, "overlap": 1.0,
+                           "average": "median", "cadence": 1.0}  # fmt: skip
     assert model(torch.randn(3, 2, 512)).shape == (3, 1)
     # the timing calibration ran on the exported model (2 epochs rarely respond: then skipped)
     assert "offset" in info["timing"] or "calibration injections" in info["timing"]["skipped"]

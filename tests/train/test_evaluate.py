@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from test_search import DATA, Energy
+from test_search import DATA, PSD, Energy
 
 
 def test_evaluate_writes_report_plots_and_numbers(tmp_path, capsys):
@@ -16,12 +16,14 @@ def test_evaluate_writes_report_plots_and_numbers(tmp_path, capsys):
     from aframe_lib.search.metrics import SECONDS_PER_YEAR
     from aframe_train.cli import main
 
-    export_torchscript(Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", {"data": DATA})
+    export_torchscript(
+        Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", {"data": DATA, "psd": PSD}
+    )
     out = tmp_path / "eval"
     main([
         "evaluate", "--model", str(tmp_path / "model.pt"), "--out", str(out),
         "--duration", "240", "--segment_duration", "120", "--livetime", "1500",
-        "--psd_length", "16", "--cluster_window", "4", "--injection_spacing", "10",
+        "--cluster_window", "4", "--injection_spacing", "10",
         "--waveform_duration", "4", "--coalescence_time", "3",
         "--distance_range", "[50, 300]", "--fars_per_year", "[1e3, 1e5]", "--progress", "false",
     ])  # fmt: skip
@@ -77,7 +79,9 @@ def test_evaluate_scores_an_external_injection_set_in_fast_mdc_files(tmp_path, c
     from aframe_lib.export import export_torchscript
     from aframe_train.cli import main
 
-    export_torchscript(Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", {"data": DATA})
+    export_torchscript(
+        Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", {"data": DATA, "psd": PSD}
+    )
     _fast_mdc(tmp_path / "background.hdf5", 11, tmp_path)
     table = _fast_mdc(tmp_path / "foreground.hdf5", 12, tmp_path, injected=True)
     rows = ["gps_time,snr,distance,approximant"] + [
@@ -91,7 +95,7 @@ def test_evaluate_scores_an_external_injection_set_in_fast_mdc_files(tmp_path, c
         "evaluate", "--model", str(tmp_path / "model.pt"), "--out", str(out),
         "--data", str(tmp_path / "background.hdf5"), "--foreground",
         str(tmp_path / "foreground.hdf5"), "--injections", str(tmp_path / "injections.csv"),
-        "--livetime", "400", "--psd_length", "16", "--cluster_window", "4",
+        "--livetime", "400", "--cluster_window", "4",
         "--fars_per_year", "[1e5]", "--progress", "false",
     ])  # fmt: skip
     lines = dict(re.findall(r"^(\w[\w.]*): (\S+)$", capsys.readouterr().out, re.M))
@@ -110,12 +114,14 @@ def test_evaluate_injects_its_own_population_into_a_fast_mdc_file(tmp_path, caps
     from aframe_lib.export import export_torchscript
     from aframe_train.cli import main
 
-    export_torchscript(Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", {"data": DATA})
+    export_torchscript(
+        Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", {"data": DATA, "psd": PSD}
+    )
     _fast_mdc(tmp_path / "mdc.hdf5", 13, tmp_path)
     out = tmp_path / "eval"
     main([
         "evaluate", "--model", str(tmp_path / "model.pt"), "--out", str(out),
-        "--data", str(tmp_path / "mdc.hdf5"), "--livetime", "300", "--psd_length", "16",
+        "--data", str(tmp_path / "mdc.hdf5"), "--livetime", "300",
         "--cluster_window", "4", "--injection_spacing", "10", "--waveform_duration", "4",
         "--coalescence_time", "3", "--distance_range", "[50, 300]", "--fars_per_year", "[1e5]",
         "--progress", "false",

@@ -17,6 +17,7 @@ from console import aframe_train
 IFOS = ["H1", "L1"]
 DATA = {"ifos": IFOS, "sample_rate": 256.0, "kernel_length": 1.0, "fduration": 1.0,
         "highpass": 32.0, "left_pad": 0.25, "right_pad": 0.05}  # fmt: skip
+PSD = {"length": 16.0, "cadence": 1.0}  # the policy the search takes from model.json
 
 
 class Energy(torch.nn.Module):
@@ -31,7 +32,9 @@ def setup(tmp_path_factory):
     from aframe_lib.export import export_torchscript
 
     root = tmp_path_factory.mktemp("search")
-    export_torchscript(Energy(), torch.randn(2, 2, 256), root / "model.pt", {"data": DATA})
+    export_torchscript(
+        Energy(), torch.randn(2, 2, 256), root / "model.pt", {"data": DATA, "psd": PSD}
+    )
     generate_background(str(root / "data"), IFOS, 120.0, 256.0, segment_duration=120.0)
     return root
 
@@ -39,15 +42,16 @@ def setup(tmp_path_factory):
 def test_search_cli_writes_mdc_events_and_prints_the_realtime_factor(setup):
     out = setup / "events.hdf5"
     cmd = [*aframe_train(), "search", "--model", str(setup / "model.pt"), "--data",
-           str(setup / "data"), "--out", str(out), "--psd_length", "16",
-           "--progress", "false"]  # fmt: skip
+           str(setup / "data"), "--out", str(out), "--progress", "false"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "realtime_factor: " in proc.stdout
     with h5py.File(out) as f:
         assert {"time", "stat", "var"} <= set(f)
         assert len(f["time"]) > 0 and np.all(np.isfinite(f["stat"][:]))
-        assert f.attrs["livetime"] == pytest.approx(((120 - 18) * 4 - 2) / 4)
+        # the whole file is searched: kernels ending 1.5 s to 119.5 s in, less 3 integration
+        assert f.attrs["livetime"] == pytest.approx(((120 - 2) * 4 - 2) / 4)
+        assert f.attrs["psd_length"] == 16.0
 
 
 def test_search_cli_names_a_missing_ifo(setup, tmp_path):
@@ -77,8 +81,8 @@ def test_search_resamples_faster_strain_and_says_so(setup, tmp_path, caplog):
     write_mdc(str(tmp_path / "mdc.hdf5"), strain, 512.0)
     with caplog.at_level(logging.INFO, logger="aframe_lib.search.strain"):
         result = search(str(setup / "model.pt"), str(tmp_path / "mdc.hdf5"),
-                        str(tmp_path / "e.hdf5"), psd_length=16, progress=False)  # fmt: skip
+                        str(tmp_path / "e.hdf5"), progress=False)  # fmt: skip
     assert "resampling H1,L1 from 512 Hz to the model's 256 Hz" in caplog.text
-    assert result.livetime == pytest.approx(((60 - 18) * 4 - 2) / 4)
+    assert result.livetime == pytest.approx(((60 - 2) * 4 - 2) / 4)  # searched from the start
     with h5py.File(tmp_path / "e.hdf5") as f:
         assert len(f["time"]) > 0 and f.attrs["sample_rate"] == 256.0

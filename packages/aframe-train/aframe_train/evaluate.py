@@ -63,7 +63,6 @@ def evaluate(
     injections: str | None = None,
     foreground: str | None = None,
     fars_per_year: list[float] = [1.0, 12.0, 365.25, 8766.0],  # noqa: B006 - shown in --help
-    psd_length: float = 64.0,
     inference_sampling_rate: float = 4.0,
     batch_size: int = 128,
     integration_length: float = 1.0,
@@ -96,7 +95,6 @@ def evaluate(
             instead of the own population; needs ``data``.
         foreground: strain holding ``injections``; null means ``data``.
         fars_per_year: false-alarm rates at which efficiencies and distances are reported.
-        psd_length: seconds before each window for its PSD.
         inference_sampling_rate: windows per second (Hz).
         batch_size: windows per forward pass.
         integration_length: seconds of outputs averaged before peak finding.
@@ -112,7 +110,6 @@ def evaluate(
     run.mkdir(parents=True, exist_ok=True)
     engine = Search.from_exported(
         model,
-        psd_length=psd_length,
         inference_sampling_rate=inference_sampling_rate,
         batch_size=batch_size,
         integration_length=integration_length,

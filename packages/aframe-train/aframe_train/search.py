@@ -1,17 +1,18 @@
 """``aframe-train search``: run an exported detector over long strain and write its events.
 
-    aframe-train search --model RUN/model.pt --data DATA --out events.hdf5 [--psd_length 64]
+    aframe-train search --model RUN/model.pt --data DATA --out events.hdf5
         [--inference_sampling_rate 4] [--threshold X] [--cluster_window 8] [--device cuda]
 
 ``DATA`` is a background directory (``background-{t0}-{duration}.hdf5`` files), one such file,
 or a mock-data-challenge file (a group per IFO, a dataset per segment with ``start_time`` and
 ``delta_t``). The preprocessing (IFOs, sample rate, kernel, whitening filter, highpass, the
-coalescence pads or the calibrated ``timing``) comes from the model's ``model.json``;
-``psd_length`` defaults to 64 s, as upstream infers. Strain at an integer multiple of the
-model's rate (e.g. 2048 Hz for a 512 Hz model) is low-passed and decimated as it streams, on the
-search's device (:mod:`aframe_lib.search.resample`). Events are written in the
-mock-data-challenge convention (``time``, ``stat``, ``var``); the real-time factor is printed at
-the end as ``realtime_factor: X``.
+coalescence pads or the calibrated ``timing``, and the PSD policy training used: length, Welch
+segments, cadence) comes from the model's ``model.json``, so the network sees inputs whitened
+as in training. Strain at an integer multiple of the model's rate (e.g. 2048 Hz for a 512 Hz
+model) is low-passed and decimated as it streams, on the search's device
+(:mod:`aframe_lib.search.resample`). Events are written in the mock-data-challenge convention
+(``time``, ``stat``, ``var``); the real-time factor is printed at the end as
+``realtime_factor: X``.
 
 Bad data: a missing IFO, a sample rate the model's cannot be reached from (slower than the
 model's, or a non-integer multiple of it), or IFOs whose samples do not line up raise an error
@@ -33,7 +34,6 @@ def search(
     model: str,
     data: str,
     out: str,
-    psd_length: float = 64.0,
     inference_sampling_rate: float = 4.0,
     batch_size: int = 128,
     integration_length: float = 1.0,
@@ -49,7 +49,6 @@ def search(
         model: exported TorchScript model (``model.pt``, with ``model.json`` beside it).
         data: background directory, background file, or mock-data-challenge HDF5 file.
         out: events file to write (HDF5: ``time``, ``stat``, ``var``).
-        psd_length: seconds of strain before each window used for its PSD.
         inference_sampling_rate: windows per second (Hz).
         batch_size: windows per forward pass.
         integration_length: seconds of outputs averaged by the boxcar before peak finding.
@@ -64,7 +63,6 @@ def search(
 
     engine = Search.from_exported(
         model,
-        psd_length=psd_length,
         inference_sampling_rate=inference_sampling_rate,
         batch_size=batch_size,
         integration_length=integration_length,

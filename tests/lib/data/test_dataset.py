@@ -45,7 +45,9 @@ def test_training_batch_shapes_and_label_fraction(data_dir):
     ds = make(data_dir, batch_size=512, waveform_prob=0.3, swap_prob=0.1, mute_prob=0.1)
     ds.setup("fit")
     raw = ds.sampler(512)
-    assert raw.shape == (512, 2, int((4.0 + 1.0 + 1.0) * SAMPLE_RATE))
+    # PSD + up to 1 s (the default psd.cadence) of PSD age + kernel + whitening padding
+    assert ds.psd_staleness == int(SAMPLE_RATE) - 1
+    assert raw.shape == (512, 2, int((4.0 + 1.0 + 1.0) * SAMPLE_RATE) + ds.psd_staleness)
     X, y = ds.augment(raw)
     assert X.shape == (512, 2, int(SAMPLE_RATE)) and X.dtype == torch.float32
     assert y.shape == (512, 1) and set(y.unique().tolist()) <= {0.0, 1.0}

@@ -23,11 +23,11 @@ DATA = {
     "kernel_length": 1.0,
     "fduration": 1.0,
     "highpass": 32.0,
-    "psd_length": 4.0,  # training's; the search uses its own (16 s here)
     "left_pad": 0.25,
     "right_pad": 0.05,
 }
 PSD_LENGTH = 16.0
+PSD = {"length": PSD_LENGTH, "cadence": 1.0}  # the policy "training" used, in model.json
 
 
 class Energy(torch.nn.Module):
@@ -42,7 +42,7 @@ def export_oracle(path: Path, data: dict | None = None) -> Path:
     from aframe_lib.export import export_torchscript
 
     example = torch.randn(2, len(IFOS), int(SAMPLE_RATE * DATA["kernel_length"]))
-    export_torchscript(Energy(), example, path, {"data": data or DATA})
+    export_torchscript(Energy(), example, path, {"data": data or DATA, "psd": PSD})
     return path
 
 
@@ -84,7 +84,7 @@ def engine(oracle):
     from aframe_lib.search import Search
 
     def make(**overrides):
-        kwargs = {"psd_length": PSD_LENGTH, "cluster_window": 4.0, "device": "cpu"}
+        kwargs = {"cluster_window": 4.0, "device": "cpu"}
         return Search.from_exported(str(oracle), **{**kwargs, **overrides})
 
     return make

@@ -5,7 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from conftest import IFOS, SAMPLE_RATE
+from conftest import IFOS, PSD_LENGTH, SAMPLE_RATE
 
 from aframe_lib.search import find_spans, read_events, write_events
 from aframe_lib.search.strain import write_mdc
@@ -36,8 +36,9 @@ def test_pure_noise_gives_no_event_above_a_high_threshold(engine, noise_dir):
     assert len(result.events) == 0
     everything = engine().run(spans, progress=False).events
     assert len(everything) > 10 and everything.stat.max() < 5.0  # maxima exist, all quiet
-    # one output per 0.25 s after the warm-up, per file
-    assert result.livetime == pytest.approx(2 * ((160 - 18) * 4 - 2) / 4)
+    # one output per 0.25 s from the first kernel's end (1.5 s) to the last (159.5 s), less the
+    # 3 outputs the 1 s integration needs first, per file: the whole file is searched
+    assert result.livetime == pytest.approx(2 * ((160 - 2) * 4 + 1 - 3) / 4)
 
 
 def test_mdc_layout_gives_the_same_events_as_the_background_layout(engine, foreground, tmp_path):
@@ -66,13 +67,15 @@ def test_nan_stretch_is_skipped_and_the_rest_searched(engine, foreground, tmp_pa
     with pytest.warns(RuntimeWarning, match="non-finite"):
         spans = find_spans(str(tmp_path), IFOS, SAMPLE_RATE, search.min_duration)
     events = search.run(spans, progress=False).events
-    # injections after the NaNs' PSD recovery (61 s + psd_length + kernel + fduration) and
-    # before them are still found; none in the hole
+    # the search restarts right after the NaNs, whitening the opening windows with the PSD
+    # of the data that follows: the injection 9 s after the hole (t0 + 70 s, inside what used
+    # to be the psd_length warm-up) is found like every other loud one
     t = injections["time"]
-    lost = (t > t0 + 59) & (t < t0 + 61 + 18 + 1)
     found = np.array([(np.abs(events.time - x) <= events.var).any() for x in t])
     loud = injections["snr"] > 25
-    assert found[~lost & loud].all() and lost.any() and not found[lost].any()
+    after = (t > t0 + 61) & (t < t0 + 61 + PSD_LENGTH)
+    assert found[loud].all() and (after & loud).any()
+    assert not ((events.time > t0 + 60 - 0.5) & (events.time < t0 + 61 + 0.5)).any()
 
 
 def test_events_file_has_the_mdc_datasets(engine, noise_dir, tmp_path):
@@ -82,3 +85,30 @@ def test_events_file_has_the_mdc_datasets(engine, noise_dir, tmp_path):
     events, attrs = read_events(str(tmp_path / "events.hdf5"))
     assert len(events) == len(result.events) and attrs["psd_length"] == 16.0
     assert np.all(np.diff(events.time) > 0)
+
+
+def test_injection_in_the_first_seconds_of_a_segment_is_found(engine, noise_dir, tmp_path):
+    """The opening psd.length seconds are searched too (whitened with the PSD of the data that
+    follows): an injection coalescing 3 s into each file is found, and the outputs start with
+    the first window's kernel (fduration / 2 + kernel_length = 1.5 s into the file)."""
+    from aframe_lib.data.synthetic import generate_waveforms
+    from aframe_lib.search import inject_population
+
+    waveforms = generate_waveforms(
+        str(tmp_path / "waveforms.hdf5"), 2, SAMPLE_RATE, duration=4.0, coalescence_time=3.0,
+        distance_range=(50.0, 80.0), seed=7,
+    )  # fmt: skip
+    injections = inject_population(
+        str(noise_dir), str(tmp_path / "fg"), waveforms, IFOS, spacing=200.0, start_pad=3.0,
+        highpass=32.0, seed=8,
+    )  # fmt: skip
+    spans = find_spans(str(tmp_path / "fg"), IFOS, SAMPLE_RATE)
+    assert [t - s.t0 for t, s in zip(injections["time"], spans, strict=True)] == [3.0, 3.0]
+    search = engine(threshold=5.0)
+    times, _ = search.outputs(spans[0])
+    assert times[0] - spans[0].t0 == pytest.approx(1.5) and times[-1] == pytest.approx(
+        spans[0].t0 + spans[0].duration - 0.5
+    )
+    events = search.run(spans, progress=False).events
+    for t in injections["time"]:
+        assert (np.abs(events.time - t) <= events.var).sum() == 1, (t, events.time)

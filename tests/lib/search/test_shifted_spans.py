@@ -27,16 +27,16 @@ def test_timeslide_livetime_is_counted_per_shifted_span(tmp_path, engine):
     arange_background(tmp_path, 2000.0, int(40 * SAMPLE_RATE))
     spans = find_spans(str(tmp_path), IFOS, SAMPLE_RATE)
     search = engine()  # psd 16 s, kernel 1 s, fduration 1 s, 4 Hz, 1 s integration
-    # a span of D s gives windows every 0.25 s once psd + kernel + fduration = 18 s are in,
-    # minus 3 outputs for the integration: (D - 18) * 4 + 1 - 3 outputs of 0.25 s each
-    live = lambda d: ((d - 18) * 4 - 2) / 4  # noqa: E731
+    # a span of D s (>= psd.length) gives windows every 0.25 s from its first sample, kernels
+    # ending 1.5 s to D - 0.5 s in, minus 3 outputs for the integration: (D - 2) * 4 + 1 - 3
+    live = lambda d: ((d - 2) * 4 - 2) / 4  # noqa: E731
     assert search.livetime_of(spans[0]) == live(60)
     shifted = timeslide_spans(spans, 2.0, livetime=150.0, livetime_of=search.livetime_of)
-    # k = 1: 58 s and 38 s; k = -1: 58 s (total 39.5 + 19.5 + 39.5 >= ... until >= 150)
+    # k = 1: 58 s and 38 s; k = -1: 58 s and 38 s (55.5 + 35.5 + 55.5 + 35.5 >= 150)
     durations = [s.duration for s in shifted]
-    assert durations == [58.0, 38.0, 58.0, 38.0, 56.0]
+    assert durations == [58.0, 38.0, 58.0, 38.0]
     expected = sum(live(d) for d in durations)
-    assert expected >= 150.0 > expected - live(56.0)
+    assert expected >= 150.0 > expected - live(38.0)
     assert [s.shifts for s in shifted][:3] == [(0.0, 2.0), (0.0, 2.0), (0.0, -2.0)]
     result = search.run(shifted, progress=False)
     assert result.livetime == pytest.approx(expected)

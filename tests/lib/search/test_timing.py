@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, IFOS, PSD_LENGTH, SAMPLE_RATE
+from conftest import DATA, IFOS, PSD, PSD_LENGTH, SAMPLE_RATE
 
 from aframe_lib.search.events import peak_offsets
 
@@ -45,7 +45,7 @@ def focus(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("focus") / "model.pt"
     example = torch.randn(2, len(IFOS), int(SAMPLE_RATE))
-    export_torchscript(Focus(), example, path, {"data": DATA})
+    export_torchscript(Focus(), example, path, {"data": DATA, "psd": PSD})
     return path
 
 
@@ -60,7 +60,7 @@ def test_calibration_recovers_the_known_response_offset(focus, noise_dir):
     from aframe_lib.search import Search, find_spans
     from aframe_lib.search.calibration import calibrate_timing
 
-    search = Search.from_exported(str(focus), psd_length=PSD_LENGTH, device="cpu")
+    search = Search.from_exported(str(focus), device="cpu")
     spans = find_spans(str(noise_dir), IFOS, SAMPLE_RATE, search.min_duration)
     b = burst()
     timing = calibrate_timing(
@@ -101,7 +101,7 @@ def test_search_with_the_calibration_reports_true_times(focus, noise_dir, tmp_pa
     model.write_bytes(focus.read_bytes())
     model.with_suffix(".json").write_bytes(focus.with_suffix(".json").read_bytes())
     update_metadata(str(model), {"timing": {"offset": OFFSET, "var": 0.02}})
-    search = Search.from_exported(str(model), psd_length=PSD_LENGTH, device="cpu", threshold=3.0)
+    search = Search.from_exported(str(model), device="cpu", threshold=3.0)
     assert search.var == pytest.approx(0.25 / 4)  # at least a quarter step
     events = search.run(find_spans(str(tmp_path), IFOS, SAMPLE_RATE), progress=False).events
     assert len(events) == len(truth)
@@ -127,12 +127,11 @@ def test_calibrate_exported_stores_the_timing_that_the_search_then_uses(
     generate_waveforms(str(waveforms), 8, SAMPLE_RATE, duration=4.0, coalescence_time=3.0, seed=2)
     timing = calibrate_exported(
         str(model), str(noise_dir), str(waveforms), num_injections=12, device="cpu",
-        psd_length=PSD_LENGTH,
     )  # fmt: skip
     assert json.loads(model.with_suffix(".json").read_text())["timing"] == timing
     assert timing["num_found"] == timing["num_injections"] == 12
     assert 0 < timing["offset"] < DATA["kernel_length"] and timing["var"] < 0.35
-    search = Search.from_exported(str(model), psd_length=PSD_LENGTH, device="cpu")
+    search = Search.from_exported(str(model), device="cpu")
     assert search.time_offset == pytest.approx(timing["offset"] + 0.375)
     assert search.settings()["timing"] == "calibrated"
     assert search.var == pytest.approx(max(timing["var"], 0.0625))

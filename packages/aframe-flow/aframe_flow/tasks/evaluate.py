@@ -69,8 +69,8 @@ class Evaluate(TrainBase):
     )
     eval_args = luigi.ListParameter(
         default=[],
-        description='more aframe-train evaluate flags as a JSON list, e.g. ["--psd_length", '
-        '"16", "--fars_per_year", "[1, 12]"]',
+        description='more aframe-train evaluate flags as a JSON list, e.g. ["--cluster_window", '
+        '"4", "--fars_per_year", "[1, 12]"]',
     )
 
     def __init__(self, *args, **kwargs):

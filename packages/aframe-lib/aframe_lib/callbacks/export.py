@@ -33,9 +33,10 @@ class ExportModel(pl.Callback):
     ``tolerance`` warns.
 
     Beside ``model.pt`` an ONNX copy (``model.onnx``, same stem) is written unless ``onnx`` is
-    false. ``model.json`` also records ``max_abs_diff`` (TorchScript vs eager, the same check)
-    and ``onnx``: ``{"filename", "max_abs_diff", "opset"}``, or ``{"skipped": reason}`` when
-    the ONNX export was not possible (onnx/onnxruntime missing, or an operator ONNX lacks):
+    false. ``model.json`` also records the data module's hyperparameters (``data``), its PSD
+    policy (``psd``, read back by the search), ``max_abs_diff`` (TorchScript vs eager, the same
+    check) and ``onnx``: ``{"filename", "max_abs_diff", "opset"}``, or ``{"skipped": reason}``
+    when the ONNX export was not possible (onnx/onnxruntime missing, or an operator ONNX lacks):
     that is a warning, never a failed training.
 
     Args:
@@ -110,6 +111,10 @@ class ExportModel(pl.Callback):
         metadata = {"checkpoint": best or None}
         hparams = getattr(datamodule, "hparams", {}) if datamodule is not None else {}
         metadata["data"] = {k: v for k, v in hparams.items() if _jsonable(v)}
+        policy = getattr(datamodule, "psd_policy", None)
+        if policy is not None:  # the search whitens with the policy training used
+            metadata["psd"] = policy.resolve(datamodule.kernel_length, datamodule.fduration)
+            metadata["psd"] = metadata["psd"].to_dict()
         onnx_diff = None
         if self.onnx:
             metadata["onnx"] = self._export_onnx(exported, example, check, dirpath, metadata)

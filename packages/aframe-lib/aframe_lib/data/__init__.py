@@ -6,6 +6,8 @@
 - :mod:`~aframe_lib.data.synthetic`: coloured Gaussian background and IMRPhenomD waveforms.
 - :mod:`~aframe_lib.data.timeslides`: timeslides of validation background.
 - :mod:`~aframe_lib.data.injection`: sky projection, SNR rescaling and injection (on device).
+- :mod:`~aframe_lib.data.psd`: :class:`PsdPolicy`, how each window's PSD is estimated (shared
+  by training and the search through ``model.json``).
 - :mod:`~aframe_lib.data.base`: :class:`AframeDataset`, the LightningDataModule to subclass.
 
 Submodules are imported lazily: ``from aframe_lib.data import AframeDataset`` works, but
@@ -29,6 +31,7 @@ _EXPORTS = {
     "read_waveforms": "waveforms",
     "write_waveforms": "waveforms",
     "Injector": "injection",
+    "PsdPolicy": "psd",
     "Timeslide": "timeslides",
     "make_timeslides": "timeslides",
 }
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     )
     from .base import AframeDataset
     from .injection import Injector
+    from .psd import PsdPolicy
     from .timeslides import Timeslide, make_timeslides
     from .waveforms import WaveformSet, read_waveforms, write_waveforms
 
@@ -55,6 +59,7 @@ __all__ = [  # noqa: F822 - resolved lazily by __getattr__
     "BackgroundError",
     "BackgroundSegment",
     "Injector",
+    "PsdPolicy",
     "Timeslide",
     "WaveformSet",
     "list_segments",

@@ -2,8 +2,8 @@
 
 Data flow (everything after loading runs batched on the training device)::
 
-    background windows (psd_length + kernel_length + fduration)      BackgroundSampler
-    -> PSD of the first psd_length seconds                           PsdEstimator (ml4gw)
+    background windows (psd.length + psd.cadence + kernel + fduration)   BackgroundSampler
+    -> PSD of psd.length s ending 0..cadence s before the window     PsdEstimator (ml4gw)
     -> inversion / reversal                                          ml4gw augmentations
     -> inject into a fraction of the batch: sample waveforms, sky projection, SNR rescaling
        against that sample's PSD, place coalescence in the kernel, swap/mute (relabel as noise)
@@ -40,6 +40,7 @@ from .config import DataConfigError, validate_data_args
 from .injection import Injector, slice_around
 from .loaders import RankBatches
 from .preprocessing import PsdEstimator
+from .psd import PsdPolicy, resolve_policy
 from .sampling import BackgroundSampler
 from .splits import check_disjoint, split_segments
 from .timeslides import TimeslideWindows, make_timeslides
@@ -58,8 +59,9 @@ class AframeDataset(pl.LightningDataModule):
         sample_rate: Hz; must match the files.
         kernel_length: Seconds of whitened strain the network sees.
         fduration: Seconds of whitening filter; half is cropped from each side of a window.
-        psd_length: Seconds of background before each window used to estimate its PSD.
-        fftlength: Welch segment length (s); ``None`` means ``kernel_length + fduration``.
+        psd_length: Shorthand for ``psd.length`` (seconds of background per PSD estimate).
+        fftlength: Shorthand for ``psd.fftlength`` (Welch segment length, s; ``None`` means
+            ``kernel_length + fduration``).
         highpass: Hz; frequencies below are removed by whitening and ignored for SNRs.
         lowpass: Hz; ``None`` keeps everything up to Nyquist.
         batch_size: Training samples per batch (per device).
@@ -91,6 +93,9 @@ class AframeDataset(pl.LightningDataModule):
         synthetic: ``None`` reads existing data; a dict (``{}`` for defaults) generates synthetic
             data in ``data_dir`` on first use with those ``ensure_synthetic_dataset`` arguments.
         seed: Seed of the validation sky positions and SNRs.
+        psd: The PSD policy (:class:`~aframe_lib.data.psd.PsdPolicy`: ``length``,
+            ``fftlength``, ``overlap``, ``average``, ``cadence``) shared with the search through
+            ``model.json``; ``None``: the default policy.
     """
 
     def __init__(
@@ -100,7 +105,7 @@ class AframeDataset(pl.LightningDataModule):
         sample_rate: float = 2048.0,
         kernel_length: float = 1.5,
         fduration: float = 1.0,
-        psd_length: float = 8.0,
+        psd_length: float | None = None,
         fftlength: float | None = None,
         highpass: float | None = 32.0,
         lowpass: float | None = None,
@@ -126,23 +131,21 @@ class AframeDataset(pl.LightningDataModule):
         cache_dir: str | None = None,
         synthetic: dict[str, Any] | None = None,
         seed: int = 0,
+        psd: PsdPolicy | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["snr_sampler"])
+        self.save_hyperparameters(ignore=["snr_sampler", "psd"])
         values = dict(locals())
         values.pop("self")
         values.pop("__class__", None)
+        values["psd_policy"] = resolve_policy(psd, psd_length, fftlength)
         for name, value in validate_data_args(values).items():
             setattr(self, name, value)
+        self.hparams["psd"] = self.psd_policy.to_dict()  # plain data: checkpoints, model.json
         if self.snr_sampler is None:
             self.snr_sampler = PowerLaw(4.0, 100.0, -3.0)
-        fftlength = self.fftlength or self.kernel_length + self.fduration
-        self.psd_estimator = PsdEstimator(
-            self.kernel_length + self.fduration,
-            self.sample_rate,
-            fftlength,
-            average="median",
-            fast=self.highpass is not None,
+        self.psd_estimator = PsdEstimator.from_policy(
+            self.psd_policy, self.kernel_length, self.fduration, self.sample_rate, self.highpass
         )
         self.whitener = Whiten(self.fduration, self.sample_rate, self.highpass, self.lowpass)
         self.injector = Injector(
@@ -203,8 +206,10 @@ class AframeDataset(pl.LightningDataModule):
             self.sample_rate,
             min_duration=self.sample_length,
             min_duration_desc=(
-                f"data.psd_length + data.kernel_length + data.fduration = "
-                f"{self.psd_length} + {self.kernel_length} + {self.fduration} s"
+                f"data.psd.length (data.psd_length) + PSD age up to data.psd.cadence + "
+                f"data.kernel_length + data.fduration = {self.psd_length} + "
+                f"{self.psd_staleness / self.sample_rate:g} + {self.kernel_length} + "
+                f"{self.fduration} s"
             ),
         )
         for segment in segments:
@@ -413,13 +418,15 @@ class AframeDataset(pl.LightningDataModule):
             foreground injection), and ``shift_id``/``index`` passed through.
         """
         self._move_transforms(X.device)
-        X, psds = self.psd_estimator(X)
+        offsets = self._on_device("window_offsets", X.device)
+        window = offsets[shift_id.clamp_min(0)] + index
+        # PSD ages as in training, fixed per window (a multiplicative hash of its id)
+        staleness = (window * 2654435761) % (self.psd_staleness + 1)
+        X, psds = self.psd_estimator(X, staleness)
         background = self.transform(self.whitener(X, psds).float())
 
         responses = self._on_device("valid_responses", X.device)
         snrs = self._on_device("valid_snrs", X.device)
-        offsets = self._on_device("window_offsets", X.device)
-        window = offsets[shift_id.clamp_min(0)] + index
         which = window % len(responses)
         injected, _ = self.injector.rescale(responses[which], psds, snrs[which])
         lo, hi = self.coalescence_bounds

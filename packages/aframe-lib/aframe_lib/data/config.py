@@ -27,7 +27,8 @@ def validate_data_args(values: dict[str, Any]) -> dict[str, Any]:
 
     Returns:
         The same values (``ifos`` as a list) plus ``num_ifos``, ``kernel_size``,
-        ``window_size`` (kernel + whitening padding), ``psd_size``, ``sample_size``,
+        ``window_size`` (kernel + whitening padding), ``psd_size``, ``psd_staleness`` (most
+        samples between a PSD segment and its window), ``sample_size``,
         ``sample_length`` (s) and ``inject_prob`` (the injection probability that leaves
         ``waveform_prob`` of each batch labelled signal after swapping and muting).
 
@@ -49,7 +50,6 @@ def validate_data_args(values: dict[str, Any]) -> dict[str, Any]:
         "sample_rate",
         "kernel_length",
         "fduration",
-        "psd_length",
         "valid_stride",
         "valid_livetime",
     ):
@@ -75,14 +75,13 @@ def validate_data_args(values: dict[str, Any]) -> dict[str, Any]:
             _fail(name, v[name], f"must be in (0, {nyquist}) Hz (Nyquist), or null")
     if v["highpass"] and v["lowpass"] and v["highpass"] >= v["lowpass"]:
         _fail("lowpass", v["lowpass"], f"must exceed data.highpass={v['highpass']}")
-    fftlength = v["fftlength"] or v["kernel_length"] + v["fduration"]
-    if fftlength > v["psd_length"]:
-        _fail(
-            "psd_length",
-            v["psd_length"],
-            f"must be at least the FFT length ({fftlength} s) so the PSD can be estimated; "
-            "raise psd_length or lower fftlength",
-        )
+    policy = v.get("psd_policy")
+    if policy is not None:  # the PSD policy (aframe_lib.data.psd), already merged
+        names = {k: f"data.{s}" for k, s in (("length", "psd_length"), ("fftlength", "fftlength"))
+                 if v.get(s) is not None}  # fmt: skip
+        policy.check(v["kernel_length"], v["fduration"], names=names)
+        v["psd_length"] = policy.length
+        v["fftlength"] = policy.resolve(v["kernel_length"], v["fduration"]).fftlength
     if v["left_pad"] < 0 or v["right_pad"] < 0:
         _fail("left_pad", (v["left_pad"], v["right_pad"]), "pads must be >= 0")
     if v["left_pad"] + v["right_pad"] >= v["kernel_length"]:
@@ -108,7 +107,8 @@ def validate_data_args(values: dict[str, Any]) -> dict[str, Any]:
     v["kernel_size"] = int(round(v["kernel_length"] * sr))
     v["window_size"] = int(round((v["kernel_length"] + v["fduration"]) * sr))
     v["psd_size"] = int(round(v["psd_length"] * sr))
-    v["sample_size"] = v["window_size"] + v["psd_size"]
+    v["psd_staleness"] = policy.max_staleness(sr) if policy is not None else 0
+    v["sample_size"] = v["window_size"] + v["psd_size"] + v["psd_staleness"]
     v["sample_length"] = v["sample_size"] / sr
     v["inject_prob"] = inject_prob
     return v

@@ -203,7 +203,8 @@ def calibrate_exported(
         seed: seed of the injections.
         device: torch device; ``None`` picks a GPU when visible.
         write: store the result as ``timing`` in ``model.json``.
-        overrides: search settings (e.g. ``psd_length``), as for ``Search.from_exported``.
+        overrides: search settings (e.g. ``inference_sampling_rate``), as for
+            ``Search.from_exported``.
 
     Returns:
         The calibration (see :func:`calibrate_timing`).

@@ -1,10 +1,10 @@
 """The search: an exported model run over spans of long strain, chunk by chunk.
 
-For each span (see :mod:`.strain`): read chunks of strain (each with the ``psd_length +
-kernel_length + fduration`` seconds the first window needs before it), whiten every window at
-``inference_sampling_rate`` Hz (:class:`.whitening.StreamingWhitener`), score the windows in
-batches on the device, then integrate, find local maxima and cluster (:mod:`.events`). Output
-``k`` of a span is stamped with the GPS time its kernel ends.
+For each span (see :mod:`.strain`): read chunks of strain (each with the data its windows'
+PSDs need), whiten every window at ``inference_sampling_rate`` Hz with the model's PSD policy
+(:class:`.whitening.StreamingWhitener`; the policy is read from ``model.json``, the one training
+used), score the windows in batches on the device, then integrate, find local maxima and cluster
+(:mod:`.events`). Output ``k`` of a span is stamped with the GPS time its kernel ends.
 
 Event times: each peak of the integrated output is placed between inference steps by parabolic
 interpolation (:func:`.events.peak_offsets`). The network responds while coalescence sits inside
@@ -17,9 +17,10 @@ where training put coalescence, ``(kernel_length - left_pad + right_pad) / 2``, 
 the coalescence range, ``(kernel_length - left_pad - right_pad) / 2`` (at least one step).
 
 Livetime: each integrated output stands for ``1 / inference_sampling_rate`` seconds, so a span
-contributes ``(number of integrated outputs) / inference_sampling_rate`` seconds; the first
-``psd_length + kernel_length + fduration / 2`` seconds of a span (and ``fduration / 2`` at its
-end) and the first ``integration_length`` seconds of outputs are not searched.
+contributes ``(number of integrated outputs) / inference_sampling_rate`` seconds. Windows start
+at the span's first sample (the opening ``psd.length`` seconds are whitened with the PSD of the
+data that follows), so only ``fduration / 2`` at each end of a span and the first
+``integration_length`` seconds of outputs are not searched.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import torch
 
 from .events import Events, find_events, integrate, peak_offsets
 from .strain import Span
-from .whitening import StreamingWhitener
+from .whitening import PsdPolicy, StreamingWhitener
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +107,8 @@ class Search:
         sample_rate: Hz, the model's.
         kernel_length: seconds the model sees.
         fduration: whitening filter length (s), as in training.
-        psd_length: seconds before each window whose PSD whitens it (64 s upstream).
-        fftlength: Welch segment length (s); ``None`` means ``kernel_length + fduration``.
+        psd: the PSD policy (:class:`~aframe_lib.data.psd.PsdPolicy` or its dict) training
+            used; ``None``: the default policy. :meth:`from_exported` reads it from the model.
         highpass: Hz, as in training; ``None``: no highpass.
         lowpass: Hz, as in training; ``None``: none.
         inference_sampling_rate: windows per second (Hz); must divide ``sample_rate``.
@@ -132,8 +133,7 @@ class Search:
         sample_rate: float,
         kernel_length: float,
         fduration: float,
-        psd_length: float = 64.0,
-        fftlength: float | None = None,
+        psd: PsdPolicy | dict | None = None,
         highpass: float | None = None,
         lowpass: float | None = None,
         inference_sampling_rate: float = 4.0,
@@ -160,7 +160,6 @@ class Search:
         self.sample_rate = sample_rate
         self.kernel_length = kernel_length
         self.fduration = fduration
-        self.psd_length = psd_length
         self.rate = inference_sampling_rate
         self.batch_size = batch_size
         self.integration_size = max(1, round(integration_length * inference_sampling_rate))
@@ -171,9 +170,8 @@ class Search:
             sample_rate,
             kernel_length,
             fduration,
-            psd_length,
+            psd if psd is not None else PsdPolicy(),
             round(stride),
-            fftlength=fftlength,
             highpass=highpass,
             lowpass=lowpass,
         ).to(self.device)
@@ -192,7 +190,9 @@ class Search:
         """A search with the model at ``path`` and the preprocessing stored in its ``.json``.
 
         ``overrides`` (any constructor argument but ``model``) win over the stored settings.
-        ``psd_length`` is not taken from training (upstream infers with 64 s, trains with 8).
+        The PSD policy is the one training used (``model.json``'s ``psd``; for models exported
+        before it was stored, ``data.psd_length``/``data.fftlength`` with a fresh PSD per
+        window, which is how those models were trained).
         """
         from aframe_lib.export import load_exported
 
@@ -206,9 +206,14 @@ class Search:
                 "aframe_lib.callbacks.ExportModel or pass them explicitly"
             )
         settings = {k: data[k] for k in needed if k in data}
-        for key in ("fftlength", "highpass", "lowpass", "left_pad", "right_pad"):
+        for key in ("highpass", "lowpass", "left_pad", "right_pad"):
             if data.get(key) is not None:
                 settings[key] = data[key]
+        settings["psd"] = info.get("psd") or {
+            "length": data.get("psd_length") or 8.0,
+            "fftlength": data.get("fftlength"),
+            "cadence": 0.0,
+        }
         if info.get("timing") and "offset" in info["timing"]:
             settings["timing"] = info["timing"]
         settings.update({k: v for k, v in overrides.items() if v is not None})
@@ -217,16 +222,22 @@ class Search:
     @property
     def min_duration(self) -> float:
         """Seconds a span needs for one integrated output."""
-        sizes = self.whitener.sample_size + (self.integration_size - 1) * self.whitener.stride
-        return sizes / self.sample_rate
+        w = self.whitener
+        size = max(w.min_size, w.window_size + (self.integration_size - 1) * w.stride)
+        return size / self.sample_rate
 
     @property
     def min_duration_desc(self) -> str:
         return (
-            f"psd_length + kernel_length + fduration + integration = {self.psd_length} + "
-            f"{self.kernel_length} + {self.fduration} + "
+            f"the longer of psd.length = {self.psd_length} s and kernel_length + fduration + "
+            f"integration = {self.kernel_length} + {self.fduration} + "
             f"{(self.integration_size - 1) / self.rate:g} s"
         )
+
+    @property
+    def psd_length(self) -> float:
+        """Seconds of strain per PSD estimate (the model's policy)."""
+        return self.whitener.policy.length
 
     def livetime_of(self, span: Span) -> float:
         """Seconds of ``span`` that the search covers (see the module docstring)."""
@@ -242,17 +253,16 @@ class Search:
         read = 0
         for first in range(0, num, self.chunk_windows):
             last = min(first + self.chunk_windows, num)
-            start = first * w.stride
-            stop = (last - 1) * w.stride + w.sample_size
+            start, stop = w.read_range(first, last)
             X = span.load(start, stop, self.device)  # resampled there if need be
             k = first
-            for batch in w.batches(X, self.batch_size):
+            for batch in w.batches(X, self.batch_size, first, last, start):
                 y = self.model(batch)
                 scores[k : k + len(batch)] = y.reshape(len(batch), -1)[:, 0].float().cpu().numpy()
                 k += len(batch)
             if progress is not None:
-                progress.update((stop - read) / self.sample_rate)
-            read = stop
+                progress.update(max(0, stop - read) / self.sample_rate)
+            read = max(read, stop)
         if progress is not None:
             progress.update((span.size - read) / self.sample_rate)
         times = span.t0 + (w.kernel_end + np.arange(num) * w.stride) / self.sample_rate
@@ -299,6 +309,7 @@ class Search:
             "kernel_length": self.kernel_length,
             "fduration": self.fduration,
             "psd_length": self.psd_length,
+            "psd_cadence": self.whitener.policy.cadence,
             "inference_sampling_rate": self.rate,
             "integration_length": self.integration_size / self.rate,
             "cluster_window": self.cluster_size / self.rate,

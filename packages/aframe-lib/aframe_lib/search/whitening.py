@@ -1,18 +1,25 @@
-"""Streaming preprocessing: the training path's whitening, for every window of a long stream.
+"""Streaming preprocessing: the training path's PSD policy and whitening, for a long stream.
 
-For a window whose kernel ends at sample ``e``, training (:class:`~aframe_lib.data.base.
-AframeDataset`) does three things: estimate a PSD (ml4gw ``SpectralDensity``: Welch, Hann
-window, median average) from the ``psd_length`` seconds before the window; whiten the
-``kernel_length + fduration`` seconds ``[e - kernel - fduration/2, e + fduration/2)`` with that
-PSD (ml4gw ``Whiten``: the same ``fduration`` and ``highpass``); crop ``fduration/2`` from each
-side. :class:`StreamingWhitener` does exactly that for windows every ``stride`` samples.
+Windows: window ``k`` of a stream is the ``kernel_length + fduration`` seconds starting at
+sample ``k * stride``; whitening crops ``fduration / 2`` from each side, so its kernel ends at
+sample ``kernel_end + k * stride``. The first window starts at the stream's first sample: the
+whole stream is searched but ``fduration / 2`` at each end.
 
-Why it is cheap: consecutive windows' Welch segments overlap. The STFT of the whole chunk is
-computed once with a hop of ``gcd(stride, welch_hop)``, and each window's PSD is the median of
-its own columns. The mean removal ml4gw applies (per series with ``fast``, per segment
-otherwise) only changes the FFT bins where the window's own FFT is non-zero (bins 0 and 1 of a
-Hann window), so those bins are corrected per window and every other bin is shared. The result
-equals ml4gw's per-window estimate in float64 (tested against the training path).
+PSDs (the model's :class:`~aframe_lib.data.psd.PsdPolicy`): one every ``cadence`` samples
+``C``. PSD ``b`` is the Welch estimate of samples ``[b C, b C + P)`` (``P`` the PSD length) and
+whitens the windows starting in ``[b C + P, (b + 1) C + P)``: each window's PSD ends ``0`` to
+``C`` samples before it, the ages training draws (:class:`~aframe_lib.data.preprocessing.
+PsdEstimator`). The windows that start before ``P`` (the first ``psd.length`` seconds, where no
+PSD of past data exists yet) use PSD 0, the data that follows the stream's start. ``cadence: 0``
+means one PSD per window, ending exactly where the window starts.
+
+Why it is cheap: consecutive PSDs share Welch segments. The STFT of a chunk is computed once
+with a hop of ``gcd(C, welch_hop)`` and each PSD is the median (numpy's introselect on a CPU)
+of its own columns; ml4gw's mean removal (per PSD stretch with ``fast``, per segment otherwise)
+only changes the FFT bins where the window's own FFT is non-zero (bins 0 and 1 of a Hann
+window), so those are corrected per PSD. The truncated whitening filter of each PSD (ml4gw
+``truncate_inverse_power_spectrum``) is built once and applied to all its windows (ml4gw
+``normalize_by_psd``): the same arithmetic as ml4gw ``Whiten`` per window (tested).
 """
 
 from __future__ import annotations
@@ -24,29 +31,25 @@ import torch
 from ml4gw.transforms import SpectralDensity, Whiten
 from torch import Tensor
 
-from aframe_lib.data.preprocessing import median_bias
+from aframe_lib.data.preprocessing import apply_filters, median_bias, median_last, whitening_filters
+from aframe_lib.data.psd import PsdPolicy, coerce_policy
 
 
 class StreamingWhitener(torch.nn.Module):
-    """Whitened windows of a multi-IFO stream, each with the PSD of the data just before it.
+    """Whitened windows of a multi-IFO stream, PSDs as the model's policy prescribes.
 
     Args:
         sample_rate: Hz.
         kernel_length: seconds the network sees.
         fduration: seconds of whitening filter; half is cropped from each side.
-        psd_length: seconds of data before each window whose PSD whitens it.
+        psd: the PSD policy (a :class:`PsdPolicy` or its dict, as in ``model.json``).
         stride: samples between consecutive windows (``sample_rate / inference_sampling_rate``).
-        fftlength: Welch segment length (s); ``None`` means ``kernel_length + fduration``
-            (the training default).
-        overlap: Welch overlap (s); ``None`` means ``fftlength / 2``.
         highpass: Hz; whitening zeroes frequencies below it. ``None``: no highpass.
         lowpass: Hz; whitening zeroes frequencies above it. ``None``: no lowpass.
-        average: ``"median"`` (training's) or ``"mean"``.
-        fast: remove each PSD segment's mean once over the whole ``psd_length`` (ml4gw's
-            ``fast``) rather than per Welch segment; ``None`` means ``highpass is not None``,
-            as in training.
-        psd_batch: windows whose PSDs are computed at once (bounds memory:
-            ``psd_batch * num_ifos * freqs * segments`` float64 values).
+        fast: remove each PSD stretch's mean once (ml4gw's ``fast``) rather than per Welch
+            segment; ``None`` means ``highpass is not None``, as in training.
+        psd_batch: PSDs computed at once (bounds memory: ``psd_batch * num_ifos * freqs *
+            segments`` float32 values).
     """
 
     def __init__(
@@ -54,40 +57,36 @@ class StreamingWhitener(torch.nn.Module):
         sample_rate: float,
         kernel_length: float,
         fduration: float,
-        psd_length: float,
+        psd: PsdPolicy | dict,
         stride: int,
-        fftlength: float | None = None,
-        overlap: float | None = None,
         highpass: float | None = None,
         lowpass: float | None = None,
-        average: str = "median",
         fast: bool | None = None,
         psd_batch: int = 32,
     ) -> None:
         super().__init__()
+        policy = coerce_policy(psd, "psd")
+        policy.check(kernel_length, fduration, where="psd")
+        self.policy = policy.resolve(kernel_length, fduration)
         self.sample_rate = sample_rate
         self.kernel_size = int(round(kernel_length * sample_rate))
         self.window_size = int(round((kernel_length + fduration) * sample_rate))
-        self.psd_size = int(round(psd_length * sample_rate))
+        self.psd_size = self.policy.psd_size(sample_rate)
         self.pad = int(fduration * sample_rate / 2)  # what ml4gw's Whiten crops per side
         self.stride = int(stride)
-        self.average = average
-        self.fast = highpass is not None if fast is None else fast
-        self.psd_batch = psd_batch
-        fftlength = fftlength or kernel_length + fduration
-        self.spectral_density = SpectralDensity(
-            sample_rate, fftlength, overlap, average=average, fast=self.fast
-        )
-        sd = self.spectral_density
         if self.stride < 1:
             raise ValueError(f"stride must be >= 1 sample, got {stride}")
-        if sd.nperseg > self.psd_size:
-            raise ValueError(
-                f"psd_length={psd_length} s is shorter than one FFT of fftlength={fftlength} s; "
-                "raise psd_length"
-            )
+        self.cadence = self.policy.cadence_size(sample_rate) or self.stride
+        self.average = self.policy.average
+        self.fast = highpass is not None if fast is None else fast
+        self.psd_batch = psd_batch
+        self.spectral_density = SpectralDensity(
+            sample_rate, self.policy.fftlength, self.policy.overlap, average=self.average,
+            fast=self.fast,
+        )  # fmt: skip
+        sd = self.spectral_density
         self.num_segments = (self.psd_size - sd.nperseg) // sd.nstride + 1
-        self.hop = math.gcd(self.stride, sd.nstride)
+        self.hop = math.gcd(self.cadence, sd.nstride)
         self.whitener = Whiten(fduration, sample_rate, highpass, lowpass)
         window = sd.window.double()
         window_fft = torch.fft.rfft(window)
@@ -99,24 +98,37 @@ class StreamingWhitener(torch.nn.Module):
         self.register_buffer("mean_bins", bins, persistent=False)
 
     @property
-    def sample_size(self) -> int:
-        """Samples each window needs: PSD data, then kernel plus whitening padding."""
-        return self.psd_size + self.window_size
-
-    @property
     def kernel_end(self) -> int:
         """Index of the sample just after window 0's kernel (add ``k * stride`` for window k)."""
-        return self.psd_size + self.pad + self.kernel_size
+        return self.pad + self.kernel_size
+
+    @property
+    def min_size(self) -> int:
+        """Samples a stream needs for one window: a PSD and a window."""
+        return max(self.psd_size, self.window_size)
 
     def num_windows(self, size: int) -> int:
         """Windows in a stream of ``size`` samples."""
-        return max(0, (size - self.sample_size) // self.stride + 1)
+        if size < self.min_size:
+            return 0
+        return (size - self.window_size) // self.stride + 1
+
+    def psd_of(self, k: int) -> int:
+        """Index of the PSD that whitens window ``k``."""
+        return max(0, (k * self.stride - self.psd_size) // self.cadence)
+
+    def read_range(self, first: int, last: int) -> tuple[int, int]:
+        """Samples ``[start, stop)`` of the stream that windows ``[first, last)`` need."""
+        start = self.psd_of(first) * self.cadence
+        stop = max((last - 1) * self.stride + self.window_size,
+                   self.psd_of(last - 1) * self.cadence + self.psd_size)  # fmt: skip
+        return start, stop
 
     def forward(self, X: Tensor) -> Tensor:
         """All whitened windows of ``X``.
 
         Args:
-            X: ``(num_ifos, size)`` strain.
+            X: ``(num_ifos, size)`` strain, the stream from its start.
 
         Returns:
             ``(num_windows(size), num_ifos, kernel_size)`` float32; window ``k``'s kernel ends
@@ -127,89 +139,91 @@ class StreamingWhitener(torch.nn.Module):
             return X.new_empty((0, X.shape[0], self.kernel_size))
         return torch.cat(batches)
 
-    def batches(self, X: Tensor, batch_size: int) -> Iterator[Tensor]:
-        """:meth:`forward` in batches of ``batch_size`` windows (the STFT is computed once)."""
-        num = self.num_windows(X.shape[-1])
-        if num == 0:
-            return
-        x = X.double()
-        power, scale, corrected = self._stft(x, num)
-        csum = torch.nn.functional.pad(x.cumsum(-1), (1, 0)) if corrected is not None else None
-        windows = X[:, self.psd_size :].unfold(-1, self.window_size, self.stride)
-        windows = windows.transpose(0, 1)  # (num, num_ifos, window_size)
-        for first in range(0, num, batch_size):
-            last = min(first + batch_size, num)
-            psds = torch.cat(
-                [
-                    self._psds(power, scale, corrected, csum, k, min(k + self.psd_batch, last))
-                    for k in range(first, last, self.psd_batch)
-                ]
-            )
-            yield self.whitener(windows[first:last], psds).float()
+    def batches(
+        self,
+        X: Tensor,
+        batch_size: int,
+        first: int = 0,
+        last: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[Tensor]:
+        """Whitened windows ``[first, last)`` in batches of ``batch_size``.
 
-    def _stft(self, x: Tensor, num: int) -> tuple[Tensor, Tensor, Tensor | None]:
-        """STFT power of every column (hop ``self.hop``), its scale, and the mean-bin columns.
-
-        The power is returned as float32 divided by ``scale`` (``(num_ifos, 1, 1)``, float64):
-        strain powers (~1e-42) underflow float32, powers of order one do not, and float32 halves
-        the cost of the per-window medians.
+        Args:
+            X: ``(num_ifos, n)`` samples ``[offset, offset + n)`` of the stream; they must
+                include :meth:`read_range` of the windows.
+            batch_size: windows per yielded batch.
+            first: first window (stream numbering).
+            last: one past the last window; ``None``: every window that ``X`` completes.
+            offset: stream index of ``X``'s first sample.
         """
+        if last is None:
+            last = self.num_windows(offset + X.shape[-1])
+        if last <= first:
+            return
+        start, stop = self.read_range(first, last)
+        if start < offset or stop > offset + X.shape[-1]:
+            raise ValueError(
+                f"windows [{first}, {last}) need stream samples [{start}, {stop}); got "
+                f"[{offset}, {offset + X.shape[-1]})"
+            )
+        b0, b1 = self.psd_of(first), self.psd_of(last - 1) + 1
+        filters = torch.cat(
+            [self._filters(X, b, min(b + self.psd_batch, b1), offset)
+             for b in range(b0, b1, self.psd_batch)]
+        )  # fmt: skip
+        w0 = first * self.stride - offset
+        windows = X[:, w0:].unfold(-1, self.window_size, self.stride).transpose(0, 1)
+        which = torch.tensor([self.psd_of(k) - b0 for k in range(first, last)], device=X.device)
+        for k in range(first, last, batch_size):
+            j = slice(k - first, min(k + batch_size, last) - first)
+            yield apply_filters(windows[j], filters[which[j]], self.whitener)
+
+    def psds(self, X: Tensor, b0: int, b1: int, offset: int = 0) -> Tensor:
+        """PSDs ``[b0, b1)`` (samples ``[b C, b C + P)``) of the stream, ``(b1 - b0, num_ifos,
+        freqs)`` float64; ``X`` holds stream samples from ``offset`` on."""
         sd = self.spectral_density
-        span = (num - 1) * self.stride + self.psd_size
+        x = X[:, b0 * self.cadence - offset : (b1 - 1) * self.cadence + self.psd_size - offset]
+        x = x.double()
         stft = torch.stft(
-            x[:, :span],
-            sd.nperseg,
-            self.hop,
-            window=sd.window.to(x),
-            center=False,
-            return_complex=True,
+            x, sd.nperseg, self.hop, window=sd.window.to(x), center=False, return_complex=True
         )  # (num_ifos, freqs, columns)
         if not self.fast:
-            # per-segment mean: a per-column correction, the same for every window
-            csum = torch.nn.functional.pad(x[:, :span].cumsum(-1), (1, 0))
+            # per-segment mean: a per-column correction, the same for every PSD
+            csum = torch.nn.functional.pad(x.cumsum(-1), (1, 0))
             starts = torch.arange(stft.shape[-1], device=x.device) * self.hop
             means = (csum[:, starts + sd.nperseg] - csum[:, starts]) / sd.nperseg
             stft[:, self.mean_bins] -= means[:, None, :] * self.window_fft[None, :, None]
         power = stft.real.square() + stft.imag.square()
+        # float32 of unit-peak powers: strain powers (~1e-42) underflow float32, O(1) do not,
+        # and float32 halves the cost of the medians
         scale = power.amax((1, 2), keepdim=True).clamp_min(torch.finfo(power.dtype).tiny)
         power = (power / scale).float()
-        return power, scale, None if not self.fast else stft[:, self.mean_bins]
-
-    def _psds(
-        self,
-        power: Tensor,
-        scale: Tensor,
-        corrected: Tensor | None,
-        csum: Tensor | None,
-        k0: int,
-        k1: int,
-    ) -> Tensor:
-        """PSDs of windows ``[k0, k1)``: ``(k1 - k0, num_ifos, freqs)`` float64."""
-        sd = self.spectral_density
-        device = power.device
-        k = torch.arange(k0, k1, device=device)
-        j = torch.arange(self.num_segments, device=device)
-        columns = (k[:, None] * self.stride + j[None] * sd.nstride) // self.hop  # (K, nseg)
-        segs = power[:, :, columns]  # (num_ifos, freqs, K, nseg)
-        if corrected is not None:
-            # ml4gw's fast estimate removes the mean of each window's whole PSD stretch
-            starts = k * self.stride
+        b = torch.arange(b1 - b0, device=x.device)
+        j = torch.arange(self.num_segments, device=x.device)
+        columns = (b[:, None] * self.cadence + j[None] * sd.nstride) // self.hop  # (B, nseg)
+        segs = power[:, :, columns]  # (num_ifos, freqs, B, nseg)
+        if self.fast:
+            # ml4gw's fast estimate removes the mean of each PSD's whole stretch
+            csum = torch.nn.functional.pad(x.cumsum(-1), (1, 0))
+            starts = b * self.cadence
             means = (csum[:, starts + self.psd_size] - csum[:, starts]) / self.psd_size
-            fixed = corrected[:, :, columns] - (
+            fixed = stft[:, self.mean_bins][:, :, columns] - (
                 means[:, None, :, None] * self.window_fft[None, :, None, None]
             )
             fixed = (fixed.real.square() + fixed.imag.square()) / scale[..., None]
-            for i, b in enumerate(self.mean_bins.tolist()):
-                segs[:, b] = fixed[:, i].float()
+            for i, bin_ in enumerate(self.mean_bins.tolist()):
+                segs[:, bin_] = fixed[:, i].float()
         n = self.num_segments
         if self.average == "mean":
             psd = segs.double().mean(-1)
-        elif n % 2:
-            psd = segs.median(-1).values.double() / median_bias(n)
-        else:  # numpy's median of an even count: the mean of the two middle values
-            top = segs.topk(n // 2 + 1, -1).values[..., -2:].double()
-            psd = top.mean(-1) / median_bias(n)
+        else:
+            psd = median_last(segs).double() / median_bias(n)
         stop = None if sd.nperseg % 2 else -1
         psd[:, 1:stop] *= 2  # one-sided
         psd = psd * (scale * sd.scale.to(scale))
-        return psd.permute(2, 0, 1)  # (K, num_ifos, freqs)
+        return psd.permute(2, 0, 1)  # (B, num_ifos, freqs)
+
+    def _filters(self, X: Tensor, b0: int, b1: int, offset: int) -> Tensor:
+        """Whitening filters of PSDs ``[b0, b1)`` for windows of ``window_size`` samples."""
+        return whitening_filters(self.psds(X, b0, b1, offset), self.whitener, self.window_size)

@@ -1,0 +1,41 @@
+"""Evaluation bins by the true SNR: an injection's ``snr`` is against the data's true PSD."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+from conftest import IFOS, SAMPLE_RATE
+
+from aframe_lib.data import list_segments, read_segment
+
+
+def test_injection_snr_is_against_the_true_psd(noise_dir, tmp_path):
+    """``snr`` of each injection == ``sqrt(4 sum |h(f)|^2 / S(f) df)`` of what was added to the
+    strain, with ``S`` the PSD the noise was drawn from (``psd.hdf5``), above the highpass."""
+    from aframe_lib.data.synthetic import generate_waveforms
+    from aframe_lib.search import inject_population
+
+    waveforms = generate_waveforms(
+        str(tmp_path / "waveforms.hdf5"), 4, SAMPLE_RATE, duration=4.0, coalescence_time=3.0,
+        distance_range=(200.0, 400.0), seed=11,
+    )  # fmt: skip
+    injections = inject_population(
+        str(noise_dir), str(tmp_path / "fg"), waveforms, IFOS, spacing=40.0, start_pad=10.0,
+        highpass=32.0, seed=12,
+    )  # fmt: skip
+    with h5py.File(noise_dir / "psd.hdf5") as f:
+        freqs = f["frequencies"][:]
+        psd = np.stack([f[ifo][:] for ifo in IFOS])
+    before = read_segment(list_segments(str(noise_dir), IFOS)[0], IFOS).astype(np.float64)
+    after = read_segment(list_segments(str(tmp_path / "fg"), IFOS)[0], IFOS).astype(np.float64)
+    t0 = list_segments(str(noise_dir), IFOS)[0].t0
+    for i, t in enumerate(injections["time"][:2]):
+        lo = int(round((t - t0 - 3.0) * SAMPLE_RATE))
+        h = (after - before)[:, lo : lo + int(4 * SAMPLE_RATE)]  # the added response
+        hf = np.fft.rfft(h, axis=-1) / SAMPLE_RATE
+        f = np.fft.rfftfreq(h.shape[-1], 1 / SAMPLE_RATE)
+        band = f >= 32.0
+        S = np.stack([np.interp(f[band], freqs, p) for p in psd])
+        rho2 = 4 * (np.abs(hf[:, band]) ** 2 / S).sum(-1) * (f[1] - f[0])
+        np.testing.assert_allclose(injections["ifo_snr"][i], np.sqrt(rho2), rtol=0.03)
+        np.testing.assert_allclose(injections["snr"][i], np.sqrt(rho2.sum()), rtol=0.03)
