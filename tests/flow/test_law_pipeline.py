@@ -25,20 +25,27 @@ def pipeline(tmp_path_factory):
     return env, Path(env["AFRAME_BASE_DIR"]), time.monotonic() - start
 
 
+def keyed(out: Path, pattern: str) -> Path:
+    (path,) = out.glob(pattern)
+    return path
+
+
 def test_pipeline_writes_data_run_and_a_deployable_model(pipeline):
     _, out, _ = pipeline
-    data = out / "data"
+    # every output location is keyed by the parameters that made it
+    data = keyed(out, "data/H1L1-512Hz-synthetic-seed101-*")
     assert len(list(data.glob("background-*.hdf5"))) == 3  # 768 s in 256 s files
     assert {"waveforms.hdf5", "val_waveforms.hdf5", "background.json"} <= {
         p.name for p in data.iterdir()
     }
-    assert (out / "run" / "model.pt").exists()
-    config = (next((out / "run" / "logs").glob("version_*")) / "config.yaml").read_text()
+    run = keyed(out, f"run/{data.name}/train-*")
+    assert (run / "model.pt").exists()
+    config = (next((run / "logs").glob("version_*")) / "config.yaml").read_text()
     assert str(data) in config and "synthetic: null" in config
-    model = out / "export" / "aframe"
+    model = out / "export" / data.name / run.name / "aframe"
     info = json.loads((model / "model.json").read_text())
     assert info["input_shape"] == [None, 2, 512]
-    assert (model / "1" / "model.pt").read_bytes() == (out / "run" / "model.pt").read_bytes()
+    assert (model / "1" / "model.pt").read_bytes() == (run / "model.pt").read_bytes()
     pbtxt = (model / "config.pbtxt").read_text()
     assert 'platform: "pytorch_libtorch"' in pbtxt and "dims: [ -1, 2, 512 ]" in pbtxt
     # the exported model runs on its own
@@ -61,11 +68,35 @@ def test_rerunning_a_finished_pipeline_does_nothing(pipeline):
     assert took < first
 
 
-def _complete(env: dict, task: str) -> bool:
-    code = f"import aframe_flow; print(aframe_flow.{task}().complete())"
+def _complete(env: dict, task: str, params: str = "") -> bool:
+    code = f"import aframe_flow; print(aframe_flow.{task}({params}).complete())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_changed_parameters_are_not_complete_unchanged_ones_are(pipeline):
+    """After the pipeline ran, the same parameters find its outputs; other ones (the issue's
+    `Train --seed 7 --sample-rate 256 --ifos H1,V1`) do not, under law too."""
+    env, out, _ = pipeline
+    for task in ("Data", "Train", "Export", "Pipeline"):
+        assert _complete(env, task), task
+    changed = [
+        "seed=7, sample_rate=256.0, ifos='H1,V1'", "seed=7", "sample_rate=256.0", "ifos='H1,V1'",
+        "num_waveforms=65", "train_args=['--trainer.max_epochs=2']",
+    ]  # fmt: skip
+    for params in changed:
+        for task in ("Train", "Export"):
+            assert not _complete(env, task, params), (task, params)
+    assert _complete(env, "Data", "train_args=['--trainer.max_epochs=2']")
+    assert not _complete(env, "Data", "seed=7")
+    # what law itself reports: the new task is not complete, its outputs are elsewhere
+    proc = law_run(env, "aframe_flow.Train", "--seed", "7", "--sample-rate", "256", "--ifos",
+                   "H1,V1", "--print-status", "0", timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "H1V1-256Hz-synthetic-seed7-" in proc.stdout and "absent" in proc.stdout
+    same = law_run(env, "aframe_flow.Train", "--print-status", "0", timeout=120)
+    assert "H1L1-512Hz-synthetic-seed101-" in same.stdout and "absent" not in same.stdout
 
 
 def test_a_task_killed_mid_run_leaves_nothing_that_counts_as_complete(tmp_path):
@@ -76,19 +107,20 @@ def test_a_task_killed_mid_run_leaves_nothing_that_counts_as_complete(tmp_path):
     try:
         deadline = time.monotonic() + 300
         # kill once training has started writing its run directory
-        while not list((out / "run").glob("logs/version_*/checkpoints")):
+        while not list((out / "run").glob("*/*/logs/version_*/checkpoints")):
             assert proc.poll() is None, "law run ended before training started"
             assert time.monotonic() < deadline
             time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert not (out / "run" / "model.pt").exists() and not (out / "run" / "model.json").exists()
+    assert not list(out.glob("run/*/*/model.pt")) and not list(out.glob("run/*/*/model.json"))
     assert not _complete(env, "Train")
     assert _complete(env, "Data")  # finished upstream outputs stay valid
     # a data file killed mid-write: only a hidden temporary file, which no target counts
-    (out / "data" / "waveforms.hdf5").unlink()
-    (out / "data" / ".waveforms.hdf5.abc.tmp").write_bytes(b"partial")
+    (data,) = out.glob("data/*")
+    (data / "waveforms.hdf5").unlink()
+    (data / ".waveforms.hdf5.abc.tmp").write_bytes(b"partial")
     assert not _complete(env, "TrainingWaveforms")
 
 
