@@ -69,27 +69,33 @@ def test_rerunning_a_finished_pipeline_does_nothing(pipeline):
 
 
 def _complete(env: dict, task: str, params: str = "") -> bool:
-    code = f"import aframe_flow; print(aframe_flow.{task}({params}).complete())"
+    return _completes(env, [(task, params)])[0]
+
+
+def _completes(env: dict, calls: list[tuple[str, str]]) -> list[bool]:
+    """``Task(params).complete()`` of each (task, params), in one process."""
+    code = "import aframe_flow as af\n" + "".join(
+        f"print(af.{task}({params}).complete())\n" for task, params in calls
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout.strip().splitlines()[-1] == "True"
+    return [line == "True" for line in out.stdout.strip().splitlines()[-len(calls) :]]
 
 
 def test_changed_parameters_are_not_complete_unchanged_ones_are(pipeline):
     """After the pipeline ran, the same parameters find its outputs; other ones (the issue's
     `Train --seed 7 --sample-rate 256 --ifos H1,V1`) do not, under law too."""
     env, out, _ = pipeline
-    for task in ("Data", "Train", "Export", "Pipeline"):
-        assert _complete(env, task), task
+    same = [(t, "") for t in ("Data", "Train", "Export", "Pipeline")]
+    same.append(("Data", "data_image=''"))  # where it runs is not what it makes
     changed = [
         "seed=7, sample_rate=256.0, ifos='H1,V1'", "seed=7", "sample_rate=256.0", "ifos='H1,V1'",
         "num_waveforms=65", "train_args=['--trainer.max_epochs=2']",
     ]  # fmt: skip
-    for params in changed:
-        for task in ("Train", "Export"):
-            assert not _complete(env, task, params), (task, params)
-    assert _complete(env, "Data", "train_args=['--trainer.max_epochs=2']")
-    assert not _complete(env, "Data", "seed=7")
+    other = [(t, p) for p in changed for t in ("Train", "Export")] + [("Data", "seed=7")]
+    result = _completes(env, same + other)
+    assert result[: len(same)] == [True] * len(same)
+    assert result[len(same) :] == [False] * len(other)
     # what law itself reports: the new task is not complete, its outputs are elsewhere
     proc = law_run(env, "aframe_flow.Train", "--seed", "7", "--sample-rate", "256", "--ifos",
                    "H1,V1", "--print-status", "0", timeout=120)  # fmt: skip
@@ -140,23 +146,39 @@ def test_bad_parameters_fail_clearly_before_anything_runs(tmp_path, args, messag
     assert not Path(env["AFRAME_BASE_DIR"]).exists()
 
 
-def test_law_index_from_the_shipped_config_finds_the_tasks(tmp_path):
-    """A fresh install: LAW_CONFIG_FILE -> the law.cfg in the package; `law index`; `law run`."""
+def test_law_index_finds_the_tasks_after_the_documented_steps(tmp_path):
+    """The README's steps on a fresh install: `python -m aframe_flow init` writes ./law.cfg, then
+    `law index` and `law run` work from that directory with no LAW_CONFIG_FILE; or
+    LAW_CONFIG_FILE=$(python -m aframe_flow) from anywhere."""
+    project = tmp_path / "project"
+    env = {k: v for k, v in law_env_for(tmp_path).items() if k != "LAW_CONFIG_FILE"}
+    init = subprocess.run([sys.executable, "-m", "aframe_flow", "init", str(project)], env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert init.returncode == 0, init.stderr
     shipped = subprocess.run([sys.executable, "-m", "aframe_flow"], capture_output=True,
                              text=True, check=True).stdout.strip()  # fmt: skip
-    assert Path(shipped).read_text() and "aframe_flow.tasks.train" in Path(shipped).read_text()
-    env = {**law_env_for(tmp_path), "LAW_CONFIG_FILE": shipped}
-    index = subprocess.run([LAW, "index", "--verbose"], env=env, capture_output=True, text=True)
+    assert (project / "law.cfg").read_text() == Path(shipped).read_text()
+    index = subprocess.run([LAW, "index", "--verbose"], env=env, cwd=project, capture_output=True,
+                           text=True)  # fmt: skip
     assert index.returncode == 0, index.stderr
     text = (tmp_path / "law-home" / "index").read_text()
-    for task in ("Train", "Export", "Pipeline", "SyntheticBackground", "FetchBackground"):
-        assert f":{task}:" in text
+    for task in ("Train", "Export", "Pipeline", "SyntheticBackground", "FetchBackground",
+                 "Tune", "TunePipeline", "Evaluate", "ExportTuned", "EvaluateTuned"):  # fmt: skip
+        assert f":{task}:" in text, task
     assert "AframeTask" not in text and "SandboxTask" not in text  # framework bases are hidden
-    for family in ("Train", "aframe_flow.Train"):
-        help_ = law_run(env, family, "--help", timeout=120)
-        assert (
-            help_.returncode == 0 and "--gpus" in help_.stdout and "--wandb-group" in help_.stdout
-        )
+    for family in ("Train", "aframe_flow.TunePipeline"):
+        help_ = subprocess.run([LAW, "run", family, "--help"], env=env, cwd=project,
+                               capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert help_.returncode == 0, help_.stderr[-2000:]
+        assert "--gpus" in help_.stdout and "--wandb-group" in help_.stdout
+    # without the init step law finds no config here, and so no task
+    (tmp_path / "law-home" / "index").unlink()
+    bare = subprocess.run([LAW, "index"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert bare.returncode == 0 and ":Train:" not in (tmp_path / "law-home" / "index").read_text()
+    # the other documented way: LAW_CONFIG_FILE=$(python -m aframe_flow)
+    index = subprocess.run([LAW, "index"], env={**env, "LAW_CONFIG_FILE": shipped}, cwd=tmp_path,
+                           capture_output=True, text=True)  # fmt: skip
+    assert index.returncode == 0 and ":Train:" in (tmp_path / "law-home" / "index").read_text()
     assert (QUICKSTART / "law.cfg").read_text().split("[modules]")[1] == Path(
         shipped
     ).read_text().split("[modules]")[1]

@@ -255,12 +255,15 @@ class ExportTuned(Export):
     """The best trial's model of :class:`Tune` as a deployable folder (every parameter of Tune
     and Export); default ``<paths.base_dir>/export/<data key>/<tune key>/<name>``."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tune = Tune.req(self)  # Tune's checks, now: before anything runs
+
     def requires(self):
-        return Tune.req(self)
+        return self.tune
 
     def store_parts(self) -> tuple[str, ...]:
-        tune = Tune.req(self)
-        return ("export", tune.data_key, tune.tune_key, self.name)
+        return ("export", self.tune.data_key, self.tune.tune_key, self.name)
 
 
 @inherits(Tune)
@@ -268,13 +271,17 @@ class EvaluateTuned(Evaluate):
     """The best trial's model of :class:`Tune` scored by ``aframe-train evaluate`` on held-out
     data (every parameter of Tune and Evaluate)."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tune = None if self.model else Tune.req(self)  # Tune's checks, now
+
     def model_requirement(self):
-        return Tune.req(self)
+        return self.tune
 
     def model_key(self) -> str:
         if self.model:
             return super().model_key()
-        return f"{Tune.req(self).tune_key}-{self.name}"
+        return f"{self.tune.tune_key}-{self.name}"
 
 
 @inherits(ExportTuned, EvaluateTuned)
