@@ -26,6 +26,7 @@ from aframe_flow import (
     Tune,
     TunePipeline,
 )
+from aframe_flow.parameters import ParameterError
 
 CONFIG = str(QUICKSTART / "train.yaml")
 TUNE_CONFIG = str(QUICKSTART / "tune.yaml")
@@ -214,3 +215,23 @@ def test_relative_paths_resolve_against_the_cfg_that_set_them(tmp_path):
     # on the command line (or in Python) a relative path is the working directory's
     (given,) = _resolved(cfg, project, "af.Train(config='my-train.yaml').config")
     assert given == str(project / "my-train.yaml")
+
+
+@pytest.mark.parametrize(
+    "cls, flag",
+    [(Train, "run_dir"), (Export, "export_dir"), (Evaluate, "report_dir"), (Tune, "storage_dir")],
+)
+def test_an_explicit_directory_refuses_outputs_of_other_parameters(tmp_path, cls, flag):
+    """An explicit directory is not keyed: once filled, other parameters get a clear error
+    there rather than the first parameters' outputs."""
+    kwargs = {"config": CONFIG, flag: str(tmp_path / "mine")}
+    if cls is Tune:
+        kwargs["tune_config"] = TUNE_CONFIG
+    first = cls(**kwargs)
+    for target in first.output().values():
+        Path(target.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(target.path).write_text("{}")
+    first.on_success()  # what the worker calls after run()
+    assert first.complete() and cls(**kwargs).complete()
+    with pytest.raises(ParameterError, match=r"holds the outputs of other parameters.*seed7"):
+        cls(**kwargs, seed=7).complete()

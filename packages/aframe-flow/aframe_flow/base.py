@@ -23,7 +23,7 @@ import luigi
 from . import config
 from .parameters import GpusParameter, IfosParameter, ParameterError, PathParameter
 from .sandbox import Sandbox, resolve_image
-from .targets import is_remote, join, read_bytes
+from .targets import exists, is_remote, join, read_bytes, write_bytes_atomic
 
 
 def digest(*values) -> str:
@@ -58,9 +58,33 @@ class AframeTask(law.Task):
         """The parts of this task's keyed output location below ``paths.base_dir``."""
         return ()
 
-    @property
-    def store_dir(self) -> str:
-        return join(config.paths().base_dir, *self.store_parts())
+    def explicit_dir(self) -> str:
+        """The output directory given explicitly (used unkeyed); empty: the keyed location."""
+        return ""
+
+    def _stamp(self) -> str:
+        return join(self.explicit_dir(), f".aframe-{self.task_family}.json")
+
+    def on_success(self):
+        # an explicit directory remembers which parameters filled it (see complete())
+        if self.explicit_dir() and self.store_parts():
+            text = json.dumps({"task": self.task_family, "key": "/".join(self.store_parts())})
+            write_bytes_atomic(self._stamp(), text.encode())
+        return super().on_success()
+
+    def complete(self):
+        """Complete when the outputs exist; in an explicit directory that other parameters
+        filled, a :class:`ParameterError` rather than the other parameters' outputs."""
+        done = super().complete()
+        if done and self.explicit_dir() and self.store_parts() and exists(self._stamp()):
+            found = json.loads(read_bytes(self._stamp()))["key"]
+            if found != "/".join(self.store_parts()):
+                raise ParameterError(
+                    f"{self.task_family}: {self.explicit_dir()} holds the outputs of other "
+                    f"parameters ({found}, not {'/'.join(self.store_parts())}); give another "
+                    "directory, or none for the location keyed by the parameters"
+                )
+        return done
 
 
 class DataParameters(AframeTask):
@@ -131,9 +155,15 @@ class DataParameters(AframeTask):
             f"seed{self.seed}-{digest(self.data_params())}"
         )
 
+    def store_parts(self) -> tuple[str, ...]:
+        return ("data", self.data_key)
+
+    def explicit_dir(self) -> str:
+        return self.data_dir
+
     @property
     def data_root(self) -> str:
-        return self.default_dir(self.data_dir, "data", self.data_key)
+        return self.default_dir(self.data_dir, *DataParameters.store_parts(self))
 
     def parsed_segments(self) -> list[tuple[float, float]]:
         """``--segments`` as (start, end) pairs; a malformed or empty one is a ParameterError."""

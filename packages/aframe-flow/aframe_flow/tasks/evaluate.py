@@ -159,6 +159,9 @@ class Evaluate(TrainBase):
         key = digest(self.eval_data, self.livetime, self.num_injections, self.eval_args)
         return ("eval", self.data_key, self.model_key(), f"{kind or 'heldout'}-{key}")
 
+    def explicit_dir(self) -> str:
+        return self.report_dir
+
     @property
     def report_root(self) -> str:
         return self.default_dir(self.report_dir, *self.store_parts())

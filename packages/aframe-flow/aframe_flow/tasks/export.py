@@ -51,6 +51,9 @@ class Export(TrainBase):
     def store_parts(self) -> tuple[str, ...]:
         return ("export", *super().store_parts()[1:])
 
+    def explicit_dir(self) -> str:
+        return self.export_dir
+
     @property
     def export_root(self) -> str:
         return self.default_dir(self.export_dir, *self.store_parts())

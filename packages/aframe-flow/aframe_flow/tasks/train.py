@@ -96,6 +96,9 @@ class TrainBase(DataParameters, SandboxTask):
     def store_parts(self) -> tuple[str, ...]:
         return ("run", self.data_key, self.train_key)
 
+    def explicit_dir(self) -> str:
+        return self.run_dir
+
     @property
     def run_root(self) -> str:
         return self.default_dir(self.run_dir, *self.store_parts())

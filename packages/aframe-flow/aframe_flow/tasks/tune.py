@@ -149,12 +149,15 @@ class Tune(TrainBase, RayClusterTask):
         return f"{stem}-{key}"
 
     def store_parts(self) -> tuple[str, ...]:
-        return ("tune", self.data_key, self.tune_key)
+        return ("tune", self.data_key, self.tune_key, self.name)
+
+    def explicit_dir(self) -> str:
+        return self.storage_dir and self.search_dir
 
     @property
     def storage_root(self) -> str:
         # absolute: trials run in Ray's worker processes, whose working directory is not ours
-        return _absolute(self.default_dir(self.storage_dir, *self.store_parts()))
+        return _absolute(self.default_dir(self.storage_dir, *self.store_parts()[:-1]))
 
     @property
     def search_dir(self) -> str:
