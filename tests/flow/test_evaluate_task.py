@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from flow_helpers import QUICKSTART, law_env_for, law_run
 
-from aframe_flow import Evaluate, Train
+from aframe_flow import Evaluate, HeldOutBackground, Train
 from aframe_flow.parameters import ParameterError
+from aframe_flow.tasks.data import stream_seed
 
 CONFIG = str(QUICKSTART / "train.yaml")
 # seconds of work, not hours: a few timeslides and injections (the PSD policy is the model's)
@@ -21,21 +22,25 @@ TINY_EVAL = json.dumps([
 ])  # fmt: skip
 
 
-def test_command_from_trains_model_on_the_data_tasks_background(tmp_path):
+def test_command_scores_trains_model_on_held_out_background_by_default(tmp_path):
     task = Evaluate(config=CONFIG, data_dir="/d", run_dir="/r", report_dir=str(tmp_path / "e"),
                     livetime=5000.0, num_injections=20, seed=3,
                     eval_args=["--threshold", "2"])  # fmt: skip
     reqs = task.requires()
     assert isinstance(reqs["train"], Train) and reqs["train"].run_dir == "/r"
-    assert reqs["data"].data_dir == "/d"
+    # the held-out background: beside (not in) the training data, from another seed stream
+    assert isinstance(reqs["data"], HeldOutBackground) and reqs["data"].data_dir == "/d"
+    assert reqs["data"].output().path == "/d/heldout/background.json"
+    assert reqs["data"].heldout_seed == 3003
     cmd = task.command("/r/model.pt", str(tmp_path / "e"))
     assert cmd[0].endswith("aframe-train") and cmd[1] == "evaluate"
     args = cmd[2:]
     pairs = dict(zip(args[::2], args[1::2], strict=False))
     assert pairs["--model"] == "/r/model.pt" and pairs["--out"] == str(tmp_path / "e")
-    assert pairs["--data"] == "/d" and pairs["--livetime"] == "5000"
-    assert pairs["--num_injections"] == "20" and pairs["--seed"] == "3"
+    assert pairs["--data"] == "/d/heldout" and pairs["--livetime"] == "5000"
+    assert pairs["--num_injections"] == "20" and pairs["--seed"] == "3010"
     assert pairs["--device"] == "cpu" and args[-2:] == ["--threshold", "2"]
+    assert task.eval_data_info()["kind"] == "heldout"
     out = task.output()
     assert out["report"].path == str(tmp_path / "e" / "report.md")
     assert out["numbers"].path == str(tmp_path / "e" / "numbers.txt")
@@ -45,14 +50,27 @@ def test_a_given_model_and_synthetic_background_need_no_upstream_task(tmp_path):
     model = tmp_path / "m" / "model.pt"
     model.parent.mkdir()
     model.write_bytes(b"")
-    task = Evaluate(model=str(model), eval_data="synthetic", gpus="1")
+    task = Evaluate(model=str(model), eval_data="synthetic", gpus="1", seed=5)
     assert task.requires() == {}
     args = task.command(task.model_path(), "/out")
     assert "--data" not in args and args[args.index("--model") + 1] == str(model)
+    # evaluate's own noise uses seeds E, E+1, E+2: none is a seed of the training data
+    assert args[args.index("--seed") + 1] == "5010"
+    assert task.eval_data_info() == {"kind": "synthetic", "seed": 5010,
+                                     "training_seeds": [5, 5001, 5002]}  # fmt: skip
     assert args[args.index("--device") + 1] == "cuda"
     assert task.sandbox().environment({})["CUDA_VISIBLE_DEVICES"] == "1"
     other = Evaluate(model=str(model), eval_data=str(tmp_path))
     assert list(other.requires()) == [] and other.data_path == str(tmp_path)
+
+
+def test_evaluation_seeds_are_disjoint_from_every_training_seed():
+    """For every seed: training uses seed (background), seed*1000+1/2 (waveforms); held-out
+    background and evaluate's own noise and injections (E, E+1, E+2) use none of them."""
+    for seed in range(200):
+        training = {seed, stream_seed(seed, 1), stream_seed(seed, 2)}
+        evaluation = {stream_seed(seed, 3)} | {stream_seed(seed, 10) + k for k in range(3)}
+        assert not training & evaluation, seed
 
 
 @pytest.mark.parametrize(
@@ -61,9 +79,11 @@ def test_a_given_model_and_synthetic_background_need_no_upstream_task(tmp_path):
         ({}, r"Evaluate needs a model: give --model"),
         ({"model": "/nowhere/model.pt"}, r"--model=/nowhere/model.pt: no such file"),
         ({"config": CONFIG, "eval_data": "/nowhere"}, r"--eval-data=/nowhere: no such local"),
-        ({"config": CONFIG, "data_dir": "s3://b/d"}, r"s3://b/d, is remote; aframe-train"),
+        ({"config": CONFIG, "data_dir": "s3://b/d"}, r"under s3://b/d, which is remote"),
+        ({"config": CONFIG, "data_dir": "/tmp", "eval_data": "/tmp"}, r"is the training back"),
+        ({"config": CONFIG, "background": "fetch", "segments": "0-10"}, r"no held-out data for"),
         ({"config": CONFIG, "livetime": 0.0}, r"--livetime=0.0: must be positive"),
-        ({"config": "/nowhere.yaml"}, r"--config=/nowhere.yaml: no such training config"),
+        ({"config": "/nowhere.yaml"}, r"--config=/nowhere.yaml: no such file"),
         ({"config": CONFIG, "image": "/nowhere.sif"}, r"--image=/nowhere.sif: no such Apptainer"),
     ],
 )
@@ -73,21 +93,30 @@ def test_bad_parameters_fail_when_the_task_is_built(kwargs, match):
 
 
 @pytest.mark.slow
-def test_law_run_evaluate_trains_then_writes_the_report(tmp_path):
+def test_law_run_evaluate_trains_then_writes_the_report_on_held_out_data(tmp_path):
     env = law_env_for(tmp_path)
     args = ["--livetime", "1500", "--num-injections", "12", "--eval-args", TINY_EVAL]
     proc = law_run(env, "aframe_flow.Evaluate", *args)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]
     out = Path(env["AFRAME_BASE_DIR"])
-    assert (out / "run" / "model.pt").exists()  # Train ran first
-    report = out / "eval"
+    (data,) = out.glob("data/H1L1-512Hz-synthetic-seed101-*")
+    assert len(list(out.glob("run/*/train-*/model.pt"))) == 1  # Train ran first
+    (report,) = out.glob(f"eval/{data.name}/train-*/heldout-*")
     numbers = dict(re.findall(r"^(\w[\w.]*): (\S+)$", (report / "numbers.txt").read_text(), re.M))
     assert float(numbers["background_livetime_s"]) >= 1500
     assert float(numbers["num_injections"]) > 0
     assert "efficiency_at_far_100000_per_yr" in numbers
+    # it scored the held-out background: as long as the training one, other noise
     text = (report / "report.md").read_text()
-    assert "# aframe evaluation" in text and str(out / "data") in text
+    assert "# aframe evaluation" in text and str(data / "heldout") in text
+    info = json.loads((report / "eval_data.json").read_text())
+    assert info["kind"] == "heldout" and info["path"] == str(data / "heldout")
+    train_files = sorted(data.glob("background-*.hdf5"))
+    heldout_files = sorted((data / "heldout").glob("background-*.hdf5"))
+    assert [p.name for p in heldout_files] == [p.name for p in train_files]
+    pairs = zip(train_files, heldout_files, strict=True)
+    assert all(a.read_bytes() != b.read_bytes() for a, b in pairs)
     for name in ("efficiency.png", "roc.png", "background_events.hdf5"):
         assert (report / name).exists(), name
     # the numbers file is the marker: written after everything else

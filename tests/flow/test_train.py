@@ -94,7 +94,7 @@ def test_in_an_image_the_command_is_wrapped_with_binds(tmp_path):
         ({"gpus": "0,a"}, r"--gpus='0,a': expected comma-separated GPU indices"),
         ({"gpus": "0,0"}, r"--gpus='0,0': a GPU index is repeated"),
         ({"image": "/nowhere/train.sif"}, r"--image=/nowhere/train.sif: no such Apptainer image"),
-        ({"config": "/nowhere.yaml"}, r"--config=/nowhere.yaml: no such training config"),
+        ({"config": "/nowhere.yaml"}, r"--config=/nowhere.yaml: no such file"),
         ({"background": "fetch"}, r"--background=fetch needs --segments"),
         ({"background": "fetch", "segments": "10-5"}, r"--segments: '10-5' is not a GPS segment"),
     ],

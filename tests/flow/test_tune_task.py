@@ -13,6 +13,7 @@ from fixtures_ray import RAY_ENV
 from flow_helpers import QUICKSTART, law_env_for, law_run
 from k8s_api import Step
 from test_clusters import RUNNING, deployment_up
+from test_evaluate_task import TINY_EVAL
 
 from aframe_flow import Tune, TunePipeline
 from aframe_flow.base import RayClusterTask
@@ -104,7 +105,7 @@ def test_in_an_image_the_search_runs_in_train_image(tmp_path):
         ({"name": "a/b"}, r"--name='a/b': give a plain directory name"),
         ({"tune_config": ""}, r"Tune needs a search space: give --space FILE"),
         ({"tune_config": "/nowhere/tune.yaml"}, r"--tune-config=/nowhere/tune.yaml: no such file"),
-        ({"space": "nowhere.yaml"}, r"--space=nowhere.yaml: no such file"),
+        ({"space": "nowhere.yaml"}, r"--space=\S*/nowhere.yaml: no such file"),
         ({"ifos": "H1,X1"}, r"--ifos=H1,X1: unknown"),
         ({"image": "/nowhere/train.sif"}, r"--image=/nowhere/train.sif: no such Apptainer image"),
     ],
@@ -234,16 +235,19 @@ def test_kubernetes_external_address_with_deployments(fake_kubernetes):
 
 
 @pytest.mark.slow
-def test_law_run_tune_on_a_real_ray_head(tmp_path, ray_head):
-    """Data -> a 2-trial, 1-epoch search on a `ray start --head` cluster reached by ray://."""
+def test_law_run_tune_pipeline_on_a_real_ray_head(tmp_path, ray_head):
+    """TunePipeline: data -> a 2-trial, 1-epoch search on a `ray start --head` cluster reached by
+    ray:// -> the best trial's model exported and evaluated on held-out data."""
     env = {**law_env_for(tmp_path), **RAY_ENV}
     args = ["--tune-config", TUNE_CONFIG, "--name", "tiny", "--num-samples", "2",
             "--address", ray_head,
-            "--tune-args", '["--tune.max_epochs=1", "--tune.grace_period=1"]']  # fmt: skip
-    proc = law_run(env, "aframe_flow.Tune", *args)
+            "--tune-args", '["--tune.max_epochs=1", "--tune.grace_period=1"]',
+            "--livetime", "1500", "--num-injections", "12", "--eval-args", TINY_EVAL]  # fmt: skip
+    proc = law_run(env, "aframe_flow.TunePipeline", *args)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]
-    search = Path(env["AFRAME_BASE_DIR"]) / "tune" / "tiny"
+    out = Path(env["AFRAME_BASE_DIR"])
+    (search,) = out.glob("tune/H1L1-512Hz-synthetic-seed101-*/train-*/tiny")
     summary = json.loads((search / "summary.json").read_text())
     assert len(summary["trials"]) == 2
     assert all(t["status"] == "completed" for t in summary["trials"]), summary["trials"]
@@ -253,6 +257,14 @@ def test_law_run_tune_on_a_real_ray_head(tmp_path, ray_head):
 
     model = torch.jit.load(str(search / "model.pt"))
     assert model(torch.randn(2, 2, 512)).shape == (2, 1)
-    # a finished search is not run again
-    again = law_run(env, "aframe_flow.Tune", *args)
+    # the best model, exported and evaluated on held-out data
+    data_key, tune_key = search.parent.parent.name, search.parent.name
+    folder = out / "export" / data_key / tune_key / "tiny" / "aframe"
+    assert (folder / "1" / "model.pt").read_bytes() == (search / "model.pt").read_bytes()
+    (report,) = out.glob(f"eval/{data_key}/{tune_key}-tiny/heldout-*")
+    assert json.loads((report / "eval_data.json").read_text())["kind"] == "heldout"
+    assert "efficiency_at_far_100000_per_yr" in (report / "numbers.txt").read_text()
+    assert not list(out.glob("run/*"))  # no separate training run
+    # a finished pipeline is not run again
+    again = law_run(env, "aframe_flow.TunePipeline", *args)
     assert again.returncode == 0 and " ran successfully" not in again.stdout + again.stderr

@@ -12,7 +12,7 @@ Apptainer images, or (for tuning) on Ray clusters in Kubernetes.
   :mod:`~aframe_flow.pipelines`.
 
 ``LAW_CONFIG`` is the path of the law.cfg shipped with the package (``python -m aframe_flow``
-prints it): ``export LAW_CONFIG_FILE=$(python -m aframe_flow)``.
+prints it; ``python -m aframe_flow init`` copies it to ``./law.cfg``, where law finds it).
 """
 
 from pathlib import Path
@@ -23,13 +23,14 @@ from .tasks import (
     Evaluate,
     Export,
     FetchBackground,
+    HeldOutBackground,
     SyntheticBackground,
     Train,
     TrainingWaveforms,
     Tune,
     ValidationWaveforms,
 )
-from .tasks.tune import TunePipeline
+from .tasks.tune import EvaluateTuned, ExportTuned, TunePipeline
 
 __version__ = "0.1.0"
 LAW_CONFIG = str(Path(__file__).with_name("law.cfg"))
@@ -38,8 +39,11 @@ __all__ = [
     "LAW_CONFIG",
     "Data",
     "Evaluate",
+    "EvaluateTuned",
     "Export",
+    "ExportTuned",
     "FetchBackground",
+    "HeldOutBackground",
     "Pipeline",
     "SyntheticBackground",
     "Train",

@@ -1,6 +1,9 @@
 """The framework: base tasks every aframe task builds on.
 
-- :class:`AframeTask`: a ``law.Task`` whose directories default to ``[paths] base_dir``.
+- :class:`AframeTask`: a ``law.Task`` whose directories default to ``[paths] base_dir``, below it
+  at locations keyed by the task's significant parameters (law's ``store_parts`` idiom: readable
+  names plus a short hash), so a changed parameter gives new outputs and an unchanged one reuses
+  them. A directory given explicitly (``--data-dir``, ``--run-dir`` ...) is used as it is.
 - :class:`DataParameters`: what a dataset is (IFOs, rate, source, sizes, seed), shared by the data
   tasks and everything downstream so that ``.req(self)`` hands it on unchanged.
 - :class:`SandboxTask`: ``--image``, ``--dev`` and ``--gpus``, checked when the task is built, and
@@ -11,13 +14,34 @@ Task modules (``aframe_flow.tasks``) hold the concrete tasks; nothing here impor
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import law
 import luigi
 
 from . import config
-from .parameters import GpusParameter, IfosParameter, ParameterError
+from .parameters import GpusParameter, IfosParameter, ParameterError, PathParameter
 from .sandbox import Sandbox, resolve_image
-from .targets import join
+from .targets import exists, is_remote, join, read_bytes, write_bytes_atomic
+
+
+def digest(*values) -> str:
+    """A short stable hash of JSON-able values (the hash part of an output location)."""
+    text = json.dumps(values, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def file_digest(path: str | None) -> str:
+    """The hash of a file's content ('' for no file): a changed config gives new outputs."""
+    if not path:
+        return ""
+    data = read_bytes(path) if is_remote(path) else open(path, "rb").read()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def number(x: float) -> str:
+    return f"{float(x):g}"
 
 
 class AframeTask(law.Task):
@@ -26,9 +50,41 @@ class AframeTask(law.Task):
     exclude_index = True
 
     @staticmethod
-    def default_dir(value: str, sub: str) -> str:
-        """``value`` if given, else ``<paths.base_dir>/<sub>``."""
-        return value or join(config.paths().base_dir, sub)
+    def default_dir(value: str, *parts: str) -> str:
+        """``value`` if given, else ``<paths.base_dir>/<parts...>`` (the keyed location)."""
+        return value or join(config.paths().base_dir, *parts)
+
+    def store_parts(self) -> tuple[str, ...]:
+        """The parts of this task's keyed output location below ``paths.base_dir``."""
+        return ()
+
+    def explicit_dir(self) -> str:
+        """The output directory given explicitly (used unkeyed); empty: the keyed location."""
+        return ""
+
+    def _stamp(self) -> str:
+        return join(self.explicit_dir(), f".aframe-{self.task_family}.json")
+
+    def on_success(self):
+        # an explicit directory remembers which parameters filled it (see complete())
+        if self.explicit_dir() and self.store_parts():
+            text = json.dumps({"task": self.task_family, "key": "/".join(self.store_parts())})
+            write_bytes_atomic(self._stamp(), text.encode())
+        return super().on_success()
+
+    def complete(self):
+        """Complete when the outputs exist; in an explicit directory that other parameters
+        filled, a :class:`ParameterError` rather than the other parameters' outputs."""
+        done = super().complete()
+        if done and self.explicit_dir() and self.store_parts() and exists(self._stamp()):
+            found = json.loads(read_bytes(self._stamp()))["key"]
+            if found != "/".join(self.store_parts()):
+                raise ParameterError(
+                    f"{self.task_family}: {self.explicit_dir()} holds the outputs of other "
+                    f"parameters ({found}, not {'/'.join(self.store_parts())}); give another "
+                    "directory, or none for the location keyed by the parameters"
+                )
+        return done
 
 
 class DataParameters(AframeTask):
@@ -38,9 +94,10 @@ class DataParameters(AframeTask):
 
     ifos = IfosParameter(description="comma-separated interferometers, e.g. H1,L1")
     sample_rate = luigi.FloatParameter(default=2048.0, description="sample rate (Hz)")
-    data_dir = luigi.Parameter(
+    data_dir = PathParameter(
         default="",
-        description="data directory, local or s3://; empty: <paths.base_dir>/data",
+        description="data directory, local or s3://, used as it is; empty: "
+        "<paths.base_dir>/data/<data key> (keyed by the data parameters)",
     )
     seed = luigi.IntParameter(default=0, description="seed of data generation and training")
     background = luigi.ChoiceParameter(
@@ -75,9 +132,38 @@ class DataParameters(AframeTask):
         default=6.0, description="seconds from a waveform's start to its merger"
     )
 
+    def data_params(self) -> dict:
+        """The parameters that decide what the data are (what keys their location)."""
+        params = dict(
+            ifos=list(self.ifos), sample_rate=self.sample_rate, seed=self.seed,
+            background=self.background, num_waveforms=self.num_waveforms,
+            num_val_waveforms=self.num_val_waveforms, waveform_duration=self.waveform_duration,
+            coalescence_time=self.coalescence_time,
+        )  # fmt: skip
+        if self.background == "synthetic":
+            params.update(duration=self.background_duration, segment=self.segment_duration)
+        else:
+            params.update(segments=list(self.segments), max_duration=self.max_duration,
+                          channels=list(self.channels))  # fmt: skip
+        return params
+
+    @property
+    def data_key(self) -> str:
+        """``H1L1-512Hz-synthetic-seed101-<hash of every data parameter>``."""
+        return (
+            f"{''.join(self.ifos)}-{number(self.sample_rate)}Hz-{self.background}-"
+            f"seed{self.seed}-{digest(self.data_params())}"
+        )
+
+    def store_parts(self) -> tuple[str, ...]:
+        return ("data", self.data_key)
+
+    def explicit_dir(self) -> str:
+        return self.data_dir
+
     @property
     def data_root(self) -> str:
-        return self.default_dir(self.data_dir, "data")
+        return self.default_dir(self.data_dir, *DataParameters.store_parts(self))
 
     def parsed_segments(self) -> list[tuple[float, float]]:
         """``--segments`` as (start, end) pairs; a malformed or empty one is a ParameterError."""

@@ -11,6 +11,8 @@ import os
 
 import luigi
 
+from .parameters import PathParameter
+
 
 def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
@@ -19,12 +21,13 @@ def _env(name: str, default: str = "") -> str:
 class paths(luigi.Config):  # noqa: N801 - luigi config sections are named by their class
     """Where data, runs, exported models and container images live."""
 
-    base_dir = luigi.Parameter(
+    base_dir = PathParameter(
         default=_env("AFRAME_BASE_DIR", "aframe-runs"),
-        description="root of data/, run/ and export/ when a task's own directory is not given "
-        "(env AFRAME_BASE_DIR; default ./aframe-runs); local path or s3://bucket/prefix",
+        description="root of data/, run/, export/, tune/ and eval/ when a task's own directory "
+        "is not given (env AFRAME_BASE_DIR; default ./aframe-runs); local path or "
+        "s3://bucket/prefix; the tasks' outputs below it are keyed by their parameters",
     )
-    container_root = luigi.Parameter(
+    container_root = PathParameter(
         default=_env("AFRAME_CONTAINER_ROOT"),
         description="directory holding data.sif and train.sif; an --image given as a bare name is "
         "looked up there (env AFRAME_CONTAINER_ROOT)",

@@ -4,6 +4,7 @@ export (``export``) and evaluation (``evaluate``)."""
 from .data import (
     Data,
     FetchBackground,
+    HeldOutBackground,
     SyntheticBackground,
     TrainingWaveforms,
     ValidationWaveforms,
@@ -11,16 +12,20 @@ from .data import (
 from .evaluate import Evaluate
 from .export import Export
 from .train import Train
-from .tune import Tune
+from .tune import EvaluateTuned, ExportTuned, Tune, TunePipeline
 
 __all__ = [
     "Data",
     "Evaluate",
+    "EvaluateTuned",
     "Export",
+    "ExportTuned",
     "FetchBackground",
+    "HeldOutBackground",
     "SyntheticBackground",
     "Train",
     "TrainingWaveforms",
     "Tune",
+    "TunePipeline",
     "ValidationWaveforms",
 ]

@@ -1,12 +1,19 @@
 """Data tasks: background strain (synthetic, or fetched with gwpy) and waveform sets.
 
 All write into one data directory laid out as aframe-lib's training Dataset reads it
-(``background-*.hdf5``, ``waveforms.hdf5``, ``val_waveforms.hdf5``). :class:`Data` requires
-whichever background ``--background`` asks for and both waveform sets.
+(``background-*.hdf5``, ``waveforms.hdf5``, ``val_waveforms.hdf5``), by default
+``<paths.base_dir>/data/<data key>`` (keyed by every data parameter). :class:`Data` requires
+whichever background ``--background`` asks for and both waveform sets. :class:`HeldOutBackground`
+is evaluation's: more synthetic noise in ``<data dir>/heldout/``, from a seed stream disjoint
+from every one training uses (:func:`stream_seed`).
+
+The generators are aframe-lib's (torch, ml4gw): on the host they need ``aframe-flow[local]``;
+a login-node install runs them in the data image (``--data-image data.sif``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import law
@@ -15,8 +22,18 @@ import luigi
 from .. import payloads
 from ..base import DataParameters
 from ..config import paths
+from ..parameters import ParameterError
 from ..sandbox import Sandbox, resolve_image
 from ..targets import file_target, join
+
+# seed streams of one --seed: training background (the seed itself), training and validation
+# waveforms, held-out background, and aframe-train evaluate's own noise (it uses E, E+1, E+2)
+TRAIN_WAVEFORMS, VAL_WAVEFORMS, HELDOUT_BACKGROUND, EVALUATE = 1, 2, 3, 10
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """The seed of one stream: ``seed * 1000 + stream`` (never ``seed`` itself for seed >= 0)."""
+    return seed * 1000 + stream
 
 
 class DataTask(DataParameters):
@@ -38,6 +55,12 @@ class DataTask(DataParameters):
         self.image_path = (
             resolve_image(self.data_image, paths().container_root) if self.data_image else None
         )
+        if self.image_path is None and importlib.util.find_spec("aframe_lib") is None:
+            raise ParameterError(
+                f"{self.task_family}: the data generators need aframe-lib (torch), which this "
+                "install lacks: give --data-image data.sif (see projects/quickstart/apptainer.def)"
+                ", or pip install 'aframe-flow[local]'"
+            )
 
     def run_payload(self, args: list[str]) -> None:
         """``python -m aframe_flow.payloads ARGS`` in the data image, or in-process without one."""
@@ -96,7 +119,7 @@ class WaveformTask(DataTask):
 
     exclude_index = True
     filename = "waveforms.hdf5"
-    stream = 1  # independent seed streams for the training and validation sets
+    stream = TRAIN_WAVEFORMS  # independent seed streams for the training and validation sets
 
     @property
     def num(self) -> int:
@@ -106,7 +129,7 @@ class WaveformTask(DataTask):
         return file_target(join(self.data_root, self.filename))
 
     def run(self):
-        seed = self.seed * 1000 + self.stream
+        seed = stream_seed(self.seed, self.stream)
         self.run_payload(
             ["waveforms", "--out", self.output().path, "--num", str(self.num),
              "--sample-rate", str(self.sample_rate), "--duration", str(self.waveform_duration),
@@ -118,18 +141,41 @@ class TrainingWaveforms(WaveformTask):
     """``waveforms.hdf5``: the waveforms injected during training."""
 
     filename = "waveforms.hdf5"
-    stream = 1
+    stream = TRAIN_WAVEFORMS
 
 
 class ValidationWaveforms(WaveformTask):
     """``val_waveforms.hdf5``: the fixed set injected into validation background."""
 
     filename = "val_waveforms.hdf5"
-    stream = 2
+    stream = VAL_WAVEFORMS
 
     @property
     def num(self) -> int:
         return self.num_val_waveforms
+
+
+class HeldOutBackground(DataTask):
+    """Synthetic background that training never saw, for evaluation: the same IFOs, rate and
+    duration as the training background, from the held-out seed stream, in ``<data>/heldout``."""
+
+    @property
+    def heldout_root(self) -> str:
+        return join(self.data_root, "heldout")
+
+    @property
+    def heldout_seed(self) -> int:
+        return stream_seed(self.seed, HELDOUT_BACKGROUND)
+
+    def output(self):
+        return file_target(join(self.heldout_root, payloads.MANIFEST))
+
+    def run(self):
+        self.run_payload(
+            ["background", "--out", self.heldout_root, "--ifos", *self.ifos,
+             "--sample-rate", str(self.sample_rate), "--duration", str(self.background_duration),
+             "--segment-duration", str(self.segment_duration), "--seed", str(self.heldout_seed)]
+        )  # fmt: skip
 
 
 class Data(DataParameters, law.WrapperTask):
@@ -150,6 +196,7 @@ class Data(DataParameters, law.WrapperTask):
 __all__ = [
     "Data",
     "FetchBackground",
+    "HeldOutBackground",
     "SyntheticBackground",
     "TrainingWaveforms",
     "ValidationWaveforms",

@@ -1,18 +1,26 @@
 """``Evaluate``: ``aframe-train evaluate`` of a trained model; the output is its report.
 
 The model is Train's output (``.req(self)``, so the same parameters train it first) or a given
-``--model`` path; the background searched is the Data task's directory, another directory
-(``--eval-data``), or ``synthetic`` (noise that ``aframe-train evaluate`` generates itself from
-the aLIGO design PSD). The command runs on the host or in the train image (``--image``), on the
-GPU when ``--gpus`` is given.
+``--model`` path. The background searched is never the training background:
 
-Output, in ``--report-dir`` (local or ``s3://``; default ``<paths.base_dir>/eval``): everything
-the evaluation writes (``report.md``, plots, event files) and ``numbers.txt``, the key numbers as
-``name: value`` lines, written atomically and last: the report counts as done only once it exists.
+- default (``--eval-data heldout``): :class:`~.data.HeldOutBackground`, synthetic noise like the
+  training background's from a seed stream training never uses (fetched training data: give
+  ``--eval-data DIR`` with strain training never saw);
+- ``--eval-data synthetic``: noise that ``aframe-train evaluate`` generates itself, seeded with
+  ``stream_seed(seed, EVALUATE)`` (disjoint from the training seeds);
+- ``--eval-data DIR``: a background directory (not the training data's).
+
+The command runs on the host or in the train image (``--image``), on the GPU when ``--gpus`` is
+given. Output, in ``--report-dir`` (local or ``s3://``; default
+``<paths.base_dir>/eval/<data key>/<model key>/<eval data>-<hash>``): everything the evaluation
+writes (``report.md``, plots, event files), ``eval_data.json`` (which data were scored), and
+``numbers.txt``, the key numbers as ``name: value`` lines, written atomically and last: the
+report counts as done only once it exists.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,11 +30,11 @@ import tempfile
 
 import luigi
 
-from aframe_lib.utils import fs
-
-from ..parameters import ParameterError
-from ..targets import file_target, join
-from .data import Data
+from ..base import digest
+from ..parameters import ParameterError, PathParameter
+from ..targets import atomic_local_path, file_target, filesystem, is_remote, join
+from ..targets import write_bytes_atomic as write_atomic
+from .data import EVALUATE, HeldOutBackground, stream_seed
 from .train import Train, TrainBase, aframe_train_executable, resolve_config
 
 NUMBER_LINE = re.compile(r"^(\w[\w.]*): (\S+)$")
@@ -36,30 +44,47 @@ REPORT_FILES = (
     "background_events.hdf5", "foreground_events.hdf5", "injection_results.hdf5",
     "foreground/injections.hdf5",
 )  # fmt: skip
+KEYWORDS = ("heldout", "synthetic")
+
+
+class EvalDataParameter(PathParameter):
+    """``heldout``, ``synthetic``, or a directory (made absolute like any path)."""
+
+    def _get_value_from_config(self, section, name):
+        value = luigi.Parameter._get_value_from_config(self, section, name)
+        if value in ("", *KEYWORDS):
+            return value
+        return super()._get_value_from_config(section, name)
+
+    def normalize(self, x):
+        return x if x in ("", *KEYWORDS) else super().normalize(x)
 
 
 class Evaluate(TrainBase):
     """Measure a trained model's false-alarm rates and sensitivity with ``aframe-train
-    evaluate``; the output is the report directory."""
+    evaluate`` on data it was not trained on; the output is the report directory."""
 
-    config = luigi.Parameter(
+    config = PathParameter(
         default="",
         description="training config (YAML) of the Train task that makes the model; not needed "
         "with --model",
     )
-    model = luigi.Parameter(
+    model = PathParameter(
         default="",
         description="exported model (model.pt with model.json beside it), local or s3://; "
         "empty: the model of Train with these parameters (trained first when missing)",
     )
-    eval_data = luigi.Parameter(
-        default="",
-        description="background directory to search (local); empty: the Data task's directory "
-        "(the training background: give held-out data for unbiased numbers); 'synthetic': "
-        "noise from the aLIGO design PSD that aframe-train evaluate generates",
+    eval_data = EvalDataParameter(
+        default="heldout",
+        description="background to search: 'heldout' (synthetic noise from a seed stream "
+        "training never uses, made by HeldOutBackground), 'synthetic' (noise aframe-train "
+        "evaluate generates, seed disjoint from training's), or a local background directory "
+        "(never the training data's)",
     )
-    report_dir = luigi.Parameter(
-        default="", description="report directory, local or s3://; empty: <paths.base_dir>/eval"
+    report_dir = PathParameter(
+        default="",
+        description="report directory, local or s3://, used as it is; empty: "
+        "<paths.base_dir>/eval/<data key>/<model key>/<eval data>-<hash>",
     )
     livetime = luigi.OptionalFloatParameter(
         default=None, description="seconds of timeslide background; empty: evaluate's default"
@@ -76,57 +101,105 @@ class Evaluate(TrainBase):
     def __init__(self, *args, **kwargs):
         # TrainBase's own check needs --config; here it is needed only to train the model
         super(TrainBase, self).__init__(*args, **kwargs)
-        if not (self.model or self.config):
-            raise ParameterError(
-                "Evaluate needs a model: give --model PATH/model.pt, or --config FILE so that "
-                "Train makes one"
-            )
         self.config_path = resolve_config(self.config) if self.config else None
-        if self.model and not fs.is_remote(self.model):
-            if not os.path.isfile(os.path.expanduser(self.model)):
-                raise ParameterError(
-                    f"--model={self.model}: no such file; give an exported model.pt (with its "
-                    "model.json beside it), or leave --model empty to train one"
-                )
-        if self.eval_data not in ("", "synthetic"):
-            if fs.is_remote(self.eval_data) or not os.path.exists(self.eval_data):
+        self.check_model()
+        eval_data = self.eval_data or "heldout"
+        if eval_data == "heldout" and self.background != "synthetic":
+            raise ParameterError(
+                f"Evaluate: no held-out data for --background={self.background}: give "
+                "--eval-data DIR (strain the model was not trained on) or --eval-data synthetic"
+            )
+        if eval_data not in KEYWORDS:
+            if is_remote(eval_data) or not os.path.exists(eval_data):
                 raise ParameterError(
                     f"--eval-data={self.eval_data}: no such local directory or file; give a "
-                    "background directory, 'synthetic', or nothing for the Data task's"
+                    "background directory, 'heldout' or 'synthetic'"
                 )
-        if self.data_path and fs.is_remote(self.data_path):
+            if os.path.realpath(eval_data) == os.path.realpath(self.data_root):
+                raise ParameterError(
+                    f"--eval-data={self.eval_data} is the training background: its numbers "
+                    "would be biased; give held-out strain, 'heldout' or 'synthetic'"
+                )
+        if eval_data == "heldout" and is_remote(self.data_root):
             raise ParameterError(
-                f"the background to evaluate on, {self.data_path}, is remote; aframe-train "
-                "evaluate reads local strain only: give --eval-data DIR or --eval-data synthetic"
+                f"the held-out background would be written under {self.data_root}, which is "
+                "remote; aframe-train evaluate reads local strain only: give --eval-data DIR "
+                "or --eval-data synthetic"
             )
         for name in ("livetime", "num_injections"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ParameterError(f"--{name.replace('_', '-')}={value}: must be positive")
 
+    def check_model(self) -> None:
+        if not (self.model or self.config):
+            raise ParameterError(
+                "Evaluate needs a model: give --model PATH/model.pt, or --config FILE so that "
+                "Train makes one"
+            )
+        if self.model and not is_remote(self.model) and not os.path.isfile(self.model):
+            raise ParameterError(
+                f"--model={self.model}: no such file; give an exported model.pt (with its "
+                "model.json beside it), or leave --model empty to train one"
+            )
+
+    @property
+    def eval_seed(self) -> int:
+        """Seed of evaluate's noise and injections: a stream no training data use."""
+        return stream_seed(self.seed, EVALUATE)
+
+    def model_key(self) -> str:
+        """The part of the report location that names the model."""
+        if self.model:
+            return f"model-{digest(self.model)}"
+        return self.train_key
+
+    def store_parts(self) -> tuple[str, ...]:
+        kind = self.eval_data if self.eval_data in ("", *KEYWORDS) else "data"
+        key = digest(self.eval_data, self.livetime, self.num_injections, self.eval_args)
+        return ("eval", self.data_key, self.model_key(), f"{kind or 'heldout'}-{key}")
+
+    def explicit_dir(self) -> str:
+        return self.report_dir
+
     @property
     def report_root(self) -> str:
-        return self.default_dir(self.report_dir, "eval")
+        return self.default_dir(self.report_dir, *self.store_parts())
 
     @property
     def data_path(self) -> str | None:
         """The background given to evaluate (``None``: its own synthetic noise)."""
         if self.eval_data == "synthetic":
             return None
-        path = self.eval_data or self.data_root
-        return path if fs.is_remote(path) else os.path.abspath(os.path.expanduser(path))
+        if self.eval_data in ("", "heldout"):
+            return join(self.data_root, "heldout")
+        return self.eval_data
+
+    def eval_data_info(self) -> dict:
+        """Which data are scored (written to ``eval_data.json`` and logged)."""
+        if self.eval_data == "synthetic":
+            return {"kind": "synthetic", "seed": self.eval_seed,
+                    "training_seeds": [self.seed, stream_seed(self.seed, 1),
+                                       stream_seed(self.seed, 2)]}  # fmt: skip
+        if self.eval_data in ("", "heldout"):
+            return {"kind": "heldout", "path": self.data_path,
+                    "seed": stream_seed(self.seed, 3), "training_data": self.data_root}  # fmt: skip
+        return {"kind": "directory", "path": self.data_path, "training_data": self.data_root}
+
+    def model_requirement(self):
+        return Train.req(self)
 
     def requires(self):
         reqs = {}
         if not self.model:
-            reqs["train"] = Train.req(self)
-        if not self.eval_data:
-            reqs["data"] = Data.req(self)
+            reqs["train"] = self.model_requirement()
+        if self.eval_data in ("", "heldout"):
+            reqs["data"] = HeldOutBackground.req(self)
         return reqs
 
     def model_path(self) -> str:
         if self.model:
-            return self.model if fs.is_remote(self.model) else os.path.abspath(self.model)
+            return self.model
         return self.input()["train"]["model"].path
 
     def output(self):
@@ -136,7 +209,7 @@ class Evaluate(TrainBase):
         }
 
     def binds(self) -> list[str]:
-        paths = [os.path.dirname(self.model_path()) if self.model else self.run_root]
+        paths = [os.path.dirname(self.model_path())]
         if self.data_path:
             paths.append(self.data_path)
         if self.config_path:
@@ -145,7 +218,8 @@ class Evaluate(TrainBase):
 
     def command(self, model: str, out: str) -> list[str]:
         entry = ["aframe-train"] if self.image_path else aframe_train_executable()
-        args = ["--model", model, "--out", out, "--seed", str(self.seed), "--progress", "false"]
+        args = ["--model", model, "--out", out, "--seed", str(self.eval_seed),
+                "--progress", "false"]  # fmt: skip
         args += ["--device", "cuda" if self.gpus else "cpu"]
         if self.data_path:
             args += ["--data", self.data_path]
@@ -156,14 +230,16 @@ class Evaluate(TrainBase):
         return [*entry, "evaluate", *args, *[str(a) for a in self.eval_args]]
 
     def run(self):
-        remote = fs.is_remote(self.report_root)
+        remote = is_remote(self.report_root)
         model = self.model_path()
+        info = json.dumps(self.eval_data_info(), indent=2)
+        print(f"Evaluate: scoring {model} on {info}", flush=True)
         with tempfile.TemporaryDirectory(prefix="aframe-eval-") as tmp:
-            if fs.is_remote(model):  # evaluate reads local files: fetch model.pt + model.json
+            if is_remote(model):  # evaluate reads local files: fetch model.pt + model.json
                 for name in ("model.pt", "model.json"):
                     src = join(model.rsplit("/", 1)[0], name)
-                    filesystem, inner = fs.filesystem(src)
-                    filesystem.get_file(inner, os.path.join(tmp, name))
+                    remote_fs, inner = filesystem(src)
+                    remote_fs.get_file(inner, os.path.join(tmp, name))
                 model = os.path.join(tmp, "model.pt")
             out = os.path.join(tmp, "report") if remote else os.path.abspath(self.report_root)
             if not remote:
@@ -174,10 +250,11 @@ class Evaluate(TrainBase):
             if remote:
                 for name in REPORT_FILES:
                     if os.path.exists(os.path.join(out, name)):
-                        with fs.atomic_local_path(join(self.report_root, name)) as dst:
+                        with atomic_local_path(join(self.report_root, name)) as dst:
                             shutil.copyfile(os.path.join(out, name), dst)
+        write_atomic(join(self.report_root, "eval_data.json"), info.encode())
         text = "".join(f"{k}: {v}\n" for k, v in numbers)
-        fs.write_bytes_atomic(join(self.report_root, "numbers.txt"), text.encode())  # last
+        write_atomic(join(self.report_root, "numbers.txt"), text.encode())  # last
 
     def _run_and_collect(self, argv: list[str]) -> list[tuple[str, str]]:
         """Run the command in the sandbox, echoing its output; its ``name: value`` lines."""

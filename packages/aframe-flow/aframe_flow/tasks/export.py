@@ -9,17 +9,19 @@ The folder is a Triton model repository with one model::
 
 Every file is copied atomically and ``model.json`` last, so the output exists only when the
 folder is complete. Runs in this process (no torch needed: the files are copied, not loaded).
+``<export_dir>`` defaults to ``<paths.base_dir>/export/<data key>/<config name>-<hash>``, the
+same key as the run it exports.
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 import luigi
 
-from aframe_lib.utils import fs
-
-from ..targets import file_target, join
+from ..parameters import PathParameter
+from ..targets import copy_atomic, exists, file_target, join, read_bytes, write_bytes_atomic
 from .train import Train, TrainBase
 
 
@@ -39,14 +41,22 @@ def triton_config(name: str, info: dict) -> str:
 class Export(TrainBase):
     """Copy the exported model of a training run into a deployable (Triton) folder."""
 
-    export_dir = luigi.Parameter(
-        default="", description="deployable folder, local or s3://; empty: <paths.base_dir>/export"
+    export_dir = PathParameter(
+        default="",
+        description="deployable folder, local or s3://, used as it is; empty: "
+        "<paths.base_dir>/export/<data key>/<config name>-<hash> (the run's key)",
     )
     model_name = luigi.Parameter(default="aframe", description="model name in the repository")
 
+    def store_parts(self) -> tuple[str, ...]:
+        return ("export", *super().store_parts()[1:])
+
+    def explicit_dir(self) -> str:
+        return self.export_dir
+
     @property
     def export_root(self) -> str:
-        return self.default_dir(self.export_dir, "export")
+        return self.default_dir(self.export_dir, *self.store_parts())
 
     def requires(self):
         return Train.req(self)
@@ -60,29 +70,15 @@ class Export(TrainBase):
 
     def run(self):
         source = self.input()
-        info_text = _read(source["info"].path)
+        info_text = read_bytes(source["info"].path).decode()
         info = json.loads(info_text)
         base = join(self.export_root, self.model_name)
-        _copy(source["model"].path, join(base, "1", "model.pt"))
-        onnx = join(self.run_root, "model.onnx")
-        if isinstance(info.get("onnx"), dict) and "filename" in info["onnx"] and _exists(onnx):
-            _copy(onnx, join(base, "1", "model.onnx"))
+        model = source["model"].path
+        copy_atomic(model, join(base, "1", "model.pt"))
+        onnx = join(os.path.dirname(model) if "://" not in model else model.rsplit("/", 1)[0],
+                    "model.onnx")  # fmt: skip
+        if isinstance(info.get("onnx"), dict) and "filename" in info["onnx"] and exists(onnx):
+            copy_atomic(onnx, join(base, "1", "model.onnx"))
         config = triton_config(self.model_name, info).encode()
-        fs.write_bytes_atomic(join(base, "config.pbtxt"), config)
-        fs.write_bytes_atomic(join(base, "model.json"), info_text.encode())  # last: marks done
-
-
-def _read(path: str) -> str:
-    filesystem, inner = fs.filesystem(path)
-    return filesystem.cat_file(inner).decode()
-
-
-def _exists(path: str) -> bool:
-    filesystem, inner = fs.filesystem(path)
-    return filesystem.exists(inner)
-
-
-def _copy(src: str, dst: str) -> None:
-    filesystem, inner = fs.filesystem(src)
-    with fs.atomic_local_path(dst) as tmp:
-        filesystem.get_file(inner, str(tmp))
+        write_bytes_atomic(join(base, "config.pbtxt"), config)
+        write_bytes_atomic(join(base, "model.json"), info_text.encode())  # last: marks done

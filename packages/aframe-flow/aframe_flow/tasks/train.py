@@ -3,7 +3,12 @@
 The task's parameters become command-line overrides of the training config; the command runs on
 the host or in the train image (``--image``), with ``--gpus`` made visible and DDP across them
 when there are several. The output is the exported model (``model.pt`` + ``model.json``, both
-written atomically by aframe-lib's exporter at the end of training).
+written atomically by aframe-lib's exporter at the end of training), by default in
+``<paths.base_dir>/run/<data key>/<config name>-<hash>``: the hash covers the training config's
+content, ``--train-args`` and an explicit ``--data-dir``, so changing any of them (or a data
+parameter) trains a new model, and rerunning with the same ones finds the finished run.
+Where it runs (``--gpus``, ``--image``, ``--dev``) and how it logs (``--use-wandb`` ...) do not
+key the location.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ import sys
 import luigi
 
 from .. import config
-from ..base import DataParameters, SandboxTask
-from ..parameters import ParameterError
+from ..base import DataParameters, SandboxTask, digest, file_digest
+from ..parameters import ParameterError, PathParameter
 from ..targets import file_target, join
 from .data import Data, DataTask
 
@@ -29,22 +34,21 @@ def aframe_train_executable() -> list[str]:
     return [shutil.which("aframe-train") or "aframe-train"]
 
 
-def resolve_config(path: str) -> str:
-    """The absolute path of a training config: as given, else beside ``$LAW_CONFIG_FILE``.
+def resolve_config(path: str, flag: str = "config") -> str:
+    """The absolute path of an existing config file (a :class:`PathParameter`'s value is already
+    absolute: relative to the ``.cfg`` that set it, or to the working directory).
 
     Raises:
-        ParameterError: when neither exists.
+        ParameterError: when there is no such file.
     """
-    candidates = [os.path.expanduser(path)]
-    if law_cfg := os.environ.get("LAW_CONFIG_FILE"):
-        candidates.append(os.path.join(os.path.dirname(os.path.abspath(law_cfg)), path))
-    for c in candidates:
-        if os.path.isfile(c):
-            return os.path.abspath(c)
-    raise ParameterError(
-        f"--config={path}: no such training config (looked for {candidates}); give the path of "
-        "a YAML file such as projects/quickstart/train.yaml"
-    )
+    full = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isfile(full):
+        raise ParameterError(
+            f"--{flag}={path}: no such file (a relative path in a .cfg is read beside that "
+            "file, on the command line from the working directory); give the path of one such "
+            "as projects/quickstart/train.yaml"
+        )
+    return full
 
 
 class TrainBase(DataParameters, SandboxTask):
@@ -53,12 +57,14 @@ class TrainBase(DataParameters, SandboxTask):
     exclude_index = True
 
     data_image = DataTask.data_image
-    config = luigi.Parameter(
+    config = PathParameter(
         description="training config (YAML) given to aframe-train --config, e.g. "
         "projects/quickstart/train.yaml"
     )
-    run_dir = luigi.Parameter(
-        default="", description="run directory, local or s3://; empty: <paths.base_dir>/run"
+    run_dir = PathParameter(
+        default="",
+        description="run directory, local or s3://, used as it is; empty: "
+        "<paths.base_dir>/run/<data key>/<config name>-<hash> (keyed by the parameters)",
     )
     train_args = luigi.ListParameter(
         default=[],
@@ -82,8 +88,20 @@ class TrainBase(DataParameters, SandboxTask):
         self.config_path = resolve_config(self.config)
 
     @property
+    def train_key(self) -> str:
+        """``<config name>-<hash of the config's content, --train-args, explicit --data-dir>``."""
+        stem = os.path.splitext(os.path.basename(self.config_path))[0]
+        return f"{stem}-{digest(file_digest(self.config_path), self.train_args, self.data_dir)}"
+
+    def store_parts(self) -> tuple[str, ...]:
+        return ("run", self.data_key, self.train_key)
+
+    def explicit_dir(self) -> str:
+        return self.run_dir
+
+    @property
     def run_root(self) -> str:
-        return self.default_dir(self.run_dir, "run")
+        return self.default_dir(self.run_dir, *self.store_parts())
 
     def requires(self):
         return Data.req(self)

@@ -16,7 +16,14 @@ Where the trials run:
 
 The command runs on the host or in the train image (``--image``), like Train. The outputs are
 the search directory's ``summary.json`` (written last by the search) and the best trial's
-``model.pt``: ``<storage-dir>/<name>/``.
+``model.pt``/``model.json``: ``<storage-dir>/<name>/``, where ``<storage-dir>`` defaults to
+``<paths.base_dir>/tune/<data key>/<config name>-<hash>``; the hash covers the training config's
+and the tune config's and search space's contents, ``--train-args``, ``--num-samples``,
+``--tune-args`` and an explicit ``--data-dir``. Rerunning with the same parameters finds the
+finished search (or resumes an interrupted one); changing one starts a new search.
+
+:class:`TunePipeline` is data -> search -> :class:`ExportTuned` (the best trial's model as a
+deployable folder) and :class:`EvaluateTuned` (that model scored on held-out data).
 """
 
 from __future__ import annotations
@@ -28,9 +35,11 @@ import law
 import luigi
 from luigi.util import inherits
 
-from ..base import RayClusterTask
-from ..parameters import ParameterError
+from ..base import RayClusterTask, digest, file_digest
+from ..parameters import ParameterError, PathParameter
 from ..targets import file_target, join
+from .evaluate import Evaluate
+from .export import Export
 from .train import TrainBase, aframe_train_executable, resolve_config
 
 _RAY_ADDRESS = re.compile(r"^ray://[^\s:/]+:\d+$")
@@ -40,13 +49,12 @@ class Tune(TrainBase, RayClusterTask):
     """Search hyper-parameters with ``aframe-train tune``; the output is the search summary and
     the best model."""
 
-    tune_config = luigi.Parameter(
+    tune_config = PathParameter(
         default="",
         description="search settings (YAML with a `tune:` section) given to aframe-train "
-        "--tune_config, e.g. projects/quickstart/tune.yaml; relative paths are also looked up "
-        "beside $LAW_CONFIG_FILE; empty: only the settings below",
+        "--tune_config, e.g. projects/quickstart/tune.yaml; empty: only the settings below",
     )
-    space = luigi.Parameter(
+    space = PathParameter(
         default="",
         description="search space file (YAML or .py); empty: the one named in --tune-config",
     )
@@ -58,9 +66,10 @@ class Tune(TrainBase, RayClusterTask):
         description="name of the search: its directory under --storage-dir (overrides the "
         "name in --tune-config)",
     )
-    storage_dir = luigi.Parameter(
+    storage_dir = PathParameter(
         default="",
-        description="where searches are kept, local or s3://; empty: <paths.base_dir>/tune; the "
+        description="where searches are kept, local or s3://, used as it is; empty: "
+        "<paths.base_dir>/tune/<data key>/<config name>-<hash> (keyed by the parameters); the "
         "search is <storage-dir>/<name> (rerunning an interrupted one resumes it)",
     )
     address = luigi.Parameter(
@@ -129,9 +138,26 @@ class Tune(TrainBase, RayClusterTask):
             )
 
     @property
+    def tune_key(self) -> str:
+        """``<config name>-<hash of everything that changes the search's outcome>``."""
+        stem = os.path.splitext(os.path.basename(self.config_path))[0]
+        key = digest(
+            file_digest(self.config_path), self.train_args, self.data_dir,
+            file_digest(self.tune_config_path), file_digest(self.space_path),
+            self.num_samples, self.tune_args,
+        )  # fmt: skip
+        return f"{stem}-{key}"
+
+    def store_parts(self) -> tuple[str, ...]:
+        return ("tune", self.data_key, self.tune_key, self.name)
+
+    def explicit_dir(self) -> str:
+        return self.storage_dir and self.search_dir
+
+    @property
     def storage_root(self) -> str:
         # absolute: trials run in Ray's worker processes, whose working directory is not ours
-        return _absolute(self.default_dir(self.storage_dir, "tune"))
+        return _absolute(self.default_dir(self.storage_dir, *self.store_parts()[:-1]))
 
     @property
     def search_dir(self) -> str:
@@ -148,6 +174,7 @@ class Tune(TrainBase, RayClusterTask):
         return {
             "summary": file_target(join(self.search_dir, "summary.json")),
             "model": file_target(join(self.search_dir, "model.pt")),
+            "info": file_target(join(self.search_dir, "model.json")),
         }
 
     def train_overrides(self) -> list[str]:
@@ -213,11 +240,12 @@ def _resolve(flag: str, path: str, example: str) -> str | None:
     if not path:
         return None
     try:
-        return resolve_config(path)
+        return resolve_config(path, flag)
     except ParameterError:
         raise ParameterError(
-            f"--{flag}={path}: no such file (as given, or beside $LAW_CONFIG_FILE); give the "
-            f"path of one such as {example}"
+            f"--{flag}={path}: no such file (a relative path in a .cfg is read beside that "
+            f"file, on the command line from the working directory); give the path of one such "
+            f"as {example}"
         ) from None
 
 
@@ -226,8 +254,43 @@ def _absolute(path: str) -> str:
 
 
 @inherits(Tune)
-class TunePipeline(law.WrapperTask):
-    """Data -> ``aframe-train tune`` (every parameter of Tune), configured from one ``.cfg``."""
+class ExportTuned(Export):
+    """The best trial's model of :class:`Tune` as a deployable folder (every parameter of Tune
+    and Export); default ``<paths.base_dir>/export/<data key>/<tune key>/<name>``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tune = Tune.req(self)  # Tune's checks, now: before anything runs
 
     def requires(self):
-        return Tune.req(self)
+        return self.tune
+
+    def store_parts(self) -> tuple[str, ...]:
+        return ("export", self.tune.data_key, self.tune.tune_key, self.name)
+
+
+@inherits(Tune)
+class EvaluateTuned(Evaluate):
+    """The best trial's model of :class:`Tune` scored by ``aframe-train evaluate`` on held-out
+    data (every parameter of Tune and Evaluate)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tune = None if self.model else Tune.req(self)  # Tune's checks, now
+
+    def model_requirement(self):
+        return self.tune
+
+    def model_key(self) -> str:
+        if self.model:
+            return super().model_key()
+        return f"{self.tune.tune_key}-{self.name}"
+
+
+@inherits(ExportTuned, EvaluateTuned)
+class TunePipeline(law.WrapperTask):
+    """Data -> ``aframe-train tune`` -> the best model exported and evaluated on held-out data,
+    configured from one ``.cfg`` (every parameter of Tune, Export and Evaluate)."""
+
+    def requires(self):
+        return {"export": ExportTuned.req(self), "evaluate": EvaluateTuned.req(self)}
