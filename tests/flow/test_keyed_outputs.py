@@ -77,7 +77,7 @@ NEUTRAL = [{"gpus": "0"}, {"use_wandb": True}, {"wandb_group": "g"}, {"dev": Tru
             Evaluate,
             {"config": CONFIG},
             [*TRAIN_CHANGES, {"eval_data": "synthetic"}, {"livetime": 100.0},
-             {"num_injections": 5}, {"eval_args": ["--psd_length", "16"]}],
+             {"num_injections": 5}, {"eval_args": ["--threshold", "2"]}],
             NEUTRAL,
         ),
     ],
