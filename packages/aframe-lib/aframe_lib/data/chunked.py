@@ -192,7 +192,9 @@ def read_chunks(
     pin: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Read chunks ``ids`` of ``table`` into one float32 tensor (zero-padded, pinned if asked)."""
-    out = torch.zeros((len(ids), len(ifos), chunk_size), dtype=torch.float32, pin_memory=pin)
+    # filled through numpy: no torch kernel runs in the reader thread (a second OpenMP team
+    # beside the training thread's would compete with it for the cores)
+    out = torch.empty((len(ids), len(ifos), chunk_size), dtype=torch.float32, pin_memory=pin)
     view = out.numpy()
     order = sorted(range(len(ids)), key=lambda i: (table.segment[ids[i]], table.first[ids[i]]))
     for k, rows in itertools.groupby(order, key=lambda i: table.segment[ids[i]]):
@@ -202,6 +204,7 @@ def read_chunks(
                 hi = lo + int(table.starts[ids[i]]) + sample_size - 1
                 for j, ifo in enumerate(ifos):
                     f[ifo].read_direct(view[i, j], np.s_[lo:hi], np.s_[0 : hi - lo])
+                view[i, :, hi - lo :] = 0.0  # padding, never sampled
     return out, torch.as_tensor(table.starts[ids])
 
 
@@ -310,9 +313,11 @@ class ChunkedTrainingData(torch.utils.data.IterableDataset):
         chunks, counts = read_chunks(
             self.segments, self.ifos, self.table, ids, self.sample_size, self.chunk_size, pin
         )
-        waveforms = self.waveform_subset(epoch, load) if self.budget.waveform_rows else None
-        if waveforms is not None and pin:
-            waveforms = waveforms.pin_memory()
+        waveforms = None
+        if self.budget.waveform_rows:
+            subset = self.waveform_subset(epoch, load)
+            waveforms = torch.empty(subset.shape, dtype=subset.dtype, pin_memory=pin)
+            waveforms.numpy()[:] = subset.numpy()
         return Load(chunks, counts, waveforms)
 
     def waveform_subset(self, epoch: int, load: int) -> Tensor:
