@@ -36,7 +36,8 @@ from torch.distributions import Distribution
 from ..augmentations import ChannelMuter, ChannelSwapper, SignalInverter, SignalReverser
 from ..utils import fs
 from .background import check_finite, list_segments, localize, read_segment
-from .config import DataConfigError, validate_data_args
+from .chunked import ChunkBudget, ChunkedTrainingData, ChunkTable, GiB, waveform_shape
+from .config import DataConfigError, check_chunk_length, validate_data_args
 from .injection import Injector, slice_around
 from .loaders import RankBatches
 from .preprocessing import PsdEstimator
@@ -90,6 +91,17 @@ class AframeDataset(pl.LightningDataModule):
         valid_batch_size: Validation windows per batch; ``None`` means ``batch_size``.
         max_valid_waveforms: Use at most this many validation waveforms; ``None``: all.
         cache_dir: Local cache for ``s3://`` data; ``None`` means the system temp dir.
+        background_loading: ``memory`` holds all training background and waveforms in memory
+            (and on the device); ``chunked`` streams background from HDF5 in chunks, a bounded
+            buffer per rank (see :mod:`~aframe_lib.data.chunked`); ``auto`` picks ``memory``
+            when the training background and waveforms fit in ``max_memory``.
+        max_memory: GiB of host memory per rank for training background and waveforms: the
+            ``auto`` threshold, and in the chunked path the bound on the chunk buffers (two
+            loads: the one in use and the next) plus waveforms (all of them when they fit in a
+            quarter of it, else a fresh random subset per load).
+        chunk_length: Seconds of background per chunk (chunked path); longer than a window.
+        chunks_per_epoch: Chunks each rank reads per epoch (chunked path), read in loads that
+            fit ``max_memory``; ``None``: one load per epoch, as many chunks as fit.
         synthetic: ``None`` reads existing data; a dict (``{}`` for defaults) generates synthetic
             data in ``data_dir`` on first use with those ``ensure_synthetic_dataset`` arguments.
         seed: Seed of the validation sky positions and SNRs.
@@ -129,6 +141,10 @@ class AframeDataset(pl.LightningDataModule):
         valid_batch_size: int | None = None,
         max_valid_waveforms: int | None = None,
         cache_dir: str | None = None,
+        background_loading: str = "auto",
+        max_memory: float = 4.0,
+        chunk_length: float = 256.0,
+        chunks_per_epoch: int | None = None,
         synthetic: dict[str, Any] | None = None,
         seed: int = 0,
         psd: PsdPolicy | None = None,
@@ -159,6 +175,8 @@ class AframeDataset(pl.LightningDataModule):
         # here; a subclass assigns e.g. a spectrogram module. Exported models include it.
         self.transform: torch.nn.Module = torch.nn.Identity()
         self._device_cache: dict[str, Any] = {}
+        self.chunked: ChunkedTrainingData | None = None
+        self._live_waveforms: Tensor | None = None
 
     # ------------------------------------------------------------------ data on disk
     @property
@@ -221,14 +239,7 @@ class AframeDataset(pl.LightningDataModule):
             len(valid),
             len(test),
         )
-        self.sampler = BackgroundSampler(
-            [read_segment(s, self.ifos) for s in train], self.sample_size, coincident=False
-        )
-        waveforms = read_waveforms(
-            fs.join(self.local_dir, "waveforms.hdf5"), sample_rate=self.sample_rate
-        )
-        self.train_waveforms = torch.as_tensor(np.stack([waveforms.cross, waveforms.plus], 1))
-        self.coalescence_index = int(round(waveforms.coalescence_time * self.sample_rate))
+        self._setup_training(train)
         if stage == "test":
             self._setup_validation(test, self._test_waveforms())
         else:
@@ -256,6 +267,61 @@ class AframeDataset(pl.LightningDataModule):
         logger.info("no test_waveforms.hdf5: the test split injects val_waveforms.hdf5")
         return fs.join(self.local_dir, "val_waveforms.hdf5")
 
+    def _setup_training(self, train: list) -> None:
+        """Training background and waveforms, in memory or chunked (``background_loading``)."""
+        rank, world_size = self._rank()
+        if self.chunked is not None:
+            self.chunked.close()
+        self.chunked, self._live_waveforms = None, None
+        path = fs.join(self.local_dir, "waveforms.hdf5")
+        num_waveforms, waveform_size, coalescence_time = waveform_shape(path, self.sample_rate)
+        self.coalescence_index = int(round(coalescence_time * self.sample_rate))
+        background_bytes = sum(s.size for s in train) * self.num_ifos * 4
+        waveform_bytes = num_waveforms * 2 * waveform_size * 4
+        self.loading = self.background_loading
+        if self.loading == "auto":
+            fits = background_bytes + waveform_bytes <= self.max_memory * GiB
+            self.loading = "memory" if fits else "chunked"
+        logger.info(
+            "training data: %.3g GiB of background, %.3g GiB of waveforms: %s (max_memory=%g)",
+            background_bytes / GiB, waveform_bytes / GiB, self.loading, self.max_memory,
+        )  # fmt: skip
+        waveform_rows = None
+        if self.loading == "memory":
+            self.sampler = BackgroundSampler(
+                [read_segment(s, self.ifos) for s in train], self.sample_size, coincident=False
+            )
+        else:
+            check_chunk_length(self.chunk_length, self.sample_length)
+            chunk_size = int(round(self.chunk_length * self.sample_rate))
+            table = ChunkTable.tile([s.size for s in train], self.sample_size, chunk_size)
+            batches = -(-self.batches_per_epoch // world_size)
+            budget = ChunkBudget.plan(
+                max_memory=self.max_memory, chunk_size=chunk_size, num_ifos=self.num_ifos,
+                table=table, chunks_per_epoch=self.chunks_per_epoch, world_size=world_size,
+                batches_per_rank=batches, num_waveforms=num_waveforms,
+                waveform_size=waveform_size,
+            )  # fmt: skip
+            trainer = getattr(self, "trainer", None)
+            self.chunked = ChunkedTrainingData(
+                train, self.ifos, self.sample_size, chunk_size, table, budget,
+                self.batch_size, batches, rank=rank, world_size=world_size, seed=self.seed,
+                waveform_file=path, num_waveforms=num_waveforms, sample_rate=self.sample_rate,
+                epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,
+            )  # fmt: skip
+            self.sampler = None
+            waveform_rows = budget.waveform_rows
+            logger.info("chunked background: %s of %d chunks", budget, len(table))
+        self.train_waveforms = None
+        if waveform_rows is None:
+            waveforms = read_waveforms(path, sample_rate=self.sample_rate)
+            self.train_waveforms = torch.as_tensor(np.stack([waveforms.cross, waveforms.plus], 1))
+
+    def teardown(self, stage: str | None = None) -> None:
+        """Stop the chunked path's background reader."""
+        if self.chunked is not None:
+            self.chunked.close()
+
     def _setup_validation(self, valid: list, waveforms: str | None = None) -> None:
         """Windows and injections of the held-out files ``valid`` (validation or test)."""
         if not valid:
@@ -264,6 +330,7 @@ class AframeDataset(pl.LightningDataModule):
                 "score (validation picked the checkpoint, so it cannot be the test); set "
                 "data.test_frac (e.g. 0.2) or data.test_dir"
             )
+        valid = self._livetime_segments(valid)
         rank, world_size = self._rank()
         background = [torch.as_tensor(read_segment(s, self.ifos)) for s in valid]
         step = self.timeslide_step or np.ceil(self.kernel_length + self.fduration)
@@ -304,8 +371,32 @@ class AframeDataset(pl.LightningDataModule):
             self.valid_snrs = self.snr_sampler.sample((len(cross),))
         self.valid_coalescence_index = int(round(val.coalescence_time * self.sample_rate))
 
+    def _livetime_segments(self, valid: list) -> list:
+        """The first validation segments whose timeslides cover ``valid_livetime``.
+
+        ``make_timeslides`` takes segments in order, so later ones would be read into memory but
+        never scored: validation memory stays near ``valid_livetime`` (plus one segment) however
+        much background is held out, and the timeslides are unchanged.
+        """
+        step = self.timeslide_step or np.ceil(self.kernel_length + self.fduration)
+        slides = make_timeslides(
+            [s.size for s in valid],
+            self.num_ifos,
+            self.sample_rate,
+            livetime=self.valid_livetime,
+            step=step,
+            min_size=self.sample_size,
+        )
+        return valid[: max(t.segment for t in slides) + 1]
+
     # ------------------------------------------------------------------ loaders
     def train_dataloader(self) -> torch.utils.data.DataLoader:
+        if self.chunked is not None:
+            # chunks stream through a background reader; windows are drawn on the device
+            trainer = getattr(self, "trainer", None)
+            if trainer is not None:
+                self.chunked.device = trainer.strategy.root_device
+            return torch.utils.data.DataLoader(self.chunked, batch_size=None)
         # background and waveforms already live in memory: each "batch" is only its number,
         # and the batch itself is drawn on the device in on_after_batch_transfer
         _, world_size = self._rank()
@@ -350,6 +441,9 @@ class AframeDataset(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         device = trainer.lightning_module.device if trainer is not None else torch.device("cpu")
         if trainer is not None and trainer.training:
+            if self.chunked is not None:  # windows drawn on the device by the chunk iterator
+                X, self._live_waveforms = batch
+                return self.augment(X)
             return self.augment(self._on_device("sampler", device)(self.batch_size))
         return self.validation_batch(*batch)
 
@@ -368,8 +462,20 @@ class AframeDataset(pl.LightningDataModule):
 
     def example_batch(self, num: int, device: torch.device | str = "cpu") -> Tensor:
         """``num`` whitened training samples before :attr:`transform` (for tracing exports)."""
-        X, _ = self.whitened_batch(self._on_device("sampler", torch.device(device))(num))
+        device = torch.device(device)
+        if self.chunked is not None:
+            X, _ = self.whitened_batch(self.chunked.example_sampler(device)(num))
+        else:
+            X, _ = self.whitened_batch(self._on_device("sampler", device)(num))
         return X
+
+    def _training_waveforms(self, device: torch.device) -> Tensor:
+        """All training waveforms, or (chunked, when they exceed the budget) the current subset."""
+        if self.train_waveforms is not None:
+            return self._on_device("train_waveforms", device)
+        if self._live_waveforms is None:  # outside training (e.g. a direct augment call)
+            self._live_waveforms = self.chunked.waveform_subset(0, 0)
+        return self._live_waveforms.to(device)
 
     def whitened_batch(self, X: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`augment` without the final ``transform``: ``(batch, num_ifos, kernel_size)``."""
@@ -380,7 +486,7 @@ class AframeDataset(pl.LightningDataModule):
         mask = torch.rand(len(X), device=X.device) < self.inject_prob
         num = int(mask.sum())
         if num:
-            waveforms = self._on_device("train_waveforms", X.device)
+            waveforms = self._training_waveforms(X.device)
             idx = torch.randint(len(waveforms), (num,), device=X.device)
             responses = self.injector.project(waveforms[idx, 0], waveforms[idx, 1])
             responses, _ = self.injector.rescale(responses, psds[mask])

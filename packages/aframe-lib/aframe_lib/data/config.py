@@ -111,4 +111,35 @@ def validate_data_args(values: dict[str, Any]) -> dict[str, Any]:
     v["sample_size"] = v["window_size"] + v["psd_size"] + v["psd_staleness"]
     v["sample_length"] = v["sample_size"] / sr
     v["inject_prob"] = inject_prob
+    _check_loading(v)
     return v
+
+
+LOADING_MODES = ("auto", "memory", "chunked")
+
+
+def _check_loading(v: dict[str, Any]) -> None:
+    """The training-data loading fields: ``background_loading``, ``max_memory``,
+    ``chunk_length``, ``chunks_per_epoch``."""
+    if v["background_loading"] not in LOADING_MODES:
+        _fail("background_loading", v["background_loading"], f"must be one of {LOADING_MODES}")
+    if not v["max_memory"] > 0 or not math.isfinite(v["max_memory"]):
+        _fail("max_memory", v["max_memory"], "must be a positive number of GiB, e.g. 4")
+    if not v["chunk_length"] > 0 or not math.isfinite(v["chunk_length"]):
+        _fail("chunk_length", v["chunk_length"], "must be a positive number of seconds")
+    if v["background_loading"] == "chunked":  # with "auto", checked once chunked is chosen
+        check_chunk_length(v["chunk_length"], v["sample_length"])
+    cpe = v["chunks_per_epoch"]
+    if cpe is not None and (int(cpe) != cpe or cpe < 1):
+        _fail("chunks_per_epoch", cpe, "must be a positive integer, or null (fill max_memory)")
+
+
+def check_chunk_length(chunk_length: float, sample_length: float) -> None:
+    """A chunk must hold more than one training window."""
+    if chunk_length <= sample_length:
+        _fail(
+            "chunk_length",
+            chunk_length,
+            f"must be longer than one training window (psd_length + kernel_length + fduration "
+            f"= {sample_length:g} s); chunks of many windows read faster, e.g. 256",
+        )

@@ -75,3 +75,60 @@ class BackgroundSampler(torch.nn.Module):
             windows = self.data[ifo].unfold(0, self.sample_size, 1)
             out.append(windows[starts[:, ifo]])
         return torch.stack(out, dim=1)
+
+
+class ChunkSampler(torch.nn.Module):
+    """Draw windows from a buffer of equally weighted background chunks held on the device.
+
+    The chunked training path (:mod:`~aframe_lib.data.chunked`) loads a few chunks of background
+    at a time. Each window picks a chunk *uniformly* (not by length), then a start uniformly
+    among that chunk's own window starts; chunks are selected into buffers with probability
+    proportional to their number of starts, so every start of every segment is equally likely
+    overall (see :func:`~aframe_lib.data.chunked.select_chunks`).
+
+    Args:
+        chunks: ``(num_chunks, num_ifos, chunk_size)``; chunk ``i`` holds valid data in its first
+            ``counts[i] + sample_size - 1`` samples (the rest is padding, never read).
+        counts: ``(num_chunks,)`` window starts of each chunk, each ``>= 1``.
+        sample_size: Window length, in samples.
+        coincident: Same chunk and start for every IFO (``True``) or independent draws.
+    """
+
+    def __init__(
+        self, chunks: Tensor, counts: Tensor, sample_size: int, coincident: bool = False
+    ) -> None:
+        super().__init__()
+        if chunks.ndim != 3 or len(counts) != len(chunks) or not len(chunks):
+            raise ValueError(
+                f"ChunkSampler needs chunks (num_chunks, num_ifos, size) and one count per "
+                f"chunk, got {tuple(chunks.shape)} and {tuple(counts.shape)}"
+            )
+        if int(counts.min()) < 1 or int(counts.max()) + sample_size - 1 > chunks.shape[-1]:
+            raise ValueError(
+                f"chunk start counts {counts.tolist()} do not fit {sample_size}-sample windows "
+                f"in chunks of {chunks.shape[-1]} samples"
+            )
+        self.sample_size = sample_size
+        self.coincident = coincident
+        self.register_buffer("chunks", chunks, persistent=False)
+        self.register_buffer("counts", counts.to(chunks.device), persistent=False)
+
+    @property
+    def num_ifos(self) -> int:
+        return self.chunks.shape[1]
+
+    def forward(self, batch_size: int) -> Tensor:
+        """Sample a batch of windows, ``(batch, num_ifos, sample_size)``."""
+        device = self.chunks.device
+        shape = (batch_size, 1 if self.coincident else self.num_ifos)
+        slot = torch.randint(len(self.chunks), shape, device=device)
+        # float64: exact enough for any chunk length (float32 would skip starts above 2**24)
+        u = torch.rand(shape, dtype=torch.float64, device=device)
+        start = (u * self.counts[slot]).long().clamp_max(self.counts[slot] - 1)
+        slot = slot.expand(batch_size, self.num_ifos)
+        start = start.expand(batch_size, self.num_ifos)
+        out = []
+        for ifo in range(self.num_ifos):
+            windows = self.chunks[:, ifo].unfold(-1, self.sample_size, 1)
+            out.append(windows[slot[:, ifo], start[:, ifo]])
+        return torch.stack(out, dim=1)

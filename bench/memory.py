@@ -1,0 +1,171 @@
+"""Training memory against the amount of background, and chunked vs in-memory throughput.
+
+Run by ``nox -s bench`` as ``python bench/memory.py``.
+
+Two synthetic data sets differ only in the amount of background: 1x (``--duration`` s in files of
+``--segment`` s) and 32x (32 times as many files); waveforms are the same. Each measurement is a
+fresh subprocess (``--child``) that builds the quickstart model and data module with ``AframeCLI``
+as ``aframe-train fit`` would, overrides only the data directory and loading mode, and trains one
+epoch of ``--batches`` batches (no validation loop, no export). It reports its peak memory (peak
+RSS on CPU, ``torch.cuda.max_memory_allocated`` on a GPU) and training samples/s after a warm-up.
+
+Headlines (``name: value``):
+
+- ``train_memory_growth``: peak memory training on 32x the background / on 1x, same config, the
+  chunked path with ``--max-memory`` GiB (goal <= 1.15);
+- ``chunked_vs_inmemory_throughput``: training samples per second chunked / in memory on the 1x
+  data (goal >= 0.9), per second of process CPU time (all threads, the chunk reader included),
+  median of ``--repeats`` alternating runs: on a shared machine wall-clock rates swing by 2x with
+  other load (they are printed as a note).
+
+The in-memory path's own growth is printed as a note, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _common as common
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "projects" / "quickstart" / "train.yaml"
+SYNTHETIC = dict(
+    num_waveforms=200, num_val_waveforms=50, waveform_duration=4.0, coalescence_time=3.0
+)
+WARMUP = 3
+
+
+def child(args: argparse.Namespace) -> None:
+    """One training run; prints ``{"peak_bytes": ..., "samples_per_s": ...}`` as its last line."""
+    import lightning.pytorch as pl
+    import torch
+
+    from aframe_train.cli import AframeCLI
+
+    times: list[tuple[float, float]] = []
+
+    class Timer(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            times.append((time.perf_counter(), time.process_time()))
+
+    cuda = torch.cuda.is_available()
+    overrides = [
+        f"--trainer.default_root_dir={args.out}",
+        f"--trainer.logger.init_args.save_dir={args.out}",
+        f"--trainer.accelerator={'gpu' if cuda else 'cpu'}",
+        "--trainer.max_epochs=1", "--trainer.limit_val_batches=0",
+        "--trainer.num_sanity_val_steps=0", "--trainer.enable_progress_bar=false",
+        "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]",
+        f"--data.init_args.data_dir={args.data}", "--data.init_args.synthetic=null",
+        f"--data.init_args.batch_size={args.batch_size}",
+        f"--data.init_args.batches_per_epoch={args.batches}",
+        "--data.init_args.valid_livetime=300",
+        f"--data.init_args.background_loading={args.loading}",
+        f"--data.init_args.max_memory={args.max_memory}",
+        f"--data.init_args.chunk_length={args.chunk_length}",
+    ]  # fmt: skip
+    cli = AframeCLI(args=["--config", str(QUICKSTART), *overrides], run=False)
+    cli.trainer.callbacks.append(Timer())
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    if cuda:
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    (wall0, cpu0), (wall1, cpu1) = times[WARMUP], times[-1]
+    samples = args.batch_size * (len(times) - 1 - WARMUP)
+    print(
+        json.dumps(
+            {
+                "peak_bytes": peak,
+                "samples_per_s": samples / (wall1 - wall0),
+                "samples_per_cpu_s": samples / (cpu1 - cpu0),
+            }
+        )
+    )
+
+
+def run_child(data: Path, out: Path, loading: str, args: argparse.Namespace) -> dict:
+    cmd = [
+        sys.executable, __file__, "--child", f"--data={data}", f"--out={out}",
+        f"--loading={loading}", f"--batches={args.batches}", f"--batch-size={args.batch_size}",
+        f"--max-memory={args.max_memory}", f"--chunk-length={args.chunk_length}",
+    ]  # fmt: skip
+    # OpenMP threads that spin while waiting make timings on a shared, oversubscribed machine
+    # depend on unrelated thread activity; passive waiting keeps both paths comparable
+    env = {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE", **os.environ}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--child", action="store_true", help=argparse.SUPPRESS)
+    add("--data", type=Path)
+    add("--out", type=Path)
+    add("--loading", default="chunked")
+    add("--duration", type=float, default=2048.0, help="seconds of 1x background")
+    add("--segment", type=float, default=256.0, help="seconds per background file")
+    add("--batches", type=int, default=30)
+    add("--batch-size", type=int, default=32)
+    add("--max-memory", type=float, default=0.004, help="GiB (chunked buffer bound)")
+    add("--chunk-length", type=float, default=64.0)
+    add("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+
+    from aframe_lib.data.synthetic import ensure_synthetic_dataset
+
+    with tempfile.TemporaryDirectory(prefix="aframe-bench-memory-") as tmp:
+        tmp = Path(tmp)
+        data = {}
+        with common.stopwatch("synthetic data (1x and 32x)"):
+            for scale in (1, 32):
+                data[scale] = tmp / f"data{scale}"
+                ensure_synthetic_dataset(
+                    str(data[scale]), ifos=["H1", "L1"], sample_rate=512.0,
+                    background_duration=scale * args.duration, segment_duration=args.segment,
+                    **SYNTHETIC,
+                )  # fmt: skip
+        runs: dict[tuple[int, str], list[dict]] = {}
+        order = [(1, "chunked"), (1, "memory")] * args.repeats + [(32, "chunked"), (32, "memory")]
+        for scale, loading in order:
+            result = run_child(data[scale], tmp / "run", loading, args)
+            runs.setdefault((scale, loading), []).append(result)
+            common.note(
+                f"{scale}x {loading}: peak {result['peak_bytes'] / 2**20:.0f} MiB, "
+                f"{result['samples_per_s']:.1f} samples/s, "
+                f"{result['samples_per_cpu_s']:.1f} samples per CPU-s"
+            )
+        peak = {k: min(r["peak_bytes"] for r in v) for k, v in runs.items()}
+        rate = {k: common.median([r["samples_per_cpu_s"] for r in v]) for k, v in runs.items()}
+        wall = {k: common.median([r["samples_per_s"] for r in v]) for k, v in runs.items()}
+        common.note(
+            f"wall-clock samples/s (median): chunked {wall[1, 'chunked']:.1f}, in memory "
+            f"{wall[1, 'memory']:.1f} (ratio {wall[1, 'chunked'] / wall[1, 'memory']:.2f}; "
+            "noisy on a shared machine)"
+        )
+        common.note(
+            f"1x background = {args.duration:g} s of 2 IFOs at 512 Hz "
+            f"({args.duration * 512 * 2 * 4 / 2**20:.0f} MiB); in-memory growth 32x/1x: "
+            f"{peak[32, 'memory'] / peak[1, 'memory']:.2f}"
+        )
+        common.headline("train_memory_growth", peak[32, "chunked"] / peak[1, "chunked"], ".3f")
+        common.headline(
+            "chunked_vs_inmemory_throughput", rate[1, "chunked"] / rate[1, "memory"], ".3f"
+        )
+
+
+if __name__ == "__main__":
+    main()

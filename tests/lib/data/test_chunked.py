@@ -1,0 +1,280 @@
+"""The chunked training path: windows from the right place, uniform over segments, disjoint rank
+shares, bounded buffers, the auto/memory/chunked choice and its config errors.
+
+Background files hold arange-valued strain (segment k, IFO j: ``1e6 j + 1e5 k + t``), so every
+sampled window says which segment, IFO and start it came from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ml4gw.distributions import PowerLaw
+from tiny_data import SAMPLE_RATE
+
+from aframe_lib.data import AframeDataset
+from aframe_lib.data.background import background_fname, list_segments, write_background
+from aframe_lib.data.chunked import (
+    ChunkBudget,
+    ChunkedTrainingData,
+    ChunkTable,
+    GiB,
+    plan_epoch,
+    select_chunks,
+)
+from aframe_lib.data.config import DataConfigError
+from aframe_lib.data.sampling import ChunkSampler
+
+RATE = 64.0
+SIZES = [5000, 1200, 3000]  # samples per segment (IFO rows 2)
+SAMPLE = 1000  # window (samples)
+CHUNK = 1600  # chunk (samples): 601 starts per full chunk
+
+
+def write_arange(root, sizes=SIZES, num_ifos=2):
+    root.mkdir(parents=True, exist_ok=True)
+    t0 = 1_000_000_000
+    for k, n in enumerate(sizes):
+        strain = {ifo: 1e6 * j + 1e5 * k + np.arange(n) for j, ifo in enumerate(["H1", "L1"])}
+        write_background(str(root / background_fname(t0, n / RATE)), strain, t0, RATE)
+        t0 += int(n / RATE) + 10
+    return list_segments(str(root), ["H1", "L1"], RATE)
+
+
+def chunked(segments, chunks_per_epoch=3, rank=0, world_size=1, batch_size=256, batches=2):
+    table = ChunkTable.tile([s.size for s in segments], SAMPLE, CHUNK)
+    budget = ChunkBudget(chunks_per_load=chunks_per_epoch, loads_per_epoch=1, waveform_rows=None)
+    return ChunkedTrainingData(
+        segments, ["H1", "L1"], SAMPLE, CHUNK, table, budget, batch_size, batches,
+        rank=rank, world_size=world_size, seed=3,
+    )  # fmt: skip
+
+
+def decode(X):
+    """(segment, ifo, start) of every window row, checking each is one contiguous slice."""
+    X = X.numpy().astype(np.float64)
+    np.testing.assert_array_equal(X - X[..., :1], np.broadcast_to(np.arange(X.shape[-1]), X.shape))
+    ifo, rest = np.divmod(X[..., 0], 1e6)
+    segment, start = np.divmod(rest, 1e5)
+    return segment.astype(int), ifo.astype(int), start.astype(int)
+
+
+def test_chunks_tile_every_window_start_exactly_once():
+    table = ChunkTable.tile(SIZES, SAMPLE, CHUNK)
+    for k, n in enumerate(SIZES):
+        mine = table.segment == k
+        pairs = zip(table.first[mine], table.starts[mine], strict=True)
+        starts = np.concatenate([np.arange(f, f + c) for f, c in pairs])
+        np.testing.assert_array_equal(starts, np.arange(n - SAMPLE + 1))
+    assert table.starts.max() == CHUNK - SAMPLE + 1
+
+
+def test_chunk_selection_is_proportional_to_usable_length_and_distinct():
+    starts = np.array([601, 601, 100, 601, 7, 601, 350])
+    rng = np.random.default_rng(0)
+    trials, num = 20000, 3
+    counts = np.zeros(len(starts))
+    for _ in range(trials):
+        picked = select_chunks(starts, num, rng)
+        assert len(set(picked.tolist())) == num
+        counts[picked] += 1
+    expected = trials * num * starts / starts.sum()
+    # binomial standard deviation; 5 sigma: a wrong weighting (e.g. equal weights) is > 20 sigma
+    np.testing.assert_array_less(np.abs(counts - expected), 5 * np.sqrt(expected) + 1)
+
+
+def test_ranks_read_disjoint_shares_of_one_draw_per_epoch():
+    table = ChunkTable.tile([40_000, 9_000, 25_000], SAMPLE, CHUNK)
+    for epoch in range(5):
+        shares = [
+            plan_epoch(table.starts, 4, seed=3, epoch=epoch, rank=r, world_size=3) for r in range(3)
+        ]
+        union = np.concatenate(shares)
+        assert all(len(s) == 4 for s in shares) and len(set(union.tolist())) == 12
+    first = plan_epoch(table.starts, 4, seed=3, epoch=0, rank=0, world_size=3)
+    assert not np.array_equal(
+        first, plan_epoch(table.starts, 4, seed=3, epoch=1, rank=0, world_size=3)
+    )
+
+
+def test_windows_come_from_every_segment_and_ifo(tmp_path):
+    """Read from HDF5: each window is a contiguous slice of one segment of its own IFO."""
+    segments = write_arange(tmp_path)
+    data = chunked(segments, chunks_per_epoch=6, batch_size=64, batches=2)
+    found = [decode(X) for _ in range(10) for X, _ in data]  # 10 epochs, a new draw each
+    seg, ifo, start = (np.concatenate([f[i] for f in found]) for i in range(3))
+    assert seg.shape == (10 * 2 * 64, 2)
+    assert (ifo == np.arange(2)).all()  # IFO j's window comes from IFO j's data
+    assert set(seg.ravel().tolist()) == {0, 1, 2}
+    assert (start + SAMPLE <= np.array(SIZES)[seg]).all()
+    assert (seg[:, 0] != seg[:, 1]).mean() > 0.3  # IFOs drawn independently
+    data.close()
+
+
+def test_sampling_is_uniform_over_all_window_starts():
+    """Chunk draws (in proportion to their starts) + uniform chunk and start within a load:
+    each segment's share of windows is its share of window starts, and starts are uniform.
+
+    The loads are cut from in-memory arrays as ``read_chunks`` cuts them from files (checked
+    above), so that 2000 epochs run in a second.
+    """
+    strain = [np.stack([1e5 * k + np.arange(n)]).astype(np.float32) for k, n in enumerate(SIZES)]
+    table = ChunkTable.tile(SIZES, SAMPLE, CHUNK)
+    epochs, per_epoch, batch = 2000, 6, 32
+    seg, start = [], []
+    for epoch in range(epochs):
+        ids = plan_epoch(table.starts, per_epoch, seed=0, epoch=epoch, rank=0, world_size=1)
+        chunks = torch.zeros((per_epoch, 1, CHUNK))
+        for i, c in enumerate(ids):
+            lo = table.first[c]
+            n = table.starts[c] + SAMPLE - 1
+            chunks[i, 0, :n] = torch.as_tensor(strain[table.segment[c]][0, lo : lo + n])
+        X = ChunkSampler(chunks, torch.as_tensor(table.starts[ids]), SAMPLE)(batch)
+        s, t = np.divmod(X[:, 0, 0].numpy().astype(np.int64), 100_000)
+        seg.append(s)
+        start.append(t)
+    seg, start = np.concatenate(seg), np.concatenate(start)
+    usable = np.array(SIZES) - SAMPLE + 1
+    frac = np.bincount(seg, minlength=3) / len(seg)
+    # sd over 2000 epochs ~0.004; weighting by chunk count or segment count would be off by
+    # >= 0.05
+    np.testing.assert_allclose(frac, usable / usable.sum(), atol=0.015)
+    for k in range(3):  # starts uniform within each segment: five equal bins, each 1/5 +- 15 %
+        hist = np.histogram(start[seg == k], bins=5, range=(0, usable[k]))[0]
+        np.testing.assert_allclose(hist / hist.sum(), 0.2, rtol=0.15)
+
+
+def test_rank_windows_come_only_from_its_own_chunks(tmp_path):
+    segments = write_arange(tmp_path, sizes=[9000, 6000, 7000])
+    seen = []
+    for rank in range(2):
+        data = chunked(segments, chunks_per_epoch=4, rank=rank, world_size=2, batches=1)
+        ids = data.chunk_ids(0).ravel()
+        ((X, _),) = list(data)
+        seg, _, start = decode(X)
+        # every window lies in one of this rank's chunks
+        first, count, owner = data.table.first[ids], data.table.starts[ids], data.table.segment[ids]
+        inside = (
+            (seg[..., None] == owner)
+            & (start[..., None] >= first)
+            & (start[..., None] < first + count)
+        )
+        assert inside.any(-1).all()
+        seen.append(set(ids.tolist()))
+        data.close()
+    assert not seen[0] & seen[1]
+
+
+def test_buffer_size_does_not_depend_on_the_number_of_files():
+    def plan(num_files):
+        table = ChunkTable.tile([60_000] * num_files, SAMPLE, CHUNK)
+        return ChunkBudget.plan(
+            max_memory=0.0005, chunk_size=CHUNK, num_ifos=2, table=table, chunks_per_epoch=None,
+            world_size=2, batches_per_rank=10, num_waveforms=64, waveform_size=256,
+        )  # fmt: skip
+
+    budgets = [plan(n) for n in (4, 32, 256)]
+    assert len(set(budgets)) == 1
+    b = budgets[0]
+    loads = 2 * b.chunks_per_load * 2 * CHUNK * 4  # two loads in host memory
+    assert 0 < loads <= 0.0005 * GiB
+
+
+def test_prefetch_reads_next_load_in_the_background_and_holds_at_most_two(tmp_path):
+    segments = write_arange(tmp_path)
+    table = ChunkTable.tile(SIZES, SAMPLE, CHUNK)
+    budget = ChunkBudget(chunks_per_load=2, loads_per_epoch=3, waveform_rows=None)
+    data = ChunkedTrainingData(segments, ["H1", "L1"], SAMPLE, CHUNK, table, budget, 8, 6)
+    it = iter(data)
+    next(it)
+    # while load 0 serves batches, exactly one further load (the next) is being read
+    assert data._pending is not None and data._pending[0] == (0, 1)
+    assert len(list(it)) == 5
+    assert data._pending[0] == (1, 0)  # the next epoch's first load, read ahead
+    data.close()
+
+
+# ------------------------------------------------------------------ through the Dataset
+def make(data_dir, **kwargs):
+    defaults = dict(
+        data_dir=str(data_dir), ifos=["H1", "L1"], sample_rate=SAMPLE_RATE, kernel_length=1.0,
+        fduration=1.0, psd_length=4.0, highpass=20.0, batch_size=16, batches_per_epoch=4,
+        valid_frac=0.34, valid_livetime=300.0, valid_stride=1.0, valid_batch_size=16,
+        snr_sampler=PowerLaw(10.0, 20.0, -3.0), chunk_length=32.0,
+    )  # fmt: skip
+    return AframeDataset(**{**defaults, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (dict(max_memory=1.0), "memory"),  # auto: the tiny set fits
+        (dict(max_memory=0.0005), "chunked"),  # auto: it does not
+        (dict(max_memory=0.0005, background_loading="memory"), "memory"),  # override
+        (dict(max_memory=1.0, background_loading="chunked"), "chunked"),  # override
+    ],
+)
+def test_loading_is_chosen_by_size_unless_the_config_says(tiny_data_dir, kwargs, expected):
+    ds = make(tiny_data_dir, **kwargs)
+    ds.setup("fit")
+    assert ds.loading == expected
+    assert (ds.chunked is not None) == (expected == "chunked")
+    batch = next(iter(ds.train_dataloader()))
+    X, y = ds.augment(batch[0] if expected == "chunked" else ds.sampler(16))
+    assert X.shape == (16, 2, int(SAMPLE_RATE)) and torch.isfinite(X).all()
+    ds.teardown()
+
+
+def test_chunked_waveforms_are_a_bounded_subset_refreshed_per_load(tiny_data_dir):
+    ds = make(tiny_data_dir, max_memory=0.0005, background_loading="chunked")
+    ds.setup("fit")
+    rows = ds.chunked.budget.waveform_rows
+    assert ds.train_waveforms is None and 0 < rows < 64  # the file holds 64
+    a, b = ds.chunked.waveform_subset(0, 0), ds.chunked.waveform_subset(0, 1)
+    assert a.shape == (rows, 2, int(4.0 * SAMPLE_RATE)) and not torch.equal(a, b)
+    X, waveforms = next(iter(ds.train_dataloader()))
+    assert waveforms.shape == a.shape
+    Xw, y = ds.augment(X)
+    assert Xw.shape == (16, 2, int(SAMPLE_RATE)) and y.shape == (16, 1)
+    ds.teardown()
+
+
+def test_validation_reads_only_what_valid_livetime_needs(tiny_data_dir):
+    # the tiny set holds out 2 files of 256 s; 200 s of timeslides fit in the first
+    ds = make(tiny_data_dir, valid_livetime=200.0)
+    ds.setup("fit")
+    assert len(ds.valid_windows.background) == 1
+    ds = make(tiny_data_dir, valid_livetime=400.0)
+    ds.setup("fit")
+    assert len(ds.valid_windows.background) == 2
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("background_loading", "disk", r"data.background_loading='disk': must be one of"),
+        ("max_memory", 0.0, r"data.max_memory=0.0: must be a positive"),
+        ("chunk_length", -1.0, r"data.chunk_length=-1.0: must be a positive"),
+        ("chunks_per_epoch", 0, r"data.chunks_per_epoch=0: must be a positive integer"),
+    ],
+)
+def test_bad_loading_fields_fail_at_construction(tiny_data_dir, field, value, match):
+    with pytest.raises(DataConfigError, match=match):
+        make(tiny_data_dir, **{field: value})
+
+
+def test_chunked_settings_that_cannot_work_fail_naming_the_field(tiny_data_dir):
+    with pytest.raises(DataConfigError, match=r"data.chunk_length=5.0: must be longer than one"):
+        make(tiny_data_dir, chunk_length=5.0, background_loading="chunked")
+    ds = make(tiny_data_dir, chunk_length=5.0, max_memory=0.0005)  # auto picks chunked
+    with pytest.raises(DataConfigError, match=r"data.chunk_length=5.0"):
+        ds.setup("fit")
+    with pytest.raises(DataConfigError, match=r"data.max_memory=1e-06: .*raise max_memory"):
+        make(tiny_data_dir, max_memory=1e-6, background_loading="chunked").setup("fit")
+    table = ChunkTable.tile([1100], SAMPLE, CHUNK)  # one chunk, two ranks
+    with pytest.raises(DataConfigError, match=r"data.chunk_length: .*fewer than 2 full chunks"):
+        ChunkBudget.plan(
+            max_memory=1.0, chunk_size=CHUNK, num_ifos=2, table=table, chunks_per_epoch=None,
+            world_size=2, batches_per_rank=10, num_waveforms=64, waveform_size=256,
+        )  # fmt: skip
