@@ -10,11 +10,13 @@ import re
 import law
 import luigi
 
+from aframe_lib.utils.errors import ConfigError
+
 KNOWN_IFOS = ("H1", "L1", "V1", "K1", "G1")
 _GPUS = re.compile(r"^\s*\d+\s*(,\s*\d+\s*)*$")
 
 
-class ParameterError(ValueError):
+class ParameterError(ConfigError, ValueError):
     """A task parameter with a bad value (the message says how to fix it)."""
 
 

@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from aframe_lib.callbacks import WandbSaveConfig
 from aframe_lib.data import AframeDataset
+from aframe_lib.utils.errors import check_yaml_files, console_main
 
 from .models import AframeModel
 
@@ -37,6 +38,11 @@ class AframeCLI(LightningCLI):
         # each rank's validation dataset is already its share (equal batch counts on every
         # rank), and training batches are drawn on the device: no DistributedSampler
         kwargs.setdefault("trainer_defaults", {"use_distributed_sampler": False})
+        # parse errors are raised (not printed with the whole usage) and reported in one block
+        # by the console script's error boundary (aframe_lib.utils.errors.console_main)
+        no_exit = {"exit_on_error": False}
+        kwargs.setdefault("parser_kwargs", {"fit": no_exit, "validate": no_exit, "test": no_exit,
+                                            "predict": no_exit, **no_exit})  # fmt: skip
         super().__init__(AframeModel, AframeDataset, *args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -72,9 +78,11 @@ SUBCOMMANDS = {
 }
 
 
+@console_main("aframe-train")
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``aframe-train`` console script."""
+    """Entry point of the ``aframe-train`` console script (errors: aframe_lib.utils.errors)."""
     argv = sys.argv[1:] if args is None else list(args)
+    check_yaml_files(argv, ("--config", "-c", "--tune_config"))
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from aframe_lib.utils.errors import DataError
 from aframe_lib.utils.fs import (
     atomic_local_path,
     explain_storage_errors,
@@ -38,7 +39,7 @@ _NAME = re.compile(r"^background-(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\.hdf5$")
 _S3_BLOCK = 4 * 2**20  # small blocks: listing reads only HDF5 headers, not 50 MiB per file
 
 
-class BackgroundError(ValueError):
+class BackgroundError(DataError, ValueError):
     """A background file or directory that breaks the contract (the message says how to fix it)."""
 
 
@@ -365,7 +366,7 @@ def localize(data_dir: str, cache_dir: str) -> str:
         return data_dir
     fs, inner = filesystem(data_dir)
     try:
-        with explain_storage_errors(data_dir):
+        with explain_storage_errors(data_dir, "data.data_dir"):
             entries = retry(lambda: fs.ls(inner, detail=True))
     except FileNotFoundError as exc:
         raise _no_data(data_dir, False, []) from exc
@@ -385,6 +386,6 @@ def localize(data_dir: str, cache_dir: str) -> str:
         local = Path(cache_dir, name)
         if local.is_file() and local.stat().st_size == e["size"]:
             continue
-        with atomic_local_path(local) as tmp, explain_storage_errors(data_dir):
+        with atomic_local_path(local) as tmp, explain_storage_errors(data_dir, "data.data_dir"):
             retry(lambda e=e, tmp=tmp: fs.get_file(e["name"], str(tmp)))
     return str(cache_dir)

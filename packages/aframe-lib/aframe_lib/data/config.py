@@ -8,10 +8,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from aframe_lib.utils.errors import ConfigError
+
 KNOWN_IFOS = ("H1", "L1", "V1", "K1")  # the detectors whose geometry ml4gw knows
 
 
-class DataConfigError(ValueError):
+class DataConfigError(ConfigError, ValueError):
     """A value in the data section of a config is invalid."""
 
 

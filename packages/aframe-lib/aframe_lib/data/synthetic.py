@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from aframe_lib.utils import fs
+from aframe_lib.utils.errors import DataError
 
 from .noise import (  # noqa: F401 - re-exported: the synthetic data API in one place
     GAP,
@@ -42,7 +43,7 @@ MANIFEST = "synthetic.json"
 SPIN_RANGE = (-0.9, 0.9)  # aligned spins chi1, chi2 (IMRPhenomD is calibrated to |chi| < ~0.9)
 
 
-class SyntheticDataError(ValueError):
+class SyntheticDataError(DataError, ValueError):
     """A data directory that already holds a different dataset (the message names the fields)."""
 
 

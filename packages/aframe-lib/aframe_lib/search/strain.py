@@ -28,10 +28,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from aframe_lib.utils.errors import DataError
+
 logger = logging.getLogger(__name__)
 
 
-class StrainError(ValueError):
+class StrainError(DataError, ValueError):
     """Strain that the search cannot analyse (the message names the file, the value, the fix)."""
 
 

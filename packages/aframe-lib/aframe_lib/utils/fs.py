@@ -163,14 +163,24 @@ def retry(fn: Callable[[], T], attempts: int = 4, delay: float = 0.5) -> T:
 
 
 @contextlib.contextmanager
-def explain_storage_errors(path: str | os.PathLike) -> Iterator[None]:
-    """Re-raise an unreachable S3 endpoint as a ``ConnectionError`` that names it and the fix."""
+def explain_storage_errors(path: str | os.PathLike, field: str | None = None) -> Iterator[None]:
+    """Re-raise an S3 failure on ``path`` as a :class:`~aframe_lib.utils.errors.StorageError`.
+
+    The message names ``path``, the config ``field`` it came from (e.g. ``"data.data_dir"``)
+    and whether the endpoint, the credentials or the bucket is the problem, with the fix.
+    A missing key stays a ``FileNotFoundError`` (callers say which file or directory they
+    expected); other errors pass unchanged. ``StorageError`` is a ``ConnectionError``.
+    """
+    from .errors import AframeError, classify_storage_error, storage_error
+
     try:
         yield
+    except AframeError:
+        raise
     except Exception as exc:
-        if type(exc).__name__ not in ("EndpointConnectionError", "ConnectTimeoutError"):
+        if classify_storage_error(exc) not in ("endpoint", "credentials", "bucket"):
             raise
-        raise ConnectionError(
-            f"{path}: cannot reach the S3 endpoint {s3_endpoint() or '(AWS default)'} "
-            f"(AWS_ENDPOINT_URL): {exc}; check the URL and that the server is up"
-        ) from exc
+        error = storage_error(str(path), field, exc)
+        if error is None:
+            raise
+        raise error from exc
