@@ -70,6 +70,50 @@ class AframeCLI(LightningCLI):
         torch.set_float32_matmul_precision(config.get("matmul_precision", "highest"))
 
 
+# architecture arguments that ``AframeCLI`` links from the data section (a value given for one
+# of them is replaced by the data's)
+LINKED = {
+    "num_ifos": "len(data.ifos)",
+    "sample_rate": "data.sample_rate",
+    "kernel_length": "data.kernel_length",
+}
+
+
+def _given_linked(argv: list[str]) -> list[str]:
+    """``model...`` keys that are link targets, as given on the command line or in ``--config``."""
+    import yaml
+
+    given = []
+    for i, token in enumerate(argv):
+        key = token.split("=", 1)[0]
+        if key.startswith("--model.") and key.rsplit(".", 1)[-1] in LINKED:
+            given.append(key[2:])
+        if key in ("--config", "-c") and (path := token.partition("=")[2] or
+                                           (argv[i + 1] if i + 1 < len(argv) else "")):  # fmt: skip
+            try:
+                model = (yaml.safe_load(open(path)) or {}).get("model")
+            except (OSError, AttributeError, yaml.YAMLError):
+                continue
+            stack = [("model", model)]
+            while stack:
+                where, node = stack.pop()
+                if isinstance(node, dict):
+                    given += [f"{where}.{k} ({path})" for k in node if k in LINKED and
+                              where.endswith("arch.init_args")]  # fmt: skip
+                    stack += [(f"{where}.{k}", v) for k, v in node.items()]
+    return given
+
+
+def warn_linked(argv: list[str]) -> None:
+    """Warn that architecture values given by the user are replaced by the data section's."""
+    for key in _given_linked(argv):
+        name = key.split(" ", 1)[0].rsplit(".", 1)[-1]
+        sys.stderr.write(
+            f"aframe-train: warning: {key} is ignored: {name} comes from the data section "
+            f"({LINKED[name]}); change that instead\n"
+        )
+
+
 # subcommands that are not Trainer methods: each module's ``main(argv)`` has its own parser
 SUBCOMMANDS = {
     "tune": "aframe_train.tune",
@@ -83,6 +127,8 @@ def main(args: list[str] | None = None) -> None:
     """Entry point of the ``aframe-train`` console script (errors: aframe_lib.utils.errors)."""
     argv = sys.argv[1:] if args is None else list(args)
     check_yaml_files(argv, ("--config", "-c", "--tune_config"))
+    if argv and argv[0] in ("fit", "validate", "test", "predict", "tune"):
+        warn_linked(argv)
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 

@@ -36,6 +36,7 @@ from aframe_lib.utils.fs import (
 )
 
 _NAME = re.compile(r"^background-(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\.hdf5$")
+_IFO_CODE = re.compile(r"^[A-Z][0-9]$")  # H1, L1, V1, K1, G1, ...: what a detector dataset is named
 _S3_BLOCK = 4 * 2**20  # small blocks: listing reads only HDF5 headers, not 50 MiB per file
 
 
@@ -148,6 +149,13 @@ def _inspect(f: h5py.File, path: str, ifos: Sequence[str]) -> BackgroundSegment:
     have = sorted(k for k in f if isinstance(f[k], h5py.Dataset))
     t0s, rates, sizes = {}, {}, {}
     for ifo in ifos:
+        if ifo not in have and not any(_IFO_CODE.match(k) for k in have):
+            raise BackgroundError(
+                f"{path}: does not follow the background data contract: it holds {have[:10]}, "
+                "no dataset named by a detector code (H1, L1, V1, K1, ...); background files hold "
+                "one 1-D dataset per IFO (write_background or gwpy TimeSeriesDict.write): "
+                "remove the file from the data directory or convert it"
+            )
         if ifo not in have:
             raise BackgroundError(
                 f"{path}: no dataset for IFO {ifo!r} (data.ifos={list(ifos)}); the file has "

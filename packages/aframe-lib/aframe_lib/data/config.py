@@ -45,6 +45,8 @@ def validate_data_args(values: dict[str, Any]) -> dict[str, Any]:
         _fail("ifos", ifos, f"unknown detector(s) {unknown}; known: {list(KNOWN_IFOS)}")
     if len(set(ifos)) != len(ifos):
         _fail("ifos", ifos, "each detector may appear only once")
+    if len(ifos) < 2:
+        _fail("ifos", ifos, "validation shifts IFOs against each other: give at least 2")
     v["ifos"] = list(ifos)
 
     for name in (

@@ -294,3 +294,39 @@ def explain_storage(path: str | os.PathLike, field: str | None = None) -> Iterat
         if error is None:
             raise
         raise error from exc
+
+
+@contextlib.contextmanager
+def explain_model_file(path: str | os.PathLike, what: str = "model") -> Iterator[None]:
+    """Re-raise a failure to read the model file ``path`` as a :class:`ModelFileError`.
+
+    torch says "PytorchStreamReader failed reading zip archive" and json says "Expecting value:
+    line 1 column 1" without naming the file; the error raised here names it, says why and what
+    to do. ``what`` is ``"model"`` (TorchScript ``model.pt``) or ``"metadata"`` (``model.json``).
+    """
+    import json
+
+    try:
+        yield
+    except AframeError:
+        raise
+    except FileNotFoundError as exc:
+        fix = (
+            "give the model.pt that aframe_lib.callbacks.ExportModel wrote"
+            if what == "model"
+            else "model.json must lie beside model.pt (ExportModel writes both)"
+        )
+        raise ModelFileError(f"{path}: no such file; {fix}") from exc
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); the "
+            "file is corrupt or truncated: export the model again or copy model.json again"
+        ) from exc
+    except (RuntimeError, ValueError, OSError, EOFError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        kind = "a TorchScript model" if what == "model" else what
+        raise ModelFileError(
+            f"{path}: cannot be read as {kind} ({first}); the file is corrupt or "
+            "truncated (e.g. an interrupted copy) or not a model.pt: export it again with "
+            "aframe_lib.callbacks.ExportModel or copy it again"
+        ) from exc

@@ -12,7 +12,9 @@ killed process never leaves a file that later counts as complete.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -92,11 +94,52 @@ def join(base: str | os.PathLike, *parts: str) -> str:
     return str(Path(base, *parts))
 
 
+_HOST = socket.gethostname().split(".", 1)[0].replace(".", "_") or "host"
+STALE_AFTER = 6 * 3600.0  # s: a temporary not written for this long is abandoned, whoever made it
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(final: Path, now: float | None = None) -> list[Path]:
+    """Delete the temporaries of earlier, killed writes of ``final``; the paths removed.
+
+    A temporary is ``.{name}.{host}.{pid}.XXXX.tmp`` beside ``final``. It is removed when its
+    writer ran on this host and that process is gone, or (writers on other hosts of a shared
+    filesystem, names of another format) when it has not changed for :data:`STALE_AFTER`
+    seconds. A temporary that a live process is writing is never touched.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    for tmp in final.parent.glob(f".{glob.escape(final.name)}.*.tmp*"):
+        parts = tmp.name[len(final.name) + 2 :].split(".")
+        try:
+            if len(parts) >= 3 and parts[0] == _HOST and parts[1].isdigit():
+                stale = not _pid_alive(int(parts[1]))
+            else:
+                stale = now - tmp.stat().st_mtime > STALE_AFTER
+            if stale:
+                tmp.unlink()
+                removed.append(tmp)
+        except FileNotFoundError:  # finished or removed by its writer meanwhile
+            continue
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_local_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """A temporary local path to write; on success it replaces ``target`` (local or remote).
 
-    On error (or a kill) the temporary file is removed and ``target`` is left untouched.
+    On error the temporary file is removed and ``target`` is left untouched; a temporary left
+    by a killed process is removed by the next write of the same target (see
+    :func:`remove_stale_temporaries`).
     """
     target = str(target)
     if is_remote(target):
@@ -113,8 +156,11 @@ def atomic_local_path(target: str | os.PathLike, suffix: str = "") -> Iterator[P
 
     final = Path(target).expanduser()
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final)
     fd, tmp = tempfile.mkstemp(
-        dir=final.parent, prefix=f".{final.name}.", suffix=".tmp" + (suffix or "")
+        dir=final.parent,
+        prefix=f".{final.name}.{_HOST}.{os.getpid()}.",
+        suffix=".tmp" + (suffix or ""),
     )
     os.close(fd)
     tmp_path = Path(tmp)
