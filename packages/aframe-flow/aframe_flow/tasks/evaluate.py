@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 
 import luigi
@@ -25,6 +23,7 @@ import luigi
 from aframe_lib.utils import fs
 
 from ..parameters import ParameterError
+from ..sandbox import run_command
 from ..targets import file_target, join
 from .data import Data
 from .train import Train, TrainBase, aframe_train_executable, resolve_config
@@ -189,14 +188,11 @@ class Evaluate(TrainBase):
             )
         cmd = box.command(argv)
         numbers = []
-        with subprocess.Popen(
-            cmd, env=box.environment(), stdout=subprocess.PIPE, text=True, bufsize=1
-        ) as proc:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                sys.stdout.write(line)
-                if m := NUMBER_LINE.match(line.rstrip("\n")):
-                    numbers.append(m.groups())
-        if proc.returncode:
-            raise subprocess.CalledProcessError(proc.returncode, cmd)
+
+        def collect(line: str) -> None:
+            if m := NUMBER_LINE.match(line.rstrip("\n")):
+                numbers.append(m.groups())
+
+        # echoes the output; a failure raises CommandError carrying the command's error block
+        run_command(cmd, env=box.environment(), argv=argv, on_stdout=collect)
         return numbers

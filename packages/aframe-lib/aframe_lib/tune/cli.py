@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..utils.errors import AframeError, ConfigError, StorageError
 from .search import SearchConfig, run_search
 
 
@@ -81,8 +82,12 @@ def main(args: list[str] | None = None, cli_cls: str | None = None) -> dict:
         settings["space"] = str(beside) if beside.exists() else str(space)
     try:
         summary = run_search(cfg.lightning_cli_cls, configs, overrides, SearchConfig(**settings))
-    except (ValueError, ConnectionError, FileNotFoundError, ImportError) as exc:
-        sys.exit(f"error: {exc}")
+    except AframeError:
+        raise  # one message block, exit status 2 (aframe_lib.utils.errors.console_main)
+    except ConnectionError as exc:  # an unreachable Ray address or storage
+        raise StorageError(str(exc)) from exc
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        raise ConfigError(str(exc)) from exc
     trials = summary["trials"]
     if trials and all(t["status"] == "error" for t in trials):  # not a result: a failure
         sys.exit(
