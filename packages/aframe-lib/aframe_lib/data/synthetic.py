@@ -345,6 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     out = kwargs.pop("out")
     check_synthetic_args(kwargs, lambda k: _FLAGS.get(k, "--" + k.replace("_", "-")))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in ..."
     with explain_storage(out, "--out"):
         ensure_synthetic_dataset(out, **kwargs)
         filesystem, inner = fs.filesystem(out)
