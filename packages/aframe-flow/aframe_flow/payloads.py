@@ -15,6 +15,8 @@ import json
 import logging
 from collections.abc import Sequence
 
+from aframe_lib.utils.errors import console_main
+
 logger = logging.getLogger(__name__)
 
 MANIFEST = "background.json"
@@ -111,6 +113,7 @@ def fetch(
     write_background(out, strain, t0=start, sample_rate=sample_rate)
 
 
+@console_main("aframe_flow.payloads")  # our errors: one message block, exit status 2
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m aframe_flow.payloads")
     sub = parser.add_subparsers(dest="what", required=True)
