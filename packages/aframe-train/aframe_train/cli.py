@@ -15,13 +15,19 @@ never repeats them.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from aframe_lib.callbacks import WandbSaveConfig
 from aframe_lib.data import AframeDataset
-from aframe_lib.utils.errors import check_yaml_files, console_main
+from aframe_lib.utils.errors import (
+    ModelFileError,
+    check_yaml_files,
+    console_main,
+    explain_model_file,
+)
 
 from .models import AframeModel
 
@@ -64,6 +70,22 @@ class AframeCLI(LightningCLI):
         parser.link_arguments(
             "data.init_args.valid_stride", "model.init_args.metric.init_args.stride"
         )
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's reading of ``--ckpt_path``, naming a missing or corrupt checkpoint.
+
+        (Overrides a private LightningCLI method: torch's "PytorchStreamReader failed reading
+        zip archive" or a bare FileNotFoundError would not say which file.)
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt and ckpt.endswith(".ckpt") and "://" not in ckpt and not Path(ckpt).is_file():
+            raise ModelFileError(
+                f"{ckpt} (--ckpt_path): no such file; give a checkpoint of this run, e.g. "
+                "<default_root_dir>/.../checkpoints/last.ckpt"
+            )
+        with explain_model_file(ckpt or "", "checkpoint"):
+            super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config)

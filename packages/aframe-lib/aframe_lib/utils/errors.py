@@ -302,9 +302,11 @@ def explain_model_file(path: str | os.PathLike, what: str = "model") -> Iterator
 
     torch says "PytorchStreamReader failed reading zip archive" and json says "Expecting value:
     line 1 column 1" without naming the file; the error raised here names it, says why and what
-    to do. ``what`` is ``"model"`` (TorchScript ``model.pt``) or ``"metadata"`` (``model.json``).
+    to do. ``what`` is ``"model"`` (TorchScript ``model.pt``), ``"metadata"`` (``model.json``)
+    or ``"checkpoint"``.
     """
     import json
+    import pickle
 
     try:
         yield
@@ -322,11 +324,13 @@ def explain_model_file(path: str | os.PathLike, what: str = "model") -> Iterator
             f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); the "
             "file is corrupt or truncated: export the model again or copy model.json again"
         ) from exc
-    except (RuntimeError, ValueError, OSError, EOFError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        kind = "a TorchScript model" if what == "model" else what
+    except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        kind, fix = {
+            "model": ("a TorchScript model", "export it again (ExportModel) or copy it again"),
+            "checkpoint": ("a Lightning checkpoint", "use another one (e.g. last.ckpt)"),
+        }.get(what, (what, "write it again or copy it again"))
         raise ModelFileError(
-            f"{path}: cannot be read as {kind} ({first}); the file is corrupt or "
-            "truncated (e.g. an interrupted copy) or not a model.pt: export it again with "
-            "aframe_lib.callbacks.ExportModel or copy it again"
+            f"{path}: cannot be read as {kind} ({first}); the file is corrupt or truncated "
+            f"(e.g. an interrupted copy) or of another kind: {fix}"
         ) from exc
