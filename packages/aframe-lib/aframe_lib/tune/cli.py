@@ -71,7 +71,7 @@ def main(args: list[str] | None = None, cli_cls: str | None = None) -> dict:
     argv = list(sys.argv[1:] if args is None else args)
     tune_args, configs, overrides = split_args(argv)
     if not configs and not any(a in ("-h", "--help") for a in tune_args):
-        sys.exit("error: give the training config with --config FILE (as for `fit`)")
+        raise ConfigError("give the training config with --config FILE (as for `fit`)")
     p = parser(cli_cls)
     cfg = p.parse_args(tune_args)
     settings = dict(cfg.tune)
@@ -90,8 +90,8 @@ def main(args: list[str] | None = None, cli_cls: str | None = None) -> dict:
         raise ConfigError(str(exc)) from exc
     trials = summary["trials"]
     if trials and all(t["status"] == "error" for t in trials):  # not a result: a failure
-        sys.exit(
-            f"error: every trial of the search failed (first: {trials[0]['error']}); "
+        raise AframeError(  # not bad input: exit status 1
+            f"every trial of the search failed (first: {trials[0]['error']}); "
             "run the same command again to retry them from their last checkpoints"
         )
     return summary
