@@ -119,14 +119,12 @@ FAST = {
     "fit-file-not-ours": Case(
         fit("--data.data_dir={not_ours}"), ["background-1000000000-256.hdf5", "does not follow"]
     ),
-    "fit-file-without-ifo": Case(
-        fit("--data.ifos=[H1,V1]"), ["background-1000000000-256.hdf5", "'V1'", "data.ifos"]
-    ),
     "validate-ckpt-other-ifos": Case(
         train(
             "validate",
             "--config",
             "{config}",
+            "--trainer.default_root_dir={tmp}/val",
             "--data.data_dir={three_ifos}",
             "--data.ifos=[H1,L1,V1]",
             "--ckpt_path={ckpt}",
@@ -146,6 +144,9 @@ FAST = {
 # -- the slow session: one case per remaining data-contract rule (each is also an in-process
 # test in tests/lib/data/test_background.py), a config value, and S3 data directories
 SLOW = {
+    "fit-file-without-ifo": Case(
+        fit("--data.ifos=[H1,V1]"), ["background-1000000000-256.hdf5", "'V1'", "data.ifos"]
+    ),
     "fit-highpass-above-nyquist": Case(fit("--data.highpass=300"), ["data.highpass=300.0"]),
     "fit-missing-data-dir": Case(fit("--data.data_dir={tmp}/nowhere"), ["nowhere", "data_dir"]),
     "fit-sample-rate-mismatch": Case(fit("--data.sample_rate=512"), ["sample rate", "256"]),
@@ -205,7 +206,7 @@ def workspace(tmp_path_factory, tiny_data_dir, s3_server):
 
     tmp = tmp_path_factory.mktemp("bad-inputs")
     data = Path(tiny_data_dir)
-    (tmp / "config.yaml").write_text(CONFIG.format(data_dir=data, rate=int(SAMPLE_RATE)))
+    (tmp / "tiny-train.yaml").write_text(CONFIG.format(data_dir=data, rate=int(SAMPLE_RATE)))
     (tmp / "bad.yaml").write_text("data:\n  init_args:\n    batch_size: [8,\n  ifos: : x\n")
     bucket = "bad-inputs-bucket"
     creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -220,7 +221,7 @@ def workspace(tmp_path_factory, tiny_data_dir, s3_server):
     values = {
         "tmp": str(tmp),
         "data": str(data),
-        "config": str(tmp / "config.yaml"),
+        "config": str(tmp / "tiny-train.yaml"),
         "bad_yaml": str(tmp / "bad.yaml"),
         "s3": s3_server,
         "dead": "http://127.0.0.1:9",  # the discard port: nothing listens there
@@ -230,7 +231,7 @@ def workspace(tmp_path_factory, tiny_data_dir, s3_server):
         "not_ours": _copy_with(data, tmp / "not-ours", _not_ours),
         "nan": _copy_with(data, tmp / "nan", _nan),
         "unequal": _copy_with(data, tmp / "unequal", _unequal),
-        "ckpt": str(_two_ifo_checkpoint(tmp / "config.yaml", tmp / "two.ckpt")),
+        "ckpt": str(_two_ifo_checkpoint(tmp / "tiny-train.yaml", tmp / "two.ckpt")),
         "three_ifos": str(tmp / "three"),
     }
     shutil.copytree(data, tmp / "three")
