@@ -384,3 +384,19 @@ def test_debug_flag_of_a_real_console_script(workspace):
     assert proc.returncode == 2
     assert "Traceback" in proc.stderr and "SyntheticDataError" in proc.stderr
     assert not (Path(workspace["tmp"]) / "dbg").exists()
+
+
+def test_linked_architecture_values_are_warned_about(tmp_path, capsys):
+    """A num_ifos/sample_rate given for the architecture is replaced by the data's: say so."""
+    from aframe_train.cli import warn_linked
+
+    config = tmp_path / "c.yaml"
+    arch = "model:\n  init_args:\n    arch:\n      init_args:\n        sample_rate: 512\n"
+    config.write_text(arch)
+    warn_linked(["fit", "--config", str(config), "--model.init_args.arch.init_args.num_ifos=3"])
+    err = capsys.readouterr().err
+    assert (
+        "model.init_args.arch.init_args.num_ifos is ignored: num_ifos comes from the data "
+        "section (len(data.ifos))" in err
+    )
+    assert f"model.init_args.arch.init_args.sample_rate ({config}) is ignored" in err
