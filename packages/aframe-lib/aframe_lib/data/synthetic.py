@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from aframe_lib.utils import fs
-from aframe_lib.utils.errors import DataError, console_main, explain_storage
+from aframe_lib.utils.errors import DataError, console_main
 
 from .noise import (  # noqa: F401 - re-exported: the synthetic data API in one place
     GAP,
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     check_synthetic_args(kwargs, lambda k: _FLAGS.get(k, "--" + k.replace("_", "-")))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in ..."
-    with explain_storage(out, "--out"):
+    with fs.explain_storage_errors(out, "--out"):
         ensure_synthetic_dataset(out, **kwargs)
         filesystem, inner = fs.filesystem(out)
         for path in sorted(filesystem.ls(inner, detail=False)):

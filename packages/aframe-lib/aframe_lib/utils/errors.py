@@ -280,23 +280,6 @@ def storage_error(path: str, field: str | None, exc: BaseException) -> StorageEr
 
 
 @contextlib.contextmanager
-def explain_storage(path: str | os.PathLike, field: str | None = None) -> Iterator[None]:
-    """Re-raise an S3 failure on ``path`` as a :class:`StorageError` naming ``field`` and why.
-
-    Our own errors and failures that are not recognisably about storage pass unchanged.
-    """
-    try:
-        yield
-    except AframeError:
-        raise
-    except Exception as exc:
-        error = storage_error(str(path), field, exc)
-        if error is None:
-            raise
-        raise error from exc
-
-
-@contextlib.contextmanager
 def explain_model_file(path: str | os.PathLike, what: str = "model") -> Iterator[None]:
     """Re-raise a failure to read the model file ``path`` as a :class:`ModelFileError`.
 
