@@ -70,3 +70,35 @@ def test_missing_image_names_the_path_and_the_fix(tmp_path, image):
     assert resolve_image("train.sif", str(tmp_path)) == image  # bare name in container_root
     with pytest.raises(ParameterError, match=r"--image=nope.sif: no such Apptainer image.*build"):
         resolve_image("nope.sif", str(tmp_path))
+
+
+def test_failed_command_carries_its_own_error_block(tmp_path):
+    """A task's command that fails on bad input: the failure is the child's message block."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from aframe_flow.sandbox import CommandError
+
+    script = str(Path(sys.executable).parent / "aframe-synthetic")
+    argv = [script, "--out", str(tmp_path / "d"), "--ifos", "X1", "H1"]
+    with pytest.raises(CommandError) as info:
+        Sandbox().run(argv)
+    message = str(info.value)
+    assert message.splitlines()[1].startswith("aframe-synthetic: error: --ifos=['X1', 'H1']")
+    assert "exited with status 2" in message and "Traceback" not in message
+    assert isinstance(info.value, subprocess.CalledProcessError)
+    assert info.value.returncode == 2 and not (tmp_path / "d").exists()
+
+
+def test_block_written_by_aframe_lib_is_found_again_in_a_child_output():
+    from aframe_flow.sandbox import find_error_block
+    from aframe_lib.data.config import DataConfigError
+    from aframe_lib.utils.errors import format_error
+
+    block = format_error("aframe-train fit", DataConfigError("data.x=1: bad\nsecond line"))
+    text = f"INFO starting\n{block}trailing noise\n"
+    found = find_error_block(text)
+    assert found.splitlines()[0] == "aframe-train fit: error: data.x=1: bad"
+    assert "  second line" in found and "DataConfigError; exit status 2" in found
+    assert find_error_block("Traceback ...\nKeyError: 1\n") is None

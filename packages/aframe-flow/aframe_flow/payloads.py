@@ -112,6 +112,17 @@ def fetch(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The payloads' command line behind aframe-lib's error boundary (one message block, exit 2).
+
+    The payloads run where aframe-lib is installed (the host with ``[local]``/``[data]``, or the
+    data image), so it is imported here, not when ``aframe_flow`` is imported on a login node.
+    """
+    from aframe_lib.utils.errors import console_main
+
+    console_main("aframe_flow.payloads")(_main)(argv)
+
+
+def _main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m aframe_flow.payloads")
     sub = parser.add_subparsers(dest="what", required=True)
     bg = sub.add_parser("background", help="synthetic background")

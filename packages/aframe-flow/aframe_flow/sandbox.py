@@ -19,10 +19,14 @@ Without an image the command runs on the host with the same variables (and
 
 from __future__ import annotations
 
+import collections
 import os
+import re
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,11 +148,100 @@ class Sandbox:
         return {**host, **{f"APPTAINERENV_{k}": v for k, v in variables.items()}}
 
     def run(self, argv: Sequence[str], cwd: str | None = None) -> None:
-        """Run the command and wait; a non-zero exit raises ``CalledProcessError``."""
+        """Run the command and wait; a non-zero exit raises :class:`CommandError`.
+
+        Its stderr is echoed as it comes and its tail kept, so the failure carries the
+        command's own error block (see :mod:`aframe_lib.utils.errors`), not a wall of text.
+        """
         cmd = self.command(argv)
         if self.image is not None and shutil.which(self.executable) is None:
             raise RuntimeError(
                 f"{self.executable} is not installed here: run with an image only where "
                 "Apptainer exists, or drop --image to run on the host"
             )
-        subprocess.run(cmd, env=self.environment(), cwd=cwd, check=True)
+        run_command(cmd, env=self.environment(), cwd=cwd, argv=argv)
+
+
+# the first line of a console script's error block (aframe_lib.utils.errors.format_error)
+_BLOCK_START = re.compile(r"^(aframe[\w.-]*(?: [\w-]+)?|law): error: ")
+
+
+def find_error_block(text: str) -> str | None:
+    """The last error block in a child process's output, or ``None``.
+
+    The reader of the block format the console scripts write
+    (:func:`aframe_lib.utils.errors.format_error`: one line ``PROG: error: ...``,
+    then lines indented by two spaces): the child may run in an image, so this side needs
+    nothing of aframe-lib.
+    """
+    lines = text.splitlines()
+    for start in range(len(lines) - 1, -1, -1):
+        if _BLOCK_START.match(lines[start]):
+            end = start + 1
+            while end < len(lines) and lines[end].startswith("  "):
+                end += 1
+            return "\n".join(lines[start:end])
+    return None
+
+
+class CommandError(subprocess.CalledProcessError):
+    """A task's command failed; the message is the command's own error block.
+
+    Also a ``CalledProcessError`` (``returncode``, ``cmd``, ``stderr`` = the output's tail).
+    """
+
+    def __init__(self, returncode: int, cmd: Sequence[str], tail: str, argv: Sequence[str]):
+        subprocess.CalledProcessError.__init__(self, returncode, list(cmd), stderr=tail)
+        self.exit_code = returncode if returncode > 0 else 1
+        name = " ".join(str(a) for a in list(argv)[:2])
+        block = find_error_block(tail)
+        if block is None:  # no message of ours (a bug, or a kill): the output's last lines
+            lines = tail.rstrip().splitlines()[-15:]
+            block = "\n".join(f"  {line}" for line in lines) if lines else "  (no output)"
+        how = f"was killed by signal {-returncode}" if returncode < 0 else (
+            f"exited with status {returncode}")  # fmt: skip
+        self.message = f"`{name}` {how}:\n{block}"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def run_command(
+    cmd: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    argv: Sequence[str] | None = None,
+    on_stdout: Callable[[str], None] | None = None,
+    keep: int = 200,
+) -> None:
+    """Run ``cmd``, echo its stderr (and stdout) live, raise :class:`CommandError` on failure.
+
+    Args:
+        cmd: the full command line.
+        env, cwd: its environment and working directory.
+        argv: the command as the user would type it (for the message); ``cmd`` by default.
+        on_stdout: called with each stdout line (after echoing it); stdout is inherited when
+            not given.
+        keep: lines of stderr kept for the error message.
+    """
+    tail: collections.deque[str] = collections.deque(maxlen=keep)
+
+    def pump(stream, sink, hook=None) -> None:
+        for line in stream:
+            sink.write(line)
+            sink.flush()
+            if hook is not None:
+                hook(line)
+
+    stdout = subprocess.PIPE if on_stdout is not None else None
+    with subprocess.Popen(
+        list(cmd), env=env, cwd=cwd, stdout=stdout, stderr=subprocess.PIPE, text=True,
+        errors="replace", bufsize=1,
+    ) as proc:  # fmt: skip
+        reader = threading.Thread(target=pump, args=(proc.stderr, sys.stderr, tail.append))
+        reader.start()
+        if on_stdout is not None:
+            pump(proc.stdout, sys.stdout, on_stdout)
+        reader.join()
+    if proc.returncode:
+        raise CommandError(proc.returncode, cmd, "".join(tail), argv or cmd)

@@ -15,12 +15,19 @@ never repeats them.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from aframe_lib.callbacks import WandbSaveConfig
 from aframe_lib.data import AframeDataset
+from aframe_lib.utils.errors import (
+    ModelFileError,
+    check_yaml_files,
+    console_main,
+    explain_model_file,
+)
 
 from .models import AframeModel
 
@@ -38,6 +45,11 @@ class AframeCLI(LightningCLI):
         # rank), and training batches are drawn on the device: no DistributedSampler. (The
         # Dataset's loaders are iterable, so Lightning's default would be just as correct.)
         kwargs.setdefault("trainer_defaults", {"use_distributed_sampler": False})
+        # parse errors are raised (not printed with the whole usage) and reported in one block
+        # by the console script's error boundary (aframe_lib.utils.errors.console_main)
+        no_exit = {"exit_on_error": False}
+        kwargs.setdefault("parser_kwargs", {"fit": no_exit, "validate": no_exit, "test": no_exit,
+                                            "predict": no_exit, **no_exit})  # fmt: skip
         super().__init__(AframeModel, AframeDataset, *args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -60,9 +72,69 @@ class AframeCLI(LightningCLI):
             "data.init_args.valid_stride", "model.init_args.metric.init_args.stride"
         )
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's reading of ``--ckpt_path``, naming a missing or corrupt checkpoint.
+
+        (Overrides a private LightningCLI method: torch's "PytorchStreamReader failed reading
+        zip archive" or a bare FileNotFoundError would not say which file.)
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt and ckpt.endswith(".ckpt") and "://" not in ckpt and not Path(ckpt).is_file():
+            raise ModelFileError(
+                f"{ckpt} (--ckpt_path): no such file; give a checkpoint of this run, e.g. "
+                "<default_root_dir>/.../checkpoints/last.ckpt"
+            )
+        with explain_model_file(ckpt or "", "checkpoint"):
+            super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config)
         torch.set_float32_matmul_precision(config.get("matmul_precision", "highest"))
+
+
+# architecture arguments that ``AframeCLI`` links from the data section (a value given for one
+# of them is replaced by the data's)
+LINKED = {
+    "num_ifos": "len(data.ifos)",
+    "sample_rate": "data.sample_rate",
+    "kernel_length": "data.kernel_length",
+}
+
+
+def _given_linked(argv: list[str]) -> list[str]:
+    """``model...`` keys that are link targets, as given on the command line or in ``--config``."""
+    import yaml
+
+    given = []
+    for i, token in enumerate(argv):
+        key = token.split("=", 1)[0]
+        if key.startswith("--model.") and key.rsplit(".", 1)[-1] in LINKED:
+            given.append(key[2:])
+        if key in ("--config", "-c") and (path := token.partition("=")[2] or
+                                           (argv[i + 1] if i + 1 < len(argv) else "")):  # fmt: skip
+            try:
+                model = (yaml.safe_load(open(path)) or {}).get("model")
+            except (OSError, AttributeError, yaml.YAMLError):
+                continue
+            stack = [("model", model)]
+            while stack:
+                where, node = stack.pop()
+                if isinstance(node, dict):
+                    given += [f"{where}.{k} ({path})" for k in node if k in LINKED and
+                              where.endswith("arch.init_args")]  # fmt: skip
+                    stack += [(f"{where}.{k}", v) for k, v in node.items()]
+    return given
+
+
+def warn_linked(argv: list[str]) -> None:
+    """Warn that architecture values given by the user are replaced by the data section's."""
+    for key in _given_linked(argv):
+        name = key.split(" ", 1)[0].rsplit(".", 1)[-1]
+        sys.stderr.write(
+            f"aframe-train: warning: {key} is ignored: {name} comes from the data section "
+            f"({LINKED[name]}); change that instead\n"
+        )
 
 
 # subcommands that are not Trainer methods: each module's ``main(argv)`` has its own parser
@@ -73,9 +145,13 @@ SUBCOMMANDS = {
 }
 
 
+@console_main("aframe-train")
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``aframe-train`` console script."""
+    """Entry point of the ``aframe-train`` console script (errors: aframe_lib.utils.errors)."""
     argv = sys.argv[1:] if args is None else list(args)
+    check_yaml_files(argv, ("--config", "-c", "--tune_config"))
+    if argv and argv[0] in ("fit", "validate", "test", "predict", "tune"):
+        warn_linked(argv)
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 

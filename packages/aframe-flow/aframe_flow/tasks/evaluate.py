@@ -24,14 +24,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 
 import luigi
 
 from ..base import digest
 from ..parameters import ParameterError, PathParameter
+from ..sandbox import run_command
 from ..targets import atomic_local_path, file_target, filesystem, is_remote, join
 from ..targets import write_bytes_atomic as write_atomic
 from .data import EVALUATE, HeldOutBackground, stream_seed
@@ -266,14 +265,11 @@ class Evaluate(TrainBase):
             )
         cmd = box.command(argv)
         numbers = []
-        with subprocess.Popen(
-            cmd, env=box.environment(), stdout=subprocess.PIPE, text=True, bufsize=1
-        ) as proc:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                sys.stdout.write(line)
-                if m := NUMBER_LINE.match(line.rstrip("\n")):
-                    numbers.append(m.groups())
-        if proc.returncode:
-            raise subprocess.CalledProcessError(proc.returncode, cmd)
+
+        def collect(line: str) -> None:
+            if m := NUMBER_LINE.match(line.rstrip("\n")):
+                numbers.append(m.groups())
+
+        # echoes the output; a failure raises CommandError carrying the command's error block
+        run_command(cmd, env=box.environment(), argv=argv, on_stdout=collect)
         return numbers

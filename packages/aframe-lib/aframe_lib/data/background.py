@@ -26,6 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from aframe_lib.utils.errors import DataError
 from aframe_lib.utils.fs import (
     atomic_local_path,
     explain_storage_errors,
@@ -35,10 +36,11 @@ from aframe_lib.utils.fs import (
 )
 
 _NAME = re.compile(r"^background-(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\.hdf5$")
+_IFO_CODE = re.compile(r"^[A-Z][0-9]$")  # H1, L1, V1, K1, G1, ...: what a detector dataset is named
 _S3_BLOCK = 4 * 2**20  # small blocks: listing reads only HDF5 headers, not 50 MiB per file
 
 
-class BackgroundError(ValueError):
+class BackgroundError(DataError, ValueError):
     """A background file or directory that breaks the contract (the message says how to fix it)."""
 
 
@@ -147,6 +149,13 @@ def _inspect(f: h5py.File, path: str, ifos: Sequence[str]) -> BackgroundSegment:
     have = sorted(k for k in f if isinstance(f[k], h5py.Dataset))
     t0s, rates, sizes = {}, {}, {}
     for ifo in ifos:
+        if ifo not in have and not any(_IFO_CODE.match(k) for k in have):
+            raise BackgroundError(
+                f"{path}: does not follow the background data contract: it holds {have[:10]}, "
+                "no dataset named by a detector code (H1, L1, V1, K1, ...); background files hold "
+                "one 1-D dataset per IFO (write_background or gwpy TimeSeriesDict.write): "
+                "remove the file from the data directory or convert it"
+            )
         if ifo not in have:
             raise BackgroundError(
                 f"{path}: no dataset for IFO {ifo!r} (data.ifos={list(ifos)}); the file has "
@@ -365,7 +374,7 @@ def localize(data_dir: str, cache_dir: str) -> str:
         return data_dir
     fs, inner = filesystem(data_dir)
     try:
-        with explain_storage_errors(data_dir):
+        with explain_storage_errors(data_dir, "data.data_dir"):
             entries = retry(lambda: fs.ls(inner, detail=True))
     except FileNotFoundError as exc:
         raise _no_data(data_dir, False, []) from exc
@@ -385,6 +394,6 @@ def localize(data_dir: str, cache_dir: str) -> str:
         local = Path(cache_dir, name)
         if local.is_file() and local.stat().st_size == e["size"]:
             continue
-        with atomic_local_path(local) as tmp, explain_storage_errors(data_dir):
+        with atomic_local_path(local) as tmp, explain_storage_errors(data_dir, "data.data_dir"):
             retry(lambda e=e, tmp=tmp: fs.get_file(e["name"], str(tmp)))
     return str(cache_dir)

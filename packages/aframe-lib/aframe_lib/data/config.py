@@ -8,10 +8,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from aframe_lib.utils.errors import ConfigError
+
 KNOWN_IFOS = ("H1", "L1", "V1", "K1")  # the detectors whose geometry ml4gw knows
 
 
-class DataConfigError(ValueError):
+class DataConfigError(ConfigError, ValueError):
     """A value in the data section of a config is invalid."""
 
 
@@ -44,6 +46,8 @@ def validate_data_args(values: dict[str, Any]) -> dict[str, Any]:
         _fail("ifos", ifos, f"unknown detector(s) {unknown}; known: {list(KNOWN_IFOS)}")
     if len(set(ifos)) != len(ifos):
         _fail("ifos", ifos, "each detector may appear only once")
+    if len(ifos) < 2:
+        _fail("ifos", ifos, "validation shifts IFOs against each other: give at least 2")
     v["ifos"] = list(ifos)
 
     for name in (

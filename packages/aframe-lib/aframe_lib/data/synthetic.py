@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from aframe_lib.utils import fs
+from aframe_lib.utils.errors import DataError, console_main
 
 from .noise import (  # noqa: F401 - re-exported: the synthetic data API in one place
     GAP,
@@ -42,8 +43,56 @@ MANIFEST = "synthetic.json"
 SPIN_RANGE = (-0.9, 0.9)  # aligned spins chi1, chi2 (IMRPhenomD is calibrated to |chi| < ~0.9)
 
 
-class SyntheticDataError(ValueError):
+class SyntheticDataError(DataError, ValueError):
     """A data directory that already holds a different dataset (the message names the fields)."""
+
+
+F_MIN = 20.0  # Hz, where the synthetic waveforms start (generate_waveforms' default)
+
+
+def check_synthetic_args(config: dict[str, Any], name: Any = None) -> None:
+    """Check every argument of :func:`ensure_synthetic_dataset` before anything is written.
+
+    Args:
+        config: the arguments (``ifos``, ``sample_rate``, durations, counts, ``seed``).
+        name: ``name(argument) -> str``, how the user wrote each argument (e.g. ``--sample-rate``
+            on the command line); the argument's own name by default.
+
+    Raises:
+        SyntheticDataError: naming the argument, its value and the fix.
+    """
+    from .config import KNOWN_IFOS
+
+    name = name or (lambda key: key)
+
+    def fail(key: str, why: str) -> None:
+        raise SyntheticDataError(f"{name(key)}={config[key]!r}: {why}")
+
+    ifos = config["ifos"]
+    if isinstance(ifos, str) or not ifos:
+        fail("ifos", "give one or more detector codes, e.g. H1 L1")
+    if unknown := [i for i in ifos if i not in KNOWN_IFOS]:
+        fail("ifos", f"unknown detector(s) {unknown}; use codes out of {list(KNOWN_IFOS)}")
+    if len(set(ifos)) != len(ifos):
+        fail("ifos", "each detector may appear only once")
+    for key in ("sample_rate", "background_duration", "segment_duration", "waveform_duration"):
+        if not (math.isfinite(config[key]) and config[key] > 0):
+            fail(key, "must be a positive number")
+    if config["sample_rate"] <= 2 * F_MIN:
+        fail("sample_rate", f"must exceed {2 * F_MIN:g} Hz: the waveforms start at {F_MIN:g} Hz")
+    if config["segment_duration"] * config["sample_rate"] < 2:
+        fail("segment_duration", "must hold at least 2 samples at the sample rate")
+    for key in ("num_waveforms", "num_val_waveforms"):
+        if int(config[key]) != config[key] or config[key] < 1:
+            fail(key, "must be a positive integer")
+    if not 0 < config["coalescence_time"] < config["waveform_duration"]:
+        fail(
+            "coalescence_time",
+            f"must lie inside the waveform: between 0 and {name('waveform_duration')}="
+            f"{config['waveform_duration']!r} s",
+        )
+    if int(config["seed"]) != config["seed"] or config["seed"] < 0:
+        fail("seed", "must be a non-negative integer")
 
 
 def _peak_align(plus: np.ndarray, cross: np.ndarray, index: int) -> tuple[np.ndarray, ...]:
@@ -220,6 +269,7 @@ def ensure_synthetic_dataset(
         coalescence_time=float(coalescence_time),
         seed=int(seed),
     )
+    check_synthetic_args({**config, "seed": seed})  # before anything is written
     filesystem, inner = fs.filesystem(data_dir)
     manifest = f"{inner.rstrip('/')}/{MANIFEST}"
     planned = [n for *_, n in _planned_names(background_duration, segment_duration, T0, GAP)]
@@ -266,8 +316,16 @@ def ensure_synthetic_dataset(
     return data_dir
 
 
+_FLAGS = {"background_duration": "--duration"}
+
+
+@console_main("aframe-synthetic")
 def main(argv: list[str] | None = None) -> None:
-    """``aframe-synthetic``: write (or find) a synthetic dataset and say what is there."""
+    """``aframe-synthetic``: write (or find) a synthetic dataset and say what is there.
+
+    Every argument is checked before anything is written; errors (exit status 2) name the
+    option, the value and the fix (see :mod:`aframe_lib.utils.errors` for the boundary).
+    """
     parser = argparse.ArgumentParser(prog="aframe-synthetic", description=__doc__.split("\n")[0])
     add = parser.add_argument
     add("--out", required=True, help="data directory, local or s3://bucket/prefix")
@@ -281,15 +339,18 @@ def main(argv: list[str] | None = None) -> None:
     add("--waveform-duration", type=float, default=8.0, help="seconds per waveform (default: 8)")
     add("--coalescence-time", type=float, default=6.0, help="s from row start to merger")
     add("--seed", type=int, default=0, help="seed of everything (default: 0)")
+    add("--debug", action="store_true", help="show tracebacks (also AFRAME_DEBUG=1)")
     kwargs = vars(parser.parse_args(argv))
+    kwargs.pop("debug")  # taken off by the error boundary already; listed for --help
+    out = kwargs.pop("out")
+    check_synthetic_args(kwargs, lambda k: _FLAGS.get(k, "--" + k.replace("_", "-")))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        out = ensure_synthetic_dataset(kwargs.pop("out"), **kwargs)
-    except ValueError as exc:  # bad arguments or a clashing dataset: a message, no traceback
-        parser.exit(2, f"aframe-synthetic: error: {exc}\n")
-    filesystem, inner = fs.filesystem(out)
-    for path in sorted(filesystem.ls(inner, detail=False)):
-        print(f"{path.rsplit('/', 1)[-1]:48s} {filesystem.size(path) / 2**20:9.1f} MiB")
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in ..."
+    with fs.explain_storage_errors(out, "--out"):
+        ensure_synthetic_dataset(out, **kwargs)
+        filesystem, inner = fs.filesystem(out)
+        for path in sorted(filesystem.ls(inner, detail=False)):
+            print(f"{path.rsplit('/', 1)[-1]:48s} {filesystem.size(path) / 2**20:9.1f} MiB")
     print(f"synthetic dataset ready in {out}")
 
 

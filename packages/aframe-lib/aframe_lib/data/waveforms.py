@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aframe_lib.utils import fs
+from aframe_lib.utils.errors import DataError
 
 if TYPE_CHECKING:
     import h5py
@@ -32,7 +33,7 @@ _ATTRS = ("sample_rate", "duration", "coalescence_time", "num_waveforms")
 _CHUNK_BYTES = 1 << 20  # ~1 MiB chunks: whole rows, so slicing by row reads whole chunks
 
 
-class WaveformError(ValueError):
+class WaveformError(DataError, ValueError):
     """A waveform file or set that breaks the contract (the message names file and field)."""
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ..utils import fs
+from ..utils.errors import explain_model_file
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +63,17 @@ def export_torchscript(
 
 
 def load_exported(path: str | os.PathLike) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
-    """Load a model written by :func:`export_torchscript` and its JSON metadata."""
+    """Load a model written by :func:`export_torchscript` and its JSON metadata.
+
+    Raises:
+        ModelFileError: for a missing, corrupt or truncated ``model.pt`` or ``model.json``,
+            naming the file.
+    """
     filesystem, inner = fs.filesystem(path)
-    with filesystem.open(inner, "rb") as f:
+    with explain_model_file(path), filesystem.open(inner, "rb") as f:
         model = torch.jit.load(f, map_location="cpu")
     stem = inner[: -len(".pt")] if inner.endswith(".pt") else inner
-    with filesystem.open(stem + ".json", "r") as f:
+    meta = str(path)[: -len(".pt")] + ".json" if str(path).endswith(".pt") else f"{path}.json"
+    with explain_model_file(meta, "metadata"), filesystem.open(stem + ".json", "r") as f:
         info = json.load(f)
     return model, info

@@ -40,13 +40,15 @@ from typing import TYPE_CHECKING
 import h5py
 import numpy as np
 
+from aframe_lib.utils.errors import DataError
+
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
 
 
-class StrainError(ValueError):
+class StrainError(DataError, ValueError):
     """Strain that the search cannot analyse (the message names the file, the value, the fix)."""
 
 

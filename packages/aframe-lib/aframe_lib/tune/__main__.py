@@ -1,3 +1,4 @@
+from ..utils.errors import console_main
 from .cli import main
 
-main()
+console_main("python -m aframe_lib.tune")(main)()

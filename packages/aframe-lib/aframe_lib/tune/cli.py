@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..utils.errors import AframeError, ConfigError, StorageError
 from .search import SearchConfig, run_search
 
 
@@ -70,7 +71,7 @@ def main(args: list[str] | None = None, cli_cls: str | None = None) -> dict:
     argv = list(sys.argv[1:] if args is None else args)
     tune_args, configs, overrides = split_args(argv)
     if not configs and not any(a in ("-h", "--help") for a in tune_args):
-        sys.exit("error: give the training config with --config FILE (as for `fit`)")
+        raise ConfigError("give the training config with --config FILE (as for `fit`)")
     p = parser(cli_cls)
     cfg = p.parse_args(tune_args)
     settings = dict(cfg.tune)
@@ -81,12 +82,16 @@ def main(args: list[str] | None = None, cli_cls: str | None = None) -> dict:
         settings["space"] = str(beside) if beside.exists() else str(space)
     try:
         summary = run_search(cfg.lightning_cli_cls, configs, overrides, SearchConfig(**settings))
-    except (ValueError, ConnectionError, FileNotFoundError, ImportError) as exc:
-        sys.exit(f"error: {exc}")
+    except AframeError:
+        raise  # one message block, exit status 2 (aframe_lib.utils.errors.console_main)
+    except ConnectionError as exc:  # an unreachable Ray address or storage
+        raise StorageError(str(exc)) from exc
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        raise ConfigError(str(exc)) from exc
     trials = summary["trials"]
     if trials and all(t["status"] == "error" for t in trials):  # not a result: a failure
-        sys.exit(
-            f"error: every trial of the search failed (first: {trials[0]['error']}); "
+        raise AframeError(  # not bad input: exit status 1
+            f"every trial of the search failed (first: {trials[0]['error']}); "
             "run the same command again to retry them from their last checkpoints"
         )
     return summary

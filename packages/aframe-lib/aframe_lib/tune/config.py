@@ -14,13 +14,15 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from aframe_lib.utils.errors import ConfigError
+
 from .space import SearchSpaceError, format_value, parse_error, sample
 
 if TYPE_CHECKING:
     from lightning.pytorch.cli import LightningCLI
 
 
-class TrainingConfigError(ValueError):
+class TrainingConfigError(ConfigError, ValueError):
     """The training config (files + overrides) does not parse with the CLI."""
 
 

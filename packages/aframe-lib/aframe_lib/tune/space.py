@@ -32,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from aframe_lib.utils.errors import ConfigError
+
 # the Ray Tune sampling functions a space file may name
 DISTRIBUTIONS = (
     "uniform",
@@ -49,7 +51,7 @@ DISTRIBUTIONS = (
 )
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(ConfigError, ValueError):
     """A search space that cannot be used: names the key, the value and the fix."""
 
 

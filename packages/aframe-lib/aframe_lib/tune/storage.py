@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..utils import fs
+from ..utils.errors import StorageError
 
 if TYPE_CHECKING:
     import pyarrow.fs
@@ -29,7 +30,8 @@ def ray_storage(storage_dir: str) -> tuple[str, pyarrow.fs.FileSystem | None]:
     """``(storage_path, storage_filesystem)`` for ``RunConfig``/``Tuner.restore``.
 
     Raises:
-        ConnectionError: when the S3 endpoint cannot be reached (checked here, before Ray runs).
+        StorageError: (a ``ConnectionError``) when the S3 endpoint cannot be reached or the
+            bucket does not exist (checked here, before Ray runs).
     """
     if not fs.is_remote(storage_dir):
         path = Path(storage_dir).expanduser().resolve()
@@ -41,9 +43,9 @@ def ray_storage(storage_dir: str) -> tuple[str, pyarrow.fs.FileSystem | None]:
 
     filesystem, inner = fs.filesystem(storage_dir)
     bucket = inner.split("/", 1)[0]
-    with fs.explain_storage_errors(storage_dir):
+    with fs.explain_storage_errors(storage_dir, "--tune.storage_dir"):
         if not fs.retry(lambda: filesystem.exists(bucket)):
-            raise FileNotFoundError(
+            raise StorageError(
                 f"{storage_dir}: bucket {bucket!r} does not exist at "
                 f"{fs.s3_endpoint() or 'AWS'}; create it or fix --tune.storage_dir"
             )

@@ -12,7 +12,9 @@ killed process never leaves a file that later counts as complete.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -92,11 +94,52 @@ def join(base: str | os.PathLike, *parts: str) -> str:
     return str(Path(base, *parts))
 
 
+_HOST = socket.gethostname().split(".", 1)[0].replace(".", "_") or "host"
+STALE_AFTER = 6 * 3600.0  # s: a temporary not written for this long is abandoned, whoever made it
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(final: Path, now: float | None = None) -> list[Path]:
+    """Delete the temporaries of earlier, killed writes of ``final``; the paths removed.
+
+    A temporary is ``.{name}.{host}.{pid}.XXXX.tmp`` beside ``final``. It is removed when its
+    writer ran on this host and that process is gone, or (writers on other hosts of a shared
+    filesystem, names of another format) when it has not changed for :data:`STALE_AFTER`
+    seconds. A temporary that a live process is writing is never touched.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    for tmp in final.parent.glob(f".{glob.escape(final.name)}.*.tmp*"):
+        parts = tmp.name[len(final.name) + 2 :].split(".")
+        try:
+            if len(parts) >= 3 and parts[0] == _HOST and parts[1].isdigit():
+                stale = not _pid_alive(int(parts[1]))
+            else:
+                stale = now - tmp.stat().st_mtime > STALE_AFTER
+            if stale:
+                tmp.unlink()
+                removed.append(tmp)
+        except FileNotFoundError:  # finished or removed by its writer meanwhile
+            continue
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_local_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """A temporary local path to write; on success it replaces ``target`` (local or remote).
 
-    On error (or a kill) the temporary file is removed and ``target`` is left untouched.
+    On error the temporary file is removed and ``target`` is left untouched; a temporary left
+    by a killed process is removed by the next write of the same target (see
+    :func:`remove_stale_temporaries`).
     """
     target = str(target)
     if is_remote(target):
@@ -113,8 +156,11 @@ def atomic_local_path(target: str | os.PathLike, suffix: str = "") -> Iterator[P
 
     final = Path(target).expanduser()
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final)
     fd, tmp = tempfile.mkstemp(
-        dir=final.parent, prefix=f".{final.name}.", suffix=".tmp" + (suffix or "")
+        dir=final.parent,
+        prefix=f".{final.name}.{_HOST}.{os.getpid()}.",
+        suffix=".tmp" + (suffix or ""),
     )
     os.close(fd)
     tmp_path = Path(tmp)
@@ -163,14 +209,24 @@ def retry(fn: Callable[[], T], attempts: int = 4, delay: float = 0.5) -> T:
 
 
 @contextlib.contextmanager
-def explain_storage_errors(path: str | os.PathLike) -> Iterator[None]:
-    """Re-raise an unreachable S3 endpoint as a ``ConnectionError`` that names it and the fix."""
+def explain_storage_errors(path: str | os.PathLike, field: str | None = None) -> Iterator[None]:
+    """Re-raise an S3 failure on ``path`` as a :class:`~aframe_lib.utils.errors.StorageError`.
+
+    The message names ``path``, the config ``field`` it came from (e.g. ``"data.data_dir"``)
+    and whether the endpoint, the credentials or the bucket is the problem, with the fix.
+    A missing key stays a ``FileNotFoundError`` (callers say which file or directory they
+    expected); other errors pass unchanged. ``StorageError`` is a ``ConnectionError``.
+    """
+    from .errors import AframeError, classify_storage_error, storage_error
+
     try:
         yield
+    except AframeError:
+        raise
     except Exception as exc:
-        if type(exc).__name__ not in ("EndpointConnectionError", "ConnectTimeoutError"):
+        if classify_storage_error(exc) not in ("endpoint", "credentials", "bucket"):
             raise
-        raise ConnectionError(
-            f"{path}: cannot reach the S3 endpoint {s3_endpoint() or '(AWS default)'} "
-            f"(AWS_ENDPOINT_URL): {exc}; check the URL and that the server is up"
-        ) from exc
+        error = storage_error(str(path), field, exc)
+        if error is None:
+            raise
+        raise error from exc

@@ -58,6 +58,14 @@ class AframeModel(pl.LightningModule):
         """What deployment runs on the (transformed) input: by default the network itself."""
         return self.model
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint whose network does not fit this one, saying why (e.g. its IFOs).
+
+        Lightning calls this before loading the weights, which would otherwise fail with a raw
+        ``size mismatch for model.resnet.conv1.weight``.
+        """
+        check_checkpoint_fits(self, checkpoint)
+
     # -- the loop
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         X, y = batch
@@ -111,3 +119,40 @@ class AframeModel(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+
+def check_checkpoint_fits(module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    """Raise a ``ModelFileError`` when ``checkpoint``'s weights do not fit ``module``'s shapes.
+
+    The message names the checkpoint, its IFOs (from the data section it was trained with) and
+    the data's, or else the first parameter whose shape differs, and the fix.
+    """
+    from aframe_lib.utils.errors import ModelFileError
+
+    own = module.state_dict()
+    saved = checkpoint.get("state_dict", {})
+    diff = [
+        (k, tuple(v.shape), tuple(own[k].shape))
+        for k, v in saved.items()
+        if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    if not diff:
+        return
+    trainer = module._trainer
+    path = getattr(trainer, "ckpt_path", None) if trainer is not None else None
+    name = f"checkpoint {path}" if path else "the checkpoint"
+    ckpt_ifos = (checkpoint.get("datamodule_hyper_parameters") or {}).get("ifos")
+    datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+    data_ifos = list(getattr(datamodule, "ifos", []) or [])
+    key, was, now = diff[0]
+    if ckpt_ifos is not None and data_ifos and list(ckpt_ifos) != data_ifos:
+        raise ModelFileError(
+            f"{name} was trained on {len(ckpt_ifos)} IFOs {list(ckpt_ifos)}, but the data have "
+            f"{len(data_ifos)} (data.ifos={data_ifos}); set data.ifos={list(ckpt_ifos)} or use a "
+            f"checkpoint trained on {data_ifos} ({key}: {was} there, {now} here)"
+        )
+    raise ModelFileError(
+        f"{name} does not fit the configured network: {key} has shape {was} there and {now} "
+        f"here ({len(diff)} parameter(s) differ); use the config the checkpoint was trained with "
+        "(config.yaml beside its logs)"
+    )
