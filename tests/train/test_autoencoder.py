@@ -302,4 +302,4 @@ def test_validation_plot_draws_each_ifos_prediction_over_that_ifo():
     with torch.no_grad():
         output = model.model(X)[0]
     for j, (_, prediction) in enumerate(drawn(model).values()):
-        np.testing.assert_allclose(prediction, output[(j - 1) % 3].numpy(), rtol=1e-6)
+        np.testing.assert_allclose(prediction, output[(j - 1) % 3].numpy(), rtol=1e-5, atol=1e-6)
