@@ -11,3 +11,27 @@ SYNTHETIC = dict(
     waveform_duration=4.0,
     coalescence_time=3.0,
 )
+
+
+def dataset_kwargs(**overrides) -> dict:
+    """An ``AframeDataset``'s arguments for the tiny data set (1 s kernels, 4 s PSDs, small
+    batches); each test module overrides what it needs."""
+    from ml4gw.distributions import PowerLaw
+
+    kwargs = dict(
+        ifos=["H1", "L1"],
+        sample_rate=SAMPLE_RATE,
+        kernel_length=1.0,
+        fduration=1.0,
+        psd_length=4.0,
+        highpass=20.0,
+        batch_size=8,
+        batches_per_epoch=2,
+        valid_frac=0.34,
+        valid_livetime=100.0,
+        valid_stride=1.0,
+        valid_batch_size=16,
+        num_valid_views=2,
+        snr_sampler=PowerLaw(10.0, 20.0, -3.0),
+    )
+    return {**kwargs, **overrides}

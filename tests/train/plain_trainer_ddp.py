@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import lightning
 import torch
-from ml4gw.distributions import PowerLaw
 
 from aframe_lib.data import AframeDataset
 from aframe_lib.metrics import TimeSlideAUROC
 from aframe_train.architectures import SupervisedTimeDomainResNet
 from aframe_train.models import SupervisedAframe
 
-SAMPLE_RATE = 256.0
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the tiny data set
+from tiny_data import SAMPLE_RATE, dataset_kwargs  # noqa: E402
 
 
 class CountingAframe(SupervisedAframe):
@@ -44,23 +45,7 @@ class CountingAframe(SupervisedAframe):
 
 def main(data_dir: str, out: str, devices: int) -> None:
     lightning.seed_everything(0)  # identical initial weights on every rank and every run
-    data = AframeDataset(
-        data_dir,
-        ifos=["H1", "L1"],
-        sample_rate=SAMPLE_RATE,
-        kernel_length=1.0,
-        fduration=1.0,
-        psd_length=4.0,
-        highpass=20.0,
-        batch_size=8,
-        batches_per_epoch=4,
-        valid_frac=0.34,
-        valid_livetime=300.0,
-        valid_stride=1.0,
-        valid_batch_size=16,
-        num_valid_views=2,
-        snr_sampler=PowerLaw(10.0, 20.0, -3.0),
-    )
+    data = AframeDataset(data_dir, **dataset_kwargs(batches_per_epoch=4, valid_livetime=300.0))
     arch = SupervisedTimeDomainResNet(2, SAMPLE_RATE, 1.0, layers=[1, 1], norm_groups=8)
     model = CountingAframe(arch, TimeSlideAUROC(max_fpr=1.0, pool_length=2.0, stride=1.0))
     kwargs = dict(accelerator="cpu", logger=False, enable_progress_bar=False, max_epochs=1)

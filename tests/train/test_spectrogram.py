@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 from console import aframe_train
-from ml4gw.distributions import PowerLaw
 from ml4gw.transforms import SingleQTransform
-from tiny_data import SAMPLE_RATE
+from tiny_data import SAMPLE_RATE, dataset_kwargs
 
 from aframe_lib.data.config import DataConfigError
 from aframe_train.architectures import SupervisedSpectrogramResNet
@@ -43,21 +42,9 @@ def data_dir(tiny_data_dir):
 
 
 def make(data_dir, **kwargs) -> SpectrogramAframeDataset:
-    defaults = dict(
-        ifos=["H1", "L1"],
-        sample_rate=SAMPLE_RATE,
-        kernel_length=1.0,
-        fduration=1.0,
-        psd_length=4.0,
-        highpass=20.0,
-        batch_size=8,
-        batches_per_epoch=2,
-        valid_frac=0.34,
+    defaults = dataset_kwargs(
         valid_livetime=60.0,
-        valid_stride=1.0,
         valid_batch_size=8,
-        num_valid_views=2,
-        snr_sampler=PowerLaw(10.0, 20.0, -3.0),
         q=12.0,
         spectrogram_shape=SHAPE,
         frange=[20.0, 100.0],

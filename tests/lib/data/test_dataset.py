@@ -7,8 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from ml4gw.distributions import PowerLaw
-from tiny_data import SAMPLE_RATE, SYNTHETIC
+from tiny_data import SAMPLE_RATE, SYNTHETIC, dataset_kwargs
 
 from aframe_lib.data import AframeDataset
 from aframe_lib.data.background import BackgroundError
@@ -21,23 +20,10 @@ def data_dir(tiny_data_dir):
 
 
 def make(data_dir, **kwargs):
-    defaults = dict(
-        data_dir=str(data_dir),
-        ifos=["H1", "L1"],
-        sample_rate=SAMPLE_RATE,
-        kernel_length=1.0,
-        fduration=1.0,
-        psd_length=4.0,
-        highpass=20.0,
-        batch_size=32,
-        batches_per_epoch=4,
-        valid_frac=0.34,
-        valid_livetime=300.0,
-        valid_stride=1.0,
-        valid_batch_size=16,
+    defaults = dataset_kwargs(
+        data_dir=str(data_dir), batch_size=32, batches_per_epoch=4, valid_livetime=300.0,
         num_valid_views=3,
-        snr_sampler=PowerLaw(10.0, 20.0, -3.0),
-    )
+    )  # fmt: skip
     return AframeDataset(**{**defaults, **kwargs})
 
 

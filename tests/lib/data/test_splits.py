@@ -6,8 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from ml4gw.distributions import PowerLaw
-from tiny_data import SAMPLE_RATE
+from tiny_data import SAMPLE_RATE, dataset_kwargs
 
 from aframe_lib.data import AframeDataset, BackgroundSegment
 from aframe_lib.data.background import BackgroundError, list_segments, read_segment
@@ -20,22 +19,7 @@ def seg(t0: float, duration: float = 100.0) -> BackgroundSegment:
 
 
 def make(data_dir, **kwargs) -> AframeDataset:
-    defaults = dict(
-        ifos=["H1", "L1"],
-        sample_rate=SAMPLE_RATE,
-        kernel_length=1.0,
-        fduration=1.0,
-        psd_length=4.0,
-        highpass=20.0,
-        batch_size=8,
-        batches_per_epoch=2,
-        valid_frac=0.3,
-        valid_livetime=100.0,
-        valid_stride=1.0,
-        valid_batch_size=16,
-        num_valid_views=2,
-        snr_sampler=PowerLaw(10.0, 20.0, -3.0),
-    )
+    defaults = dataset_kwargs(valid_frac=0.3)
     return AframeDataset(str(data_dir), **{**defaults, **kwargs})
 
 
