@@ -145,6 +145,10 @@ def connect(settings: SearchConfig) -> bool:
     return True
 
 
+# attempts made, past --tune.connect_timeout, when the Ray client server fails on the head's side
+SERVER_RETRIES = 3
+
+
 def _connect_remote(settings: SearchConfig, env: dict[str, str]) -> None:
     """``ray.init(address)``, retried with backoff for ``settings.connect_timeout`` seconds.
 
@@ -165,11 +169,16 @@ def _connect_remote(settings: SearchConfig, env: dict[str, str]) -> None:
             if ray.is_initialized():
                 ray.shutdown()
             left = deadline - time.monotonic()
-            if left <= 0:
+            # the head answered but the per-client server it starts failed (e.g. its port was
+            # taken): transient, and a new attempt gets a new server and port, so it is retried
+            # a few times even when that one attempt used up the timeout
+            server_side = "Initialization failure from server" in str(exc)
+            if left <= 0 and not (server_side and attempts < SERVER_RETRIES):
                 raise ConnectionError(_connect_error(settings, exc, attempts)) from exc
+            wait = min(delay, max(left, 1.0))
             logger.warning("no Ray cluster at %s yet (%s); retrying in %.0f s",
-                           settings.address, exc, min(delay, left))  # fmt: skip
-            time.sleep(min(delay, left))
+                           settings.address, exc, wait)  # fmt: skip
+            time.sleep(wait)
             delay = min(2 * delay, 15.0)
 
 
