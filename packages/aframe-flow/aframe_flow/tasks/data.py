@@ -70,6 +70,14 @@ class DataTask(DataParameters):
         sandbox = Sandbox(image=self.image_path, binds=[self.data_root], dev=self.dev)
         sandbox.run(["python", "-m", "aframe_flow.payloads", *args])
 
+    def run_background(self, out: str, seed: int) -> None:
+        """Synthetic background of this task's IFOs, rate and durations into ``out``."""
+        self.run_payload(
+            ["background", "--out", out, "--ifos", *self.ifos,
+             "--sample-rate", str(self.sample_rate), "--duration", str(self.background_duration),
+             "--segment-duration", str(self.segment_duration), "--seed", str(seed)]
+        )  # fmt: skip
+
 
 class SyntheticBackground(DataTask):
     """Coloured Gaussian background from the aLIGO design PSD; ``background.json`` marks done."""
@@ -78,11 +86,7 @@ class SyntheticBackground(DataTask):
         return file_target(join(self.data_root, payloads.MANIFEST))
 
     def run(self):
-        self.run_payload(
-            ["background", "--out", self.data_root, "--ifos", *self.ifos,
-             "--sample-rate", str(self.sample_rate), "--duration", str(self.background_duration),
-             "--segment-duration", str(self.segment_duration), "--seed", str(self.seed)]
-        )  # fmt: skip
+        self.run_background(self.data_root, self.seed)
 
 
 def _num(x: float) -> str:
@@ -171,11 +175,7 @@ class HeldOutBackground(DataTask):
         return file_target(join(self.heldout_root, payloads.MANIFEST))
 
     def run(self):
-        self.run_payload(
-            ["background", "--out", self.heldout_root, "--ifos", *self.ifos,
-             "--sample-rate", str(self.sample_rate), "--duration", str(self.background_duration),
-             "--segment-duration", str(self.segment_duration), "--seed", str(self.heldout_seed)]
-        )  # fmt: skip
+        self.run_background(self.heldout_root, self.heldout_seed)
 
 
 class Data(DataParameters, law.WrapperTask):
