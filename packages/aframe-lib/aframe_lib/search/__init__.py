@@ -6,6 +6,8 @@
   streams (torchaudio, on the device).
 - :mod:`~aframe_lib.search.whitening`: :class:`StreamingWhitener`, the training path's PSD +
   whitening for every window of a stream (one shared STFT).
+- :mod:`~aframe_lib.search.settings`: :class:`SearchSettings`, how a search runs (inference rate,
+  batch size, integration, clustering, device ...), shared by every command that searches.
 - :mod:`~aframe_lib.search.pipeline`: :class:`Search`, model + streaming + post-processing.
 - :mod:`~aframe_lib.search.events`: integration, clustering, the events file (``time``,
   ``stat``, ``var``).
@@ -31,6 +33,7 @@ _EXPORTS = {
     "write_events": "events",
     "Search": "pipeline",
     "SearchResult": "pipeline",
+    "SearchSettings": "settings",
     "Span": "strain",
     "StrainError": "strain",
     "find_spans": "strain",
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     from .events import Events, read_events, write_events
     from .injections import inject_population
     from .pipeline import Search, SearchResult
+    from .settings import SearchSettings
     from .strain import Span, StrainError, find_spans
     from .timeslides import timeslide_spans
     from .whitening import StreamingWhitener
@@ -55,6 +59,7 @@ __all__ = [  # noqa: F822 - resolved lazily by __getattr__
     "Events",
     "Search",
     "SearchResult",
+    "SearchSettings",
     "Span",
     "StrainError",
     "StreamingWhitener",
