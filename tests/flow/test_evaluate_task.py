@@ -21,6 +21,7 @@ TINY_EVAL = json.dumps([
     "--injection_spacing", "10",
     "--waveform_duration", "4", "--coalescence_time", "3", "--fars_per_year", "[1e3, 1e5]",
 ])  # fmt: skip
+TINY_SEARCH = json.dumps({"cluster_window": 4})  # --search-settings: below the spacing
 
 
 def test_command_scores_trains_model_on_held_out_background_by_default(tmp_path):
@@ -129,7 +130,7 @@ def test_bad_parameters_fail_when_the_task_is_built(kwargs, match):
 def test_law_run_evaluate_trains_then_writes_the_report_on_held_out_data(tmp_path):
     env = law_env_for(tmp_path)
     args = ["--livetime", "1500", "--num-injections", "12", "--eval-args", TINY_EVAL,
-            "--search-settings", '{"cluster_window": 4}']  # fmt: skip
+            "--search-settings", TINY_SEARCH]  # fmt: skip
     proc = law_run(env, "aframe_flow.Evaluate", *args)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]
