@@ -11,7 +11,8 @@
 - :mod:`~aframe_lib.search.pipeline`: :class:`Search`, model + streaming + post-processing.
 - :mod:`~aframe_lib.search.events`: integration, clustering, the events file (``time``,
   ``stat``, ``var``).
-- :mod:`~aframe_lib.search.timeslides`: shifted spans for background livetime.
+- :mod:`~aframe_lib.search.timeslides`: shifted spans for background livetime (validation's
+  timeslides, :mod:`aframe_lib.data.timeslides`, applied to spans of strain).
 - :mod:`~aframe_lib.search.injections`: a waveform population injected into background, or an
   external injection table.
 - :mod:`~aframe_lib.search.calibration`: the network's response offset and timing spread,
