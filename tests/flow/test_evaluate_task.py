@@ -11,15 +11,17 @@ import pytest
 from flow_helpers import QUICKSTART, law_env_for, law_run
 
 from aframe_flow import Evaluate, HeldOutBackground, Train
+from aframe_flow.base import digest
 from aframe_flow.parameters import ParameterError
 from aframe_flow.tasks.data import stream_seed
 
 CONFIG = str(QUICKSTART / "train.yaml")
 # seconds of work, not hours: a few timeslides and injections (the PSD policy is the model's)
 TINY_EVAL = json.dumps([
-    "--injection_spacing", "10", "--cluster_window", "4",
+    "--injection_spacing", "10",
     "--waveform_duration", "4", "--coalescence_time", "3", "--fars_per_year", "[1e3, 1e5]",
 ])  # fmt: skip
+TINY_SEARCH = json.dumps({"cluster_window": 4})  # --search-settings: below the spacing
 
 
 def test_command_scores_trains_model_on_held_out_background_by_default(tmp_path):
@@ -64,6 +66,38 @@ def test_a_given_model_and_synthetic_background_need_no_upstream_task(tmp_path):
     assert list(other.requires()) == [] and other.data_path == str(tmp_path)
 
 
+def test_each_search_setting_of_the_task_maps_to_an_evaluate_argument(tmp_path):
+    """Every SearchSettings field (the device via --gpus) given to the task reaches
+    aframe-train evaluate's parser as that value; unknown keys and 'device' fail early."""
+    from aframe_lib.search import SearchSettings
+    from aframe_lib.search.settings import parse_settings_args
+    from aframe_train.evaluate import evaluate
+
+    default = SearchSettings()
+    given = {"inference_sampling_rate": 8.0, "batch_size": 7, "integration_length": 0.5,
+             "cluster_window": 3.0, "threshold": 1.5, "var": 0.25,
+             "chunk_length": 32.0}  # fmt: skip
+    assert set(given) | {"device"} == set(SearchSettings.names())
+    assert all(getattr(default, k) != v for k, v in given.items())
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"")
+    task = Evaluate(model=str(model), eval_data="synthetic", gpus="0", search_settings=given)
+    argv = task.command(str(model), "/out")[2:]
+    values, settings = parse_settings_args(evaluate, argv, "aframe-train evaluate")
+    assert settings == SearchSettings(**given, device="cuda")
+    assert values["model"] == str(model) and values["out"] == "/out"
+    # no settings: evaluate's defaults, on the CPU; the report key of old runs is unchanged
+    plain = Evaluate(model=str(model), eval_data="synthetic")
+    argv = plain.command(str(model), "/out")[2:]
+    assert parse_settings_args(evaluate, argv, "x")[1] == SearchSettings(device="cpu")
+    assert plain.store_parts()[-1] == "synthetic-" + digest("synthetic", None, None, [])
+    assert plain.store_parts() != task.store_parts()
+    with pytest.raises(ParameterError, match=r"unknown setting\(s\) \['batch'\]"):
+        Evaluate(model=str(model), eval_data="synthetic", search_settings={"batch": 1})
+    with pytest.raises(ParameterError, match=r"'device' is set by --gpus"):
+        Evaluate(model=str(model), eval_data="synthetic", search_settings={"device": "cpu"})
+
+
 def test_evaluation_seeds_are_disjoint_from_every_training_seed():
     """For every seed: training uses seed (background), seed*1000+1/2 (waveforms); held-out
     background and evaluate's own noise and injections (E, E+1, E+2) use none of them."""
@@ -95,7 +129,8 @@ def test_bad_parameters_fail_when_the_task_is_built(kwargs, match):
 @pytest.mark.slow
 def test_law_run_evaluate_trains_then_writes_the_report_on_held_out_data(tmp_path):
     env = law_env_for(tmp_path)
-    args = ["--livetime", "1500", "--num-injections", "12", "--eval-args", TINY_EVAL]
+    args = ["--livetime", "1500", "--num-injections", "12", "--eval-args", TINY_EVAL,
+            "--search-settings", TINY_SEARCH]  # fmt: skip
     proc = law_run(env, "aframe_flow.Evaluate", *args)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]

@@ -1,5 +1,5 @@
 """The Deployments backend's wait for Ray itself (aframe_flow.clusters.ray_wait) and the search's
-retried first connection (aframe_lib.tune.search), against a real Ray head and a closed port."""
+retried first connection (aframe_lib.tune.tuner), against a real Ray head and a closed port."""
 
 from __future__ import annotations
 
@@ -25,10 +25,11 @@ def test_a_closed_port_is_a_clear_error_in_seconds():
 
 
 def test_the_search_retries_its_first_connection_then_names_the_address_and_timeout(caplog):
-    from aframe_lib.tune.search import SearchConfig, connect
+    from aframe_lib.tune.config import TuneSettings
+    from aframe_lib.tune.tuner import connect
 
     address = f"ray://127.0.0.1:{free_port()}"
-    settings = SearchConfig(space="unused.yaml", address=address, connect_timeout=2.5)
+    settings = TuneSettings(space="unused.yaml", address=address, connect_timeout=2.5)
     start = time.monotonic()
     with pytest.raises(ConnectionError) as info:
         connect(settings)

@@ -13,7 +13,7 @@ from fixtures_ray import RAY_ENV
 from flow_helpers import QUICKSTART, law_env_for, law_run
 from k8s_api import Step
 from test_clusters import RUNNING, deployment_up
-from test_evaluate_task import TINY_EVAL
+from test_evaluate_task import TINY_EVAL, TINY_SEARCH
 
 from aframe_flow import Tune, TunePipeline
 from aframe_flow.base import RayClusterTask
@@ -242,7 +242,8 @@ def test_law_run_tune_pipeline_on_a_real_ray_head(tmp_path, ray_head):
     args = ["--tune-config", TUNE_CONFIG, "--name", "tiny", "--num-samples", "2",
             "--address", ray_head,
             "--tune-args", '["--tune.max_epochs=1", "--tune.grace_period=1"]',
-            "--livetime", "1500", "--num-injections", "12", "--eval-args", TINY_EVAL]  # fmt: skip
+            "--livetime", "1500", "--num-injections", "12", "--eval-args", TINY_EVAL,
+            "--search-settings", TINY_SEARCH]  # fmt: skip
     proc = law_run(env, "aframe_flow.TunePipeline", *args)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]

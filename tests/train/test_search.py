@@ -66,6 +66,31 @@ def test_search_cli_names_a_missing_ifo(setup, tmp_path):
     assert "V1" in proc.stderr and not (tmp_path / "e.hdf5").exists()
 
 
+def test_search_settings_flags_reach_the_search_and_bad_ones_name_the_field(setup, tmp_path):
+    """Each SearchSettings field is a flag of `aframe-train search` (written to the events
+    file's attributes); an out-of-range one is one message naming it (exit status 2)."""
+    from aframe_train.cli import main
+
+    out = tmp_path / "events.hdf5"
+    main(["search", "--model", str(setup / "model.pt"), "--data", str(setup / "data"),
+          "--out", str(out), "--progress", "false", "--inference_sampling_rate", "8",
+          "--integration_length", "0.5", "--cluster_window", "2", "--threshold", "1.5",
+          "--var", "0.3", "--batch_size", "32", "--chunk_length", "16",
+          "--device", "cpu"])  # fmt: skip
+    with h5py.File(out) as f:
+        attrs = dict(f.attrs)
+        assert (attrs["inference_sampling_rate"], attrs["integration_length"]) == (8.0, 0.5)
+        assert (attrs["cluster_window"], attrs["threshold"], attrs["var"]) == (2.0, 1.5, 0.3)
+        assert (f["stat"][:] > 1.5).all() and np.allclose(f["var"][:], 0.3)
+        # kernels ending 1.5 s to 119.5 s in, every 1/8 s, less 3 for the integration
+        assert attrs["livetime"] == pytest.approx(((120 - 2) * 8 + 1 - 3) / 8)
+    cmd = [*aframe_train(), "search", "--model", str(setup / "model.pt"), "--data",
+           str(setup / "data"), "--out", str(tmp_path / "e.hdf5"), "--batch_size", "0"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "batch_size=0: must be a positive integer" in proc.stderr
+
+
 def test_search_resamples_faster_strain_and_says_so(setup, tmp_path, caplog):
     """A 2x-rate MDC file is searched (in process) after a note in the log; events written."""
     import logging

@@ -109,8 +109,8 @@ def test_tiny_search_on_local_ray(tmp_path, data_dir, ray_temp_dir):
 
 def test_shipped_tune_configs_parse_and_their_spaces_fit_the_cli():
     from aframe_lib.tune.cli import parser
-    from aframe_lib.tune.config import TrainingConfig, validate_space
     from aframe_lib.tune.space import load_space
+    from aframe_lib.tune.training import TrainingConfig, validate_space
 
     training = TrainingConfig("aframe_train.cli.AframeCLI", [str(QUICKSTART / "train.yaml")])
     for tune_yaml in (CONFIGS / "tune.yaml", QUICKSTART / "tune.yaml"):

@@ -39,9 +39,12 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from aframe_lib.search import SearchSettings
 
 SNR_BINS = np.array([0.0, 4.0, 8.0, 12.0, 16.0, 20.0, 30.0, 50.0, 100.0, np.inf])
 
@@ -63,11 +66,7 @@ def evaluate(
     injections: str | None = None,
     foreground: str | None = None,
     fars_per_year: list[float] = [1.0, 12.0, 365.25, 8766.0],  # noqa: B006 - shown in --help
-    inference_sampling_rate: float = 4.0,
-    batch_size: int = 128,
-    integration_length: float = 1.0,
-    cluster_window: float = 8.0,
-    device: str | None = None,
+    settings: SearchSettings | None = None,
     progress: bool = True,
     seed: int = 0,
 ) -> dict[str, float]:
@@ -95,11 +94,8 @@ def evaluate(
             instead of the own population; needs ``data``.
         foreground: strain holding ``injections``; null means ``data``.
         fars_per_year: false-alarm rates at which efficiencies and distances are reported.
-        inference_sampling_rate: windows per second (Hz).
-        batch_size: windows per forward pass.
-        integration_length: seconds of outputs averaged before peak finding.
-        cluster_window: seconds; each event is the loudest within it.
-        device: torch device; null picks a GPU when visible.
+        settings: how the search runs (``None``: the defaults; keep ``cluster_window`` below
+            ``injection_spacing``); the preprocessing is the model's.
         progress: show progress bars.
         seed: seed of the synthetic noise, the population and the sky positions.
     """
@@ -108,14 +104,7 @@ def evaluate(
 
     run = Path(out)
     run.mkdir(parents=True, exist_ok=True)
-    engine = Search.from_exported(
-        model,
-        inference_sampling_rate=inference_sampling_rate,
-        batch_size=batch_size,
-        integration_length=integration_length,
-        cluster_window=cluster_window,
-        device=device,
-    )
+    engine = Search.from_exported(model, settings)
     step = timeslide_step or math.ceil(engine.kernel_length + engine.fduration)
     check_step(step, engine.kernel_length)
     if data is None:
@@ -388,7 +377,7 @@ def _report(run: Path, model: str, data: str, numbers: dict[str, float]) -> None
 
 def main(args: list[str] | None = None) -> None:
     """``aframe-train evaluate ...`` (``args`` are the arguments after ``evaluate``)."""
-    from jsonargparse import CLI
+    from aframe_lib.search.settings import settings_cli
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    CLI(evaluate, args=args, as_positional=False)
+    settings_cli(evaluate, args, "aframe-train evaluate")

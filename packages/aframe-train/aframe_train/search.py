@@ -3,6 +3,9 @@
     aframe-train search --model RUN/model.pt --data DATA --out events.hdf5
         [--inference_sampling_rate 4] [--threshold X] [--cluster_window 8] [--device cuda]
 
+The flags after ``--out`` are :class:`aframe_lib.search.SearchSettings` fields (the same for
+``aframe-train evaluate``).
+
 ``DATA`` is a background directory (``background-{t0}-{duration}.hdf5`` files), one such file,
 or a mock-data-challenge file (a group per IFO, a dataset per segment with ``start_time`` and
 ``delta_t``). The preprocessing (IFOs, sample rate, kernel, whitening filter, highpass, the
@@ -27,20 +30,14 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aframe_lib.search import SearchResult
+    from aframe_lib.search import SearchResult, SearchSettings
 
 
 def search(
     model: str,
     data: str,
     out: str,
-    inference_sampling_rate: float = 4.0,
-    batch_size: int = 128,
-    integration_length: float = 1.0,
-    cluster_window: float = 8.0,
-    threshold: float | None = None,
-    var: float | None = None,
-    device: str | None = None,
+    settings: SearchSettings | None = None,
     progress: bool = True,
 ) -> SearchResult:
     """Search long strain with an exported model and write the events.
@@ -49,28 +46,13 @@ def search(
         model: exported TorchScript model (``model.pt``, with ``model.json`` beside it).
         data: background directory, background file, or mock-data-challenge HDF5 file.
         out: events file to write (HDF5: ``time``, ``stat``, ``var``).
-        inference_sampling_rate: windows per second (Hz).
-        batch_size: windows per forward pass.
-        integration_length: seconds of outputs averaged by the boxcar before peak finding.
-        cluster_window: seconds; each event is the loudest within this window around it.
-        threshold: minimum integrated output of an event; null keeps every cluster maximum.
-        var: timing uncertainty written with each event (s); null takes the calibrated one from
-            ``model.json`` (``timing``), else derives it from the kernel.
-        device: torch device; null picks a GPU when one is visible, else the CPU.
+        settings: how the search runs (``None``: the defaults); the preprocessing is the
+            model's.
         progress: show a progress bar.
     """
     from aframe_lib.search import Search, find_spans, write_events
 
-    engine = Search.from_exported(
-        model,
-        inference_sampling_rate=inference_sampling_rate,
-        batch_size=batch_size,
-        integration_length=integration_length,
-        cluster_window=cluster_window,
-        threshold=threshold,
-        var=var,
-        device=device,
-    )
+    engine = Search.from_exported(model, settings)
     spans = find_spans(
         data, engine.ifos, engine.sample_rate, engine.min_duration, engine.min_duration_desc
     )
@@ -87,7 +69,7 @@ def search(
 
 def main(args: list[str] | None = None) -> None:
     """``aframe-train search ...`` (``args`` are the arguments after ``search``)."""
-    from jsonargparse import CLI
+    from aframe_lib.search.settings import settings_cli
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    CLI(search, args=args, as_positional=False)
+    settings_cli(search, args, "aframe-train search")

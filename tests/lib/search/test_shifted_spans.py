@@ -54,3 +54,36 @@ def test_step_must_exceed_kernel_plus_light_travel_time():
     check_step(2.0, 1.5)
     with pytest.raises(ValueError, match="light travel time"):
         check_step(1.52, 1.5)
+
+
+@pytest.mark.parametrize("ifos, livetime", [(("H1", "L1"), 150.0), (("H1", "L1", "V1"), 400.0)])
+def test_validation_and_evaluation_make_the_same_timeslides(ifos, livetime):
+    """For the same segments, step and livetime, validation's timeslides (make_timeslides) and
+    evaluation's shifted spans (timeslide_spans) have the same segments, shifts and overlaps in
+    the same order, and the same livetime (each counted as its overlap's duration)."""
+    from aframe_lib.data.timeslides import make_timeslides
+    from aframe_lib.search.strain import Channel, Span
+
+    rate, step = 256.0, 2.0
+    sizes = [int(60 * rate), int(40 * rate), int(25 * rate)]
+    spans, t0 = [], 1000.0
+    for size in sizes:
+        channels = tuple(Channel(f"seg{t0}.hdf5", ifo, 0) for ifo in ifos)
+        spans.append(Span(t0, size, rate, ifos, channels))
+        t0 += size / rate + 10.0
+    validation = make_timeslides(sizes, len(ifos), rate, livetime, step, min_size=1)
+    evaluation = timeslide_spans(spans, step, livetime)
+    assert len(validation) == len(evaluation) > len(sizes)
+    for ts, span in zip(validation, evaluation, strict=True):
+        original = spans[ts.segment]
+        assert span.shifts == tuple(s / rate for s in ts.shifts)
+        assert span.size == ts.size
+        # both read IFO j from sample offset + shifts[j] of the segment
+        assert span.t0 == original.t0 + ts.offset / rate
+        assert [c.start for c in span.channels] == [ts.offset + s for s in ts.shifts]
+    total = sum(ts.livetime(rate) for ts in validation)
+    assert total == sum(s.duration for s in evaluation) >= livetime
+    assert total - validation[-1].livetime(rate) < livetime  # both stop at the same one
+    # the schedule: IFO i by i * k * step, k = 1, -1, 2, -2 ...
+    ks = [ts.shifts[1] // round(step * rate) for ts in validation]
+    assert ks == sorted(ks, key=lambda k: (abs(k), -k))

@@ -74,7 +74,7 @@ def test_streaming_windows_equal_training_windows(psd, highpass, tmp_path):
 def test_chunked_search_outputs_equal_the_whole_stream(oracle, noise_dir):
     """Scores of a linear model through Search (7 s chunks, batches of 5) == the whitener run
     over the whole span at once, stamped with the GPS times their kernels end."""
-    from aframe_lib.search import Search, find_spans
+    from aframe_lib.search import Search, SearchSettings, find_spans
 
     torch.manual_seed(1)
     weights = torch.randn(2, 256)
@@ -85,7 +85,7 @@ def test_chunked_search_outputs_equal_the_whole_stream(oracle, noise_dir):
 
     engine = Search(
         Linear(), IFOS, SAMPLE_RATE, 1.0, 1.0, psd={"length": PSD_LENGTH, "cadence": 1.0},
-        highpass=32.0, chunk_length=7.0, batch_size=5, device="cpu",
+        highpass=32.0, settings=SearchSettings(chunk_length=7.0, batch_size=5, device="cpu"),
     )  # fmt: skip
     span = find_spans(str(noise_dir), IFOS, SAMPLE_RATE)[0]
     times, scores = engine.outputs(span)

@@ -10,6 +10,10 @@ The model is Train's output (``.req(self)``, so the same parameters train it fir
   ``stream_seed(seed, EVALUATE)`` (disjoint from the training seeds);
 - ``--eval-data DIR``: a background directory (not the training data's).
 
+The search settings (``aframe_lib.search.SearchSettings``: inference rate, batch size,
+integration, clustering ...) are given as one JSON object, ``--search-settings``, each key passed
+as evaluate's flag of that name; the device follows ``--gpus``.
+
 The command runs on the host or in the train image (``--image``), on the GPU when ``--gpus`` is
 given. Output, in ``--report-dir`` (local or ``s3://``; default
 ``<paths.base_dir>/eval/<data key>/<model key>/<eval data>-<hash>``): everything the evaluation
@@ -91,10 +95,17 @@ class Evaluate(TrainBase):
     num_injections = luigi.OptionalIntParameter(
         default=None, description="most injections; empty: evaluate's default"
     )
+    search_settings = luigi.DictParameter(
+        default={},
+        description="search settings of aframe-train evaluate as JSON, e.g. "
+        '{"cluster_window": 4, "batch_size": 256} (fields of aframe_lib.search.SearchSettings, '
+        "each passed as its --flag; the device comes from --gpus); empty: evaluate's defaults",
+    )
     eval_args = luigi.ListParameter(
         default=[],
-        description='more aframe-train evaluate flags as a JSON list, e.g. ["--cluster_window", '
-        '"4", "--fars_per_year", "[1, 12]"]',
+        description="more aframe-train evaluate flags as a JSON list, e.g. "
+        '["--injection_spacing", "10", "--fars_per_year", "[1, 12]"] (search settings: '
+        "--search-settings)",
     )
 
     def __init__(self, *args, **kwargs):
@@ -125,6 +136,7 @@ class Evaluate(TrainBase):
                 "remote; aframe-train evaluate reads local strain only: give --eval-data DIR "
                 "or --eval-data synthetic"
             )
+        self.check_search_settings()
         for name in ("livetime", "num_injections"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -142,6 +154,33 @@ class Evaluate(TrainBase):
                 "model.json beside it), or leave --model empty to train one"
             )
 
+    def check_search_settings(self) -> None:
+        """Each key of ``--search-settings`` must be a search setting (checked against
+        aframe-lib's ``SearchSettings`` where aframe-lib is installed; imported here, lazily)."""
+        keys = set(self.search_settings)
+        if "device" in keys:
+            raise ParameterError(
+                "--search-settings: 'device' is set by --gpus (cuda with GPUs, else cpu); "
+                "drop it from the settings"
+            )
+        try:
+            from aframe_lib.search.settings import SearchSettings
+        except ImportError:  # a host without aframe-lib: the command itself checks them
+            return
+        unknown = sorted(keys - set(SearchSettings.names()))
+        if unknown:
+            raise ParameterError(
+                f"--search-settings: unknown setting(s) {unknown}; the settings are "
+                f"{list(SearchSettings.names())} (other evaluate flags go in --eval-args)"
+            )
+
+    def search_settings_args(self) -> list[str]:
+        """``--device`` (from ``--gpus``) and one ``--NAME VALUE`` per ``--search-settings`` key."""
+        args = ["--device", "cuda" if self.gpus else "cpu"]
+        for key, value in self.search_settings.items():
+            args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+        return args
+
     @property
     def eval_seed(self) -> int:
         """Seed of evaluate's noise and injections: a stream no training data use."""
@@ -155,7 +194,8 @@ class Evaluate(TrainBase):
 
     def store_parts(self) -> tuple[str, ...]:
         kind = self.eval_data if self.eval_data in ("", *KEYWORDS) else "data"
-        key = digest(self.eval_data, self.livetime, self.num_injections, self.eval_args)
+        settings = [dict(self.search_settings)] if self.search_settings else []  # old keys kept
+        key = digest(self.eval_data, self.livetime, self.num_injections, self.eval_args, *settings)
         return ("eval", self.data_key, self.model_key(), f"{kind or 'heldout'}-{key}")
 
     def explicit_dir(self) -> str:
@@ -219,7 +259,7 @@ class Evaluate(TrainBase):
         entry = ["aframe-train"] if self.image_path else aframe_train_executable()
         args = ["--model", model, "--out", out, "--seed", str(self.eval_seed),
                 "--progress", "false"]  # fmt: skip
-        args += ["--device", "cuda" if self.gpus else "cpu"]
+        args += self.search_settings_args()
         if self.data_path:
             args += ["--data", self.data_path]
         if self.livetime is not None:

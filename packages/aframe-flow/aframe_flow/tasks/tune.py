@@ -214,7 +214,7 @@ class Tune(TrainBase, RayClusterTask):
         entry = ["aframe-train"] if self.image_path else aframe_train_executable()
         return [*entry, "tune", *self.train_overrides(), *self.search_args(address)]
 
-    def run_search(self, address: str = "") -> None:
+    def run_tune(self, address: str = "") -> None:
         # RAY_* (e.g. RAY_AUTH_MODE) reach the driver also inside an image (--cleanenv)
         env = {k: v for k, v in os.environ.items() if k.startswith("RAY_")}
         self.sandbox(env).run(self.command(address))
@@ -224,9 +224,9 @@ class Tune(TrainBase, RayClusterTask):
             cluster = self.ray_cluster()
             cluster.external = self.external
             with cluster:  # created and ready here; deleted on leaving, also after an error
-                self.run_search(cluster.address)
+                self.run_tune(cluster.address)
         else:
-            self.run_search(self.address)
+            self.run_tune(self.address)
         if not self.output()["model"].exists():
             raise RuntimeError(
                 f"the search finished but wrote no best model to {self.search_dir} (no trial "

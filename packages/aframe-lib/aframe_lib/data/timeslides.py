@@ -1,10 +1,17 @@
-"""Timeslides of validation background: shift the IFOs against each other to build livetime.
+"""Timeslides: shift the IFOs against each other to build background livetime.
 
-A :class:`Timeslide` shifts IFO ``i`` of one validation segment by ``shifts[i]`` samples, so any
+A :class:`Timeslide` shifts IFO ``i`` of one segment by ``shifts[i]`` samples, so any
 coincidence between IFOs in the shifted data is accidental: it is pure background. Shifting by
 many different amounts turns a few hours of held-out strain into days of background livetime.
-:func:`make_timeslides` chooses the shifts; :class:`TimeslideWindows` cuts the shifted segments
-into the batches of windows the model scores.
+
+This module is the one definition of a timeslide, shared by validation and evaluation:
+:func:`shift_schedule` (IFO ``i`` by ``i * k * step``, ``k = 1, -1, 2, -2, ...``),
+:func:`overlap` (where every shifted IFO has data) and :func:`choose_timeslides` (which
+timeslides, in which order, until a livetime is covered). Validation uses them through
+:func:`make_timeslides` (livetime: the samples of overlap) and :class:`TimeslideWindows`, which
+cuts the shifted segments into the batches of windows the model scores; the search
+(:func:`aframe_lib.search.timeslides.timeslide_spans`) applies the same timeslides to spans of
+strain, with the search's own livetime (its integrated outputs).
 
 Indexing convention (samples). For a timeslide with shifts ``s`` of a segment of length ``N``:
 
@@ -22,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,14 +59,29 @@ class Timeslide:
         if self.size < 0:
             raise ValueError(f"Timeslide size must be >= 0, got size={self.size}")
 
+    @classmethod
+    def of(cls, segment: int, segment_size: int, shifts: Sequence[int]) -> Timeslide | None:
+        """The timeslide ``shifts`` of a segment of ``segment_size`` samples (``None``: no
+        sample where every shifted IFO has data)."""
+        size = overlap(segment_size, shifts)[1]
+        return cls(segment, tuple(shifts), size) if size > 0 else None
+
     @property
     def offset(self) -> int:
         """Samples to add to every IFO's index so that negative shifts stay in bounds."""
-        return -min(self.shifts)
+        return overlap(self.size, self.shifts)[0]
 
     def livetime(self, sample_rate: float) -> float:
         """Background livetime of this timeslide in seconds, given the sample rate in Hz."""
         return self.size / sample_rate
+
+
+def overlap(size: int, shifts: Sequence[int]) -> tuple[int, int]:
+    """``(offset, length)`` of the stretch of a ``size``-sample segment where every IFO, IFO
+    ``j`` read ``shifts[j]`` samples later than IFO 0, has data: IFO 0's sample ``offset`` is
+    the first (``-min(shifts)`` when ``shifts[0] == 0``); ``length <= 0`` means none."""
+    offset = -min(min(shifts), 0)
+    return offset, size - (max(max(shifts), 0) + offset)
 
 
 def _multipliers() -> Iterator[int]:
@@ -67,6 +89,51 @@ def _multipliers() -> Iterator[int]:
     for k in itertools.count(1):
         yield k
         yield -k
+
+
+def shift_schedule(num_ifos: int, step_size: int) -> Iterator[tuple[int, ...]]:
+    """Per-IFO shifts in samples, in the order timeslides are made: IFO ``i`` by
+    ``i * k * step_size`` for ``k = 1, -1, 2, -2, ...`` (endless)."""
+    for k in _multipliers():
+        yield tuple(i * k * step_size for i in range(num_ifos))
+
+
+def choose_timeslides(
+    segment_sizes: Sequence[int],
+    num_ifos: int,
+    step_size: int,
+    livetime: float,
+    livetime_of: Callable[[Timeslide], float],
+    max_shifts: int | None = None,
+) -> tuple[list[Timeslide], float]:
+    """Timeslides of the segments, in order, until their livetime first reaches ``livetime``.
+
+    For each shift of :func:`shift_schedule`, every segment is used in turn; a timeslide with
+    no overlap or no livetime (``livetime_of(ts) <= 0``) is skipped. It stops once ``livetime``
+    is covered (the last timeslide is needed), after the first shift that gives no timeslide
+    at all (larger shifts only shorten the overlaps further), or after ``max_shifts`` shifts.
+
+    Returns:
+        The timeslides and their summed livetime (less than ``livetime`` when it ran out).
+    """
+    chosen: list[Timeslide] = []
+    covered = 0.0
+    for n, shifts in enumerate(shift_schedule(num_ifos, step_size)):
+        if max_shifts is not None and n >= max_shifts:
+            break
+        added = False
+        for segment, size in enumerate(segment_sizes):
+            timeslide = Timeslide.of(segment, size, shifts)
+            if timeslide is None or (live := livetime_of(timeslide)) <= 0:
+                continue
+            chosen.append(timeslide)
+            covered += live
+            added = True
+            if covered >= livetime:
+                return chosen, covered
+        if not added:
+            break
+    return chosen, covered
 
 
 def make_timeslides(
@@ -80,9 +147,10 @@ def make_timeslides(
     """Choose timeslides of the validation segments until they cover ``livetime``.
 
     IFO ``i`` is shifted by ``i * k * step`` with ``k = 1, -1, 2, -2, ...``; for each ``k`` every
-    segment is used in turn. A shift shortens the usable overlap of a segment (the shifts are not
-    circular), and timeslides shorter than ``min_size`` samples are skipped. Timeslides are added
-    until their summed livetime first reaches ``livetime``, so the last one is needed.
+    segment is used in turn (:func:`choose_timeslides`). A shift shortens the usable overlap of a
+    segment (the shifts are not circular), and timeslides shorter than ``min_size`` samples are
+    skipped. A timeslide's livetime is its overlap in seconds. Timeslides are added until their
+    summed livetime first reaches ``livetime``, so the last one is needed.
 
     Callers should choose ``step`` larger than the light travel time between the IFOs plus the
     kernel length, so that a real signal can never line up with itself in two shifted IFOs
@@ -119,23 +187,14 @@ def make_timeslides(
         )
     min_size = max(int(min_size), 1)
 
-    timeslides: list[Timeslide] = []
-    covered = 0.0
-    for k in _multipliers():
-        # the largest shift of this k; both signs of k give the same overlap
-        span = (num_ifos - 1) * abs(k) * step_size
-        if all(n - span < min_size for n in segment_sizes):
-            break  # larger |k| only shortens the overlaps further: nothing is left
-        shifts = tuple(i * k * step_size for i in range(num_ifos))
-        for segment, n in enumerate(segment_sizes):
-            size = n - span
-            if size < min_size:
-                continue
-            timeslides.append(Timeslide(segment, shifts, size))
-            covered += size / sample_rate
-            if covered >= livetime:
-                return timeslides
+    def livetime_of(timeslide: Timeslide) -> float:
+        return timeslide.livetime(sample_rate) if timeslide.size >= min_size else 0.0
 
+    timeslides, covered = choose_timeslides(
+        segment_sizes, num_ifos, step_size, livetime, livetime_of
+    )
+    if covered >= livetime:
+        return timeslides
     raise ValueError(
         f"valid_livetime={livetime} s cannot be reached: every timeslide of the "
         f"{len(segment_sizes)} validation segment(s) ({sum(segment_sizes) / sample_rate:.1f} s) "

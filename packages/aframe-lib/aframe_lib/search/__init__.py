@@ -6,10 +6,13 @@
   streams (torchaudio, on the device).
 - :mod:`~aframe_lib.search.whitening`: :class:`StreamingWhitener`, the training path's PSD +
   whitening for every window of a stream (one shared STFT).
+- :mod:`~aframe_lib.search.settings`: :class:`SearchSettings`, how a search runs (inference rate,
+  batch size, integration, clustering, device ...), shared by every command that searches.
 - :mod:`~aframe_lib.search.pipeline`: :class:`Search`, model + streaming + post-processing.
 - :mod:`~aframe_lib.search.events`: integration, clustering, the events file (``time``,
   ``stat``, ``var``).
-- :mod:`~aframe_lib.search.timeslides`: shifted spans for background livetime.
+- :mod:`~aframe_lib.search.timeslides`: shifted spans for background livetime (validation's
+  timeslides, :mod:`aframe_lib.data.timeslides`, applied to spans of strain).
 - :mod:`~aframe_lib.search.injections`: a waveform population injected into background, or an
   external injection table.
 - :mod:`~aframe_lib.search.calibration`: the network's response offset and timing spread,
@@ -31,6 +34,7 @@ _EXPORTS = {
     "write_events": "events",
     "Search": "pipeline",
     "SearchResult": "pipeline",
+    "SearchSettings": "settings",
     "Span": "strain",
     "StrainError": "strain",
     "find_spans": "strain",
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
     from .events import Events, read_events, write_events
     from .injections import inject_population
     from .pipeline import Search, SearchResult
+    from .settings import SearchSettings
     from .strain import Span, StrainError, find_spans
     from .timeslides import timeslide_spans
     from .whitening import StreamingWhitener
@@ -55,6 +60,7 @@ __all__ = [  # noqa: F822 - resolved lazily by __getattr__
     "Events",
     "Search",
     "SearchResult",
+    "SearchSettings",
     "Span",
     "StrainError",
     "StreamingWhitener",

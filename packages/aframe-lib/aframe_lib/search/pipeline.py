@@ -25,6 +25,7 @@ data that follows), so only ``fduration / 2`` at each end of a span and the firs
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import sys
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 
 from .events import Events, find_events, integrate, peak_offsets
+from .settings import SearchSettings
 from .strain import Span
 from .whitening import PsdPolicy, StreamingWhitener
 
@@ -111,16 +113,12 @@ class Search:
             used; ``None``: the default policy. :meth:`from_exported` reads it from the model.
         highpass: Hz, as in training; ``None``: no highpass.
         lowpass: Hz, as in training; ``None``: none.
-        inference_sampling_rate: windows per second (Hz); must divide ``sample_rate``.
-        batch_size: windows scored at once.
-        integration_length: seconds of outputs averaged (causal boxcar).
-        cluster_window: seconds; each event is the loudest within this window around it.
-        threshold: events need an integrated output above this; ``None``: every maximum.
         left_pad: seconds after the kernel start where training put the earliest coalescence.
         right_pad: seconds before the kernel end where training put the latest coalescence.
-        var: timing uncertainty written with each event (s); ``None``: see module docstring.
-        chunk_length: seconds of outputs computed per read (bounds memory).
-        device: where to run; ``None`` means :func:`best_device`.
+        settings: how the search runs (:class:`~.settings.SearchSettings`: inference rate,
+            batch size, integration, clustering, threshold, ``var``, chunk length, device);
+            ``None``: the defaults. ``device`` ``None`` means :func:`best_device`; ``var``
+            ``None``: see the module docstring.
         timing: the network's calibrated response (``model.json`` ``timing``: ``offset``,
             seconds from coalescence to the centre of the raw response, and ``var``); it
             replaces the pad-based offset and ``var`` (see the module docstring).
@@ -136,18 +134,16 @@ class Search:
         psd: PsdPolicy | dict | None = None,
         highpass: float | None = None,
         lowpass: float | None = None,
-        inference_sampling_rate: float = 4.0,
-        batch_size: int = 128,
-        integration_length: float = 1.0,
-        cluster_window: float = 8.0,
-        threshold: float | None = None,
         left_pad: float = 0.0,
         right_pad: float = 0.0,
-        var: float | None = None,
-        chunk_length: float = 256.0,
-        device: str | torch.device | None = None,
+        settings: SearchSettings | None = None,
         timing: dict[str, Any] | None = None,
     ) -> None:
+        self.search_settings = settings = settings or SearchSettings()
+        inference_sampling_rate, batch_size = settings.inference_sampling_rate, settings.batch_size
+        integration_length, cluster_window = settings.integration_length, settings.cluster_window
+        threshold, var, device = settings.threshold, settings.var, settings.device
+        chunk_length = settings.chunk_length
         stride = sample_rate / inference_sampling_rate
         if not math.isclose(stride, round(stride)) or round(stride) < 1:
             raise ValueError(
@@ -186,10 +182,14 @@ class Search:
         self.var = var if var is not None else max(spread, floor)
 
     @classmethod
-    def from_exported(cls, path: str, **overrides: Any) -> Search:
+    def from_exported(
+        cls, path: str, settings: SearchSettings | None = None, **overrides: Any
+    ) -> Search:
         """A search with the model at ``path`` and the preprocessing stored in its ``.json``.
 
-        ``overrides`` (any constructor argument but ``model``) win over the stored settings.
+        ``overrides`` (any constructor argument but ``model`` and ``settings``) win over the
+        stored preprocessing; :class:`~.settings.SearchSettings` fields among them (e.g.
+        ``device="cpu"``) replace those of ``settings``, and ``None`` values are ignored.
         The PSD policy is the one training used (``model.json``'s ``psd``; for models exported
         before it was stored, ``data.psd_length``/``data.fftlength`` with a fresh PSD per
         window, which is how those models were trained).
@@ -205,19 +205,23 @@ class Search:
                 f"{path}: its metadata (model.json 'data') lacks {missing}; export the model with "
                 "aframe_lib.callbacks.ExportModel or pass them explicitly"
             )
-        settings = {k: data[k] for k in needed if k in data}
+        kwargs = {k: data[k] for k in needed if k in data}
         for key in ("highpass", "lowpass", "left_pad", "right_pad"):
             if data.get(key) is not None:
-                settings[key] = data[key]
-        settings["psd"] = info.get("psd") or {
+                kwargs[key] = data[key]
+        kwargs["psd"] = info.get("psd") or {
             "length": data.get("psd_length") or 8.0,
             "fftlength": data.get("fftlength"),
             "cadence": 0.0,
         }
         if info.get("timing") and "offset" in info["timing"]:
-            settings["timing"] = info["timing"]
-        settings.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(model, **settings)
+            kwargs["timing"] = info["timing"]
+        fields, overrides = SearchSettings.split(
+            {k: v for k, v in overrides.items() if v is not None}
+        )
+        kwargs.update(overrides)
+        settings = dataclasses.replace(settings or SearchSettings(), **fields)
+        return cls(model, settings=settings, **kwargs)
 
     @property
     def min_duration(self) -> float:

@@ -1,17 +1,20 @@
 """Timeslides of search spans: background livetime far beyond the data's duration.
 
 IFO ``i`` of a span is read ``i * k * step`` seconds later than IFO 0, for ``k = 1, -1, 2, -2,
-...`` (the convention of :mod:`aframe_lib.data.timeslides`), never circularly: a shift shortens
-the span to the stretch every shifted IFO covers, so no sample is invented or reused across a
-gap. With ``step`` longer than the light travel time between the IFOs plus the kernel, no real
-signal can appear coincident in two shifted IFOs, so every event of a timeslide is background.
+...``, never circularly: a shift shortens the span to the stretch every shifted IFO covers, so
+no sample is invented or reused across a gap. The timeslides are validation's
+(:mod:`aframe_lib.data.timeslides`: the same schedule, overlap and choice), applied to spans
+of strain and counted with the search's livetime. With ``step`` longer than the light travel
+time between the IFOs plus the kernel, no real signal can appear coincident in two shifted IFOs,
+so every event of a timeslide is background.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Callable, Sequence
+
+from aframe_lib.data.timeslides import Timeslide, choose_timeslides, overlap
 
 from .strain import Span
 
@@ -31,10 +34,10 @@ def check_step(step: float, kernel_length: float) -> None:
 def shift_span(span: Span, shifts: Sequence[int]) -> Span | None:
     """``span`` with IFO ``j`` read ``shifts[j]`` samples later than IFO 0 (``None``: no overlap).
 
-    The result starts where every shifted IFO has data: IFO 0 at sample ``-min(shifts)``.
+    The result starts where every shifted IFO has data
+    (:func:`~aframe_lib.data.timeslides.overlap`): IFO 0 at sample ``-min(shifts)``.
     """
-    offset = -min(min(shifts), 0)
-    size = span.size - (max(max(shifts), 0) + offset)
+    offset, size = overlap(span.size, shifts)
     if size <= 0:
         return None
     channels = tuple(
@@ -50,6 +53,13 @@ def shift_span(span: Span, shifts: Sequence[int]) -> Span | None:
     )
 
 
+def apply_timeslide(spans: Sequence[Span], timeslide: Timeslide) -> Span:
+    """The span ``spans[timeslide.segment]`` shifted by ``timeslide.shifts``."""
+    shifted = shift_span(spans[timeslide.segment], timeslide.shifts)
+    assert shifted is not None and shifted.size == timeslide.size
+    return shifted
+
+
 def timeslide_spans(
     spans: Sequence[Span],
     step: float,
@@ -60,10 +70,11 @@ def timeslide_spans(
     """Shifted copies of ``spans`` until their livetime reaches ``livetime``.
 
     For each ``k`` in ``1, -1, 2, -2, ...`` every span is shifted in turn; shifted spans with no
-    livetime are dropped; the last one added is the one that reaches ``livetime``.
+    livetime are dropped; the last one added is the one that reaches ``livetime``
+    (:func:`~aframe_lib.data.timeslides.choose_timeslides`, as validation chooses its own).
 
     Args:
-        spans: unshifted spans (their ``shifts`` are ignored).
+        spans: unshifted spans (their ``shifts`` are ignored), all at one sample rate.
         step: seconds; IFO ``i`` is shifted by ``i * k * step``.
         livetime: seconds of background wanted.
         livetime_of: livetime of a span (e.g. :meth:`Search.livetime_of`); default its duration.
@@ -78,27 +89,20 @@ def timeslide_spans(
     num_ifos = len(spans[0].ifos)
     if num_ifos < 2:
         raise ValueError("timeslides need at least 2 IFOs: one IFO cannot be shifted")
-    out: list[Span] = []
-    covered = 0.0
-    for n, k in enumerate(itertools.chain.from_iterable((i, -i) for i in itertools.count(1))):
-        if max_shifts is not None and n >= max_shifts:
-            break
-        added = False
-        for span in spans:
-            size = round(step * span.sample_rate)
-            shifted = shift_span(span, [i * k * size for i in range(num_ifos)])
-            if shifted is None or (live := livetime_of(shifted)) <= 0:
-                continue
-            out.append(shifted)
-            covered += live
-            added = True
-            if covered >= livetime:
-                return out
-        if not added:
-            break  # larger |k| only shortens the overlaps further
-    if not out:
+    rates = sorted({s.sample_rate for s in spans})
+    if len(rates) > 1:
+        raise ValueError(f"timeslides need spans at one sample rate, got {rates} Hz")
+    timeslides, _ = choose_timeslides(
+        [s.size for s in spans],
+        num_ifos,
+        round(step * rates[0]),
+        livetime,
+        lambda ts: livetime_of(apply_timeslide(spans, ts)),
+        max_shifts,
+    )
+    if not timeslides:
         raise ValueError(
             f"no timeslide with step={step} s leaves any livetime in spans of "
             f"{max(s.duration for s in spans):g} s at most; use a smaller step or longer data"
         )
-    return out
+    return [apply_timeslide(spans, ts) for ts in timeslides]

@@ -5,7 +5,7 @@
     aframe-train tune --config train.yaml --tune_config tune.yaml ...   # aframe's CLI preset
 
 ``--config`` files and any argument that is not ``--tune.*``/``--tune_config`` are the training
-config (exactly what ``fit`` takes); ``--tune.*`` are :class:`~.search.SearchConfig` settings,
+config (exactly what ``fit`` takes); ``--tune.*`` are :class:`~.config.TuneSettings`,
 also readable from a ``--tune_config`` YAML (``tune: {name: ..., space: ...}``) whose relative
 ``space`` path is taken relative to that file.
 """
@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from ..utils.errors import AframeError, ConfigError, StorageError
-from .search import SearchConfig, run_search
+from .config import TuneSettings
+from .tuner import run_tune
 
 
 def split_args(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
@@ -62,7 +63,7 @@ def parser(cli_cls: str | None = None):
         required=cli_cls is None,
         help="import path of the LightningCLI class that trains one trial",
     )
-    p.add_class_arguments(SearchConfig, "tune")
+    p.add_class_arguments(TuneSettings, "tune")
     return p
 
 
@@ -81,7 +82,7 @@ def main(args: list[str] | None = None, cli_cls: str | None = None) -> dict:
         beside = Path(str(tune_files[-1])).parent / space
         settings["space"] = str(beside) if beside.exists() else str(space)
     try:
-        summary = run_search(cfg.lightning_cli_cls, configs, overrides, SearchConfig(**settings))
+        summary = run_tune(cfg.lightning_cli_cls, configs, overrides, TuneSettings(**settings))
     except AframeError:
         raise  # one message block, exit status 2 (aframe_lib.utils.errors.console_main)
     except ConnectionError as exc:  # an unreachable Ray address or storage

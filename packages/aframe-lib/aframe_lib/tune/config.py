@@ -1,139 +1,93 @@
-"""The LightningCLI side of a search, on the driver: resolve the training config, check the space.
+"""The settings of a hyper-parameter search (``--tune.*``): :class:`TuneSettings`.
 
-Any :class:`~lightning.pytorch.cli.LightningCLI` subclass works; it is named by import path
-(``"aframe_train.cli.AframeCLI"``) so that this library never imports the project that uses it.
-The training config (``--config`` files plus command-line overrides) is parsed once by the CLI's
-own ``fit`` parser and dumped to one YAML text: trials start from that text (so a trial on a
-remote node needs no copy of the config files), and every search-space key is checked against
-the same parser before Ray starts anything.
+Plain data with its own checks and the resources one trial needs; nothing here imports Ray or the
+tuner, so :mod:`.summary` and :mod:`.tuner` both read it. (The training config the trials start
+from is :mod:`.training`.)
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-from aframe_lib.utils.errors import ConfigError
-
-from .space import SearchSpaceError, format_value, parse_error, sample
-
-if TYPE_CHECKING:
-    from lightning.pytorch.cli import LightningCLI
+import math
+from dataclasses import dataclass
 
 
-class TrainingConfigError(ConfigError, ValueError):
-    """The training config (files + overrides) does not parse with the CLI."""
-
-
-def import_cli(path: str | type) -> type[LightningCLI]:
-    """The LightningCLI class at ``"package.module.Class"`` (or ``package.module:Class``)."""
-    from lightning.pytorch.cli import LightningCLI
-
-    if isinstance(path, type):
-        cls = path
-    else:
-        module, _, name = path.replace(":", ".").rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise ImportError(
-                f"cannot import the LightningCLI class {path!r} ({exc}); "
-                "give its import path, e.g. aframe_train.cli.AframeCLI"
-            ) from exc
-    if not (isinstance(cls, type) and issubclass(cls, LightningCLI)):
-        raise TypeError(f"{path!r} is not a LightningCLI subclass")
-    return cls
-
-
-def cli_path(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _parse_only(cls: type[LightningCLI]) -> type[LightningCLI]:
-    """``cls`` that builds its parser and parses, but instantiates and runs nothing."""
-
-    class ParseOnly(cls):  # type: ignore[misc, valid-type]
-        def _set_seed(self) -> None:
-            pass
-
-        def _add_instantiators(self) -> None:
-            pass
-
-        def before_instantiate_classes(self) -> None:
-            pass
-
-        def instantiate_classes(self) -> None:
-            pass
-
-        def after_instantiate_classes(self) -> None:
-            pass
-
-        def _run_subcommand(self, subcommand: str) -> None:
-            pass
-
-    return ParseOnly
-
-
-class TrainingConfig:
-    """The resolved ``fit`` config of a LightningCLI class, and its parser.
+@dataclass
+class TuneSettings:
+    """The ``--tune.*`` settings of a search.
 
     Args:
-        cli_cls: the LightningCLI class (or its import path).
-        configs: ``--config`` files, in order (later ones override earlier ones).
-        overrides: further ``--key=value`` arguments for ``fit``.
-
-    Raises:
-        TrainingConfigError: when the files and overrides do not parse (the CLI's message).
+        space: Search space file (YAML or ``.py``, see :mod:`aframe_lib.tune.space`).
+        name: Name of the search: its directory under ``storage_dir`` and the W&B group.
+        num_samples: Trials to sample from the space.
+        metric: Metric the model logs at validation, reported to Ray each epoch.
+        mode: ``max`` or ``min``.
+        max_epochs: Epochs of a trial that ASHA does not stop (ASHA's ``max_t``).
+        grace_period: Epochs every trial runs before ASHA may stop it (``min_epochs``).
+        reduction_factor: ASHA keeps 1/reduction_factor of the trials at each rung.
+        workers_per_trial: Training processes per trial (DDP when > 1, on one node).
+        gpus_per_worker: GPUs per process; 0 trains on CPU.
+        cpus_per_gpu: CPUs per GPU of a GPU process.
+        cpus_per_worker: CPUs per process when ``gpus_per_worker`` is 0.
+        max_concurrent_trials: Cap on trials run side by side; ``None``: as many as fit.
+        storage_dir: Local directory or ``s3://bucket/prefix``; the search is ``<it>/<name>``.
+        address: Ray cluster (``ray://host:10001``, or ``host:6379`` from a cluster node);
+            ``None``: start a local Ray instance.
+        connect_timeout: Seconds the first connection to ``address`` is retried (backoff 1, 2,
+            4 ... 15 s apart) while nothing answers there, e.g. a cluster still starting.
+        num_cpus: CPUs of the local Ray instance (``None``: all of this machine's).
+        num_gpus: GPUs of the local Ray instance (``None``: all of this machine's).
+        temp_dir: Session directory of the local Ray instance (``None``: Ray's default).
+        max_failures: Times a failed trial is retried from its last checkpoint.
+        checkpoints_to_keep: Best checkpoints kept per trial (the latest is always kept).
+        resume: Resume the search in ``storage_dir/name`` when there is one (finished trials
+            are kept, unfinished and errored ones continue from their last checkpoint).
+        prepare_data: Call the data module's ``prepare_data`` once here, so that side-by-side
+            trials do not download or generate the same data at the same time.
     """
 
-    def __init__(
-        self, cli_cls: str | type, configs: Sequence[str], overrides: Sequence[str] = ()
-    ) -> None:
-        self.cli_cls = import_cli(cli_cls)
-        self.args = ["fit", *[a for c in configs for a in ("--config", str(c))], *overrides]
-        holder: dict[str, Any] = {}
+    space: str
+    name: str = "search"
+    num_samples: int = 4
+    metric: str = "valid_auroc"
+    mode: str = "max"
+    max_epochs: int = 10
+    grace_period: int = 1
+    reduction_factor: float = 2.0
+    workers_per_trial: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_gpu: int = 4
+    cpus_per_worker: int = 1
+    max_concurrent_trials: int | None = None
+    storage_dir: str = "tune-runs"
+    address: str | None = None
+    connect_timeout: float = 30.0
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    temp_dir: str | None = None
+    max_failures: int = 2
+    checkpoints_to_keep: int = 1
+    resume: bool = True
+    prepare_data: bool = True
 
-        def build(args: list[str]) -> None:
-            holder["cli"] = _parse_only(self.cli_cls)(args=args)
-
-        error = parse_error(build, self.args)
-        if error:
-            raise TrainingConfigError(
-                f"the training config does not parse with {cli_path(self.cli_cls)} "
-                f"(arguments: {' '.join(self.args)}):\n{error}"
+    def __post_init__(self) -> None:
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"tune.mode must be 'max' or 'min', got {self.mode!r}")
+        for key in ("num_samples", "max_epochs", "grace_period", "workers_per_trial"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"tune.{key} must be at least 1, got {getattr(self, key)}")
+        if self.grace_period > self.max_epochs:
+            raise ValueError(
+                f"tune.grace_period ({self.grace_period}) exceeds tune.max_epochs "
+                f"({self.max_epochs}); lower it or raise max_epochs"
             )
-        cli = holder["cli"]
-        self.parser = cli._parser("fit")
-        self.config = cli.config["fit"]
-        try:  # nulls are kept: a null may override a non-null default
-            self.yaml = self.parser.dump(self.config, skip_unset=False)
-        except TypeError:  # jsonargparse < 4.49
-            self.yaml = self.parser.dump(self.config, skip_none=False)
 
-    def check_overrides(self, overrides: Sequence[str]) -> str | None:
-        """The parser's error for the resolved config plus ``overrides``, or None if they parse."""
-        import tempfile
-
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
-            f.write(self.yaml)
-            f.flush()
-            return parse_error(self.parser.parse_args, ["--config", f.name, *overrides])
-
-
-def validate_space(training: TrainingConfig, space: Mapping[str, Any]) -> None:
-    """Check every key of ``space`` (with a sampled value) against the CLI's ``fit`` parser.
-
-    Raises:
-        SearchSpaceError: naming the first key that the parser rejects, its message, and the fix.
-    """
-    for key, dist in space.items():
-        value = format_value(sample(dist))
-        error = training.check_overrides([f"--{key}={value}"])
-        if error:
-            raise SearchSpaceError(
-                f"search space key {key!r} (sampled value {value}) is rejected by "
-                f"{cli_path(training.cli_cls)} fit:\n{error}\n"
-                "Fix: use a dotted key that `fit --print_config` shows for this config "
-                "(e.g. model.init_args.learning_rate), with values of the right type."
-            )
+    def trial_resources(self) -> dict[str, float]:
+        """One trial's Ray resources: ``workers × (GPUs, CPUs)`` of one process."""
+        if self.gpus_per_worker:
+            cpus = math.ceil(self.cpus_per_gpu * self.gpus_per_worker)
+        else:
+            cpus = self.cpus_per_worker
+        resources = {"CPU": float(self.workers_per_trial * cpus)}
+        if self.gpus_per_worker:
+            resources["GPU"] = self.workers_per_trial * self.gpus_per_worker
+        return resources

@@ -16,16 +16,14 @@ import re
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..utils import fs
+from .config import TuneSettings
 from .storage import copy_exported_model, write_summary
 
-if TYPE_CHECKING:
-    from .search import SearchConfig
 
-
-def summarize(results: Any, settings: SearchConfig, search_dir: str) -> dict[str, Any]:
+def summarize(results: Any, settings: TuneSettings, search_dir: str) -> dict[str, Any]:
     """The table of trials, the best config and score; writes it and copies the best model."""
     metric = settings.metric
     rows = []

@@ -15,7 +15,7 @@ import sys
 import warnings
 
 from .callbacks import TrialReporter
-from .config import import_cli
+from .training import import_cli
 
 
 def trial_cli(cli_cls: type, reporter: TrialReporter) -> type:

@@ -1,4 +1,4 @@
-"""A search: Ray Tune's ``Tuner`` with ASHA over a LightningCLI config, resumable, with a summary.
+"""The tuner: Ray Tune's ``Tuner`` with ASHA over a LightningCLI config, resumable, with a summary.
 
 Everything that can be wrong with the input is checked before Ray runs a trial: the search
 space (syntax, distributions, and every key against the CLI's parser), the training config, the
@@ -9,21 +9,20 @@ storage (an unreachable S3 endpoint or missing bucket), the Ray address (a TCP p
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from ..utils import fs
-from .config import TrainingConfig, cli_path, validate_space
+from .config import TuneSettings
 from .space import load_space
 from .storage import ray_storage
 from .summary import summarize
 from .trainable import TrialSetup, run_trial
+from .training import TrainingConfig, cli_path, validate_space
 
 logger = logging.getLogger(__name__)
 
@@ -37,94 +36,12 @@ FORWARDED_ENV = ("WANDB_MODE",)
 DEFAULT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION")
 
 
-@dataclass
-class SearchConfig:
-    """The ``--tune.*`` settings of a search.
-
-    Args:
-        space: Search space file (YAML or ``.py``, see :mod:`aframe_lib.tune.space`).
-        name: Name of the search: its directory under ``storage_dir`` and the W&B group.
-        num_samples: Trials to sample from the space.
-        metric: Metric the model logs at validation, reported to Ray each epoch.
-        mode: ``max`` or ``min``.
-        max_epochs: Epochs of a trial that ASHA does not stop (ASHA's ``max_t``).
-        grace_period: Epochs every trial runs before ASHA may stop it (``min_epochs``).
-        reduction_factor: ASHA keeps 1/reduction_factor of the trials at each rung.
-        workers_per_trial: Training processes per trial (DDP when > 1, on one node).
-        gpus_per_worker: GPUs per process; 0 trains on CPU.
-        cpus_per_gpu: CPUs per GPU of a GPU process.
-        cpus_per_worker: CPUs per process when ``gpus_per_worker`` is 0.
-        max_concurrent_trials: Cap on trials run side by side; ``None``: as many as fit.
-        storage_dir: Local directory or ``s3://bucket/prefix``; the search is ``<it>/<name>``.
-        address: Ray cluster (``ray://host:10001``, or ``host:6379`` from a cluster node);
-            ``None``: start a local Ray instance.
-        connect_timeout: Seconds the first connection to ``address`` is retried (backoff 1, 2,
-            4 ... 15 s apart) while nothing answers there, e.g. a cluster still starting.
-        num_cpus: CPUs of the local Ray instance (``None``: all of this machine's).
-        num_gpus: GPUs of the local Ray instance (``None``: all of this machine's).
-        temp_dir: Session directory of the local Ray instance (``None``: Ray's default).
-        max_failures: Times a failed trial is retried from its last checkpoint.
-        checkpoints_to_keep: Best checkpoints kept per trial (the latest is always kept).
-        resume: Resume the search in ``storage_dir/name`` when there is one (finished trials
-            are kept, unfinished and errored ones continue from their last checkpoint).
-        prepare_data: Call the data module's ``prepare_data`` once here, so that side-by-side
-            trials do not download or generate the same data at the same time.
-    """
-
-    space: str
-    name: str = "search"
-    num_samples: int = 4
-    metric: str = "valid_auroc"
-    mode: str = "max"
-    max_epochs: int = 10
-    grace_period: int = 1
-    reduction_factor: float = 2.0
-    workers_per_trial: int = 1
-    gpus_per_worker: float = 0.0
-    cpus_per_gpu: int = 4
-    cpus_per_worker: int = 1
-    max_concurrent_trials: int | None = None
-    storage_dir: str = "tune-runs"
-    address: str | None = None
-    connect_timeout: float = 30.0
-    num_cpus: int | None = None
-    num_gpus: int | None = None
-    temp_dir: str | None = None
-    max_failures: int = 2
-    checkpoints_to_keep: int = 1
-    resume: bool = True
-    prepare_data: bool = True
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("max", "min"):
-            raise ValueError(f"tune.mode must be 'max' or 'min', got {self.mode!r}")
-        for key in ("num_samples", "max_epochs", "grace_period", "workers_per_trial"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"tune.{key} must be at least 1, got {getattr(self, key)}")
-        if self.grace_period > self.max_epochs:
-            raise ValueError(
-                f"tune.grace_period ({self.grace_period}) exceeds tune.max_epochs "
-                f"({self.max_epochs}); lower it or raise max_epochs"
-            )
-
-    def trial_resources(self) -> dict[str, float]:
-        """One trial's Ray resources: ``workers × (GPUs, CPUs)`` of one process."""
-        if self.gpus_per_worker:
-            cpus = math.ceil(self.cpus_per_gpu * self.gpus_per_worker)
-        else:
-            cpus = self.cpus_per_worker
-        resources = {"CPU": float(self.workers_per_trial * cpus)}
-        if self.gpus_per_worker:
-            resources["GPU"] = self.workers_per_trial * self.gpus_per_worker
-        return resources
-
-
 def trial_dirname(trial: Any) -> str:
     """Short trial directory names (the default embeds every sampled value)."""
     return f"{trial.trainable_name}_{trial.trial_id}"
 
 
-def connect(settings: SearchConfig) -> bool:
+def connect(settings: TuneSettings) -> bool:
     """``ray.init`` for the search; whether this call started Ray (then it shuts it down).
 
     Raises:
@@ -149,7 +66,7 @@ def connect(settings: SearchConfig) -> bool:
 SERVER_RETRIES = 3
 
 
-def _connect_remote(settings: SearchConfig, env: dict[str, str]) -> None:
+def _connect_remote(settings: TuneSettings, env: dict[str, str]) -> None:
     """``ray.init(address)``, retried with backoff for ``settings.connect_timeout`` seconds.
 
     Raises:
@@ -182,7 +99,7 @@ def _connect_remote(settings: SearchConfig, env: dict[str, str]) -> None:
             delay = min(2 * delay, 15.0)
 
 
-def _connect_error(settings: SearchConfig, exc: Exception, attempts: int) -> str:
+def _connect_error(settings: TuneSettings, exc: Exception, attempts: int) -> str:
     hint = ""
     if "timeout" in str(exc) and os.environ.get("RAY_AUTH_MODE") != "disabled":
         hint = (
@@ -210,7 +127,7 @@ def _probe(address: str, timeout: float = 5.0) -> None:
         raise ConnectionError(f"nothing answers at {host}:{port} ({exc})") from None
 
 
-def check_fits(settings: SearchConfig) -> None:
+def check_fits(settings: TuneSettings) -> None:
     """Refuse (local Ray) or warn (a cluster that may scale up) if one trial can never fit."""
     import ray
 
@@ -240,11 +157,11 @@ def prepare_data(training: TrainingConfig) -> None:
         datamodule.prepare_data()
 
 
-def run_search(
+def run_tune(
     cli_cls: str | type,
     configs: list[str],
     overrides: list[str],
-    settings: SearchConfig,
+    settings: TuneSettings,
 ) -> dict[str, Any]:
     """Run (or resume) a search; returns the summary also written to ``summary.json``.
 
@@ -276,7 +193,7 @@ def run_search(
             ray.shutdown()
 
 
-def _fit(training, space, settings: SearchConfig, storage_path: str, storage_fs) -> Any:
+def _fit(training, space, settings: TuneSettings, storage_path: str, storage_fs) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
