@@ -31,9 +31,9 @@ streams).
    livetime can measure (``far >= 1 / livetime``; others are NaN): detection efficiency, per
    SNR bin and overall, and sensitive volume/distance; beside them the ideal threshold detector
    at ``ideal_snr`` (finds exactly the injections whose optimal network SNR in the true PSD is
-   at least ``ideal_snr``): its distance and each FAR's ``fraction_of_ideal_distance``. Plots (``efficiency.png``,
-   ``distance.png``, ``roc.png``, ``stats.png``), ``report.md``, and the key numbers as
-   ``name: value`` lines on stdout.
+   at least ``ideal_snr``): its distance and each FAR's ``fraction_of_ideal_distance``.
+   Plots (``efficiency.png``, ``distance.png``, ``roc.png``, ``stats.png``), ``report.md``,
+   and the key numbers as ``name: value`` lines on stdout.
 """
 
 from __future__ import annotations
