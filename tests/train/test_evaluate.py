@@ -44,6 +44,19 @@ def test_evaluate_writes_report_plots_and_numbers(tmp_path, capsys):
     for name in ("report.md", "efficiency.png", "roc.png", "distance.png", "stats.png",
                  "foreground/injections.hdf5", "injection_results.hdf5"):  # fmt: skip
         assert (out / name).exists(), name
+    # the ideal threshold detector (optimal network SNR >= 8 in the true PSD), computed here
+    # from the injections' SNRs: its efficiency, distance, and each FAR's fraction of it
+    with h5py.File(out / "injection_results.hdf5") as f:
+        snr = f["snr"][:]
+    assert numbers["ideal_snr"] == 8.0
+    assert numbers["ideal_efficiency"] == pytest.approx(np.mean(snr >= 8.0), abs=1e-6)
+    ideal = (300.0**3 - 50.0**3) ** (1 / 3) * np.mean(snr >= 8.0) ** (1 / 3)
+    assert numbers["ideal_sensitive_distance_mpc"] == pytest.approx(ideal, rel=1e-5)
+    fraction = numbers["fraction_of_ideal_distance_at_far_100000_per_yr"]
+    assert fraction == pytest.approx(
+        numbers["sensitive_distance_mpc_at_far_100000_per_yr"] / ideal, rel=1e-5
+    )
+    assert "fraction_of_ideal_distance" in (out / "report.md").read_text()
 
 
 def _fast_mdc(path, seed: int, tmp_path, injected: bool = False):

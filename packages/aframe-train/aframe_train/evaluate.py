@@ -29,9 +29,11 @@ streams).
    injection's matched stat and FAR; matched = the loudest event within its ``var``).
 3. Metrics (see :mod:`aframe_lib.search.metrics`) at each FAR of ``fars_per_year`` that the
    livetime can measure (``far >= 1 / livetime``; others are NaN): detection efficiency, per
-   SNR bin and overall, and sensitive volume/distance. Plots (``efficiency.png``,
-   ``distance.png``, ``roc.png``, ``stats.png``), ``report.md``, and the key numbers as
-   ``name: value`` lines on stdout.
+   SNR bin and overall, and sensitive volume/distance; beside them the ideal threshold detector
+   at ``ideal_snr`` (finds exactly the injections whose optimal network SNR in the true PSD is
+   at least ``ideal_snr``): its distance and each FAR's ``fraction_of_ideal_distance``.
+   Plots (``efficiency.png``, ``distance.png``, ``roc.png``, ``stats.png``), ``report.md``,
+   and the key numbers as ``name: value`` lines on stdout.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def evaluate(
     injections: str | None = None,
     foreground: str | None = None,
     fars_per_year: list[float] = [1.0, 12.0, 365.25, 8766.0],  # noqa: B006 - shown in --help
+    ideal_snr: float = 8.0,
     settings: SearchSettings | None = None,
     progress: bool = True,
     seed: int = 0,
@@ -94,6 +97,8 @@ def evaluate(
             instead of the own population; needs ``data``.
         foreground: strain holding ``injections``; null means ``data``.
         fars_per_year: false-alarm rates at which efficiencies and distances are reported.
+        ideal_snr: network optimal SNR (true PSD) of the ideal threshold detector the
+            distances are compared with (a matched filter in Gaussian noise sits near 8-9).
         settings: how the search runs (``None``: the defaults; keep ``cluster_window`` below
             ``injection_spacing``); the preprocessing is the model's.
         progress: show progress bars.
@@ -102,6 +107,8 @@ def evaluate(
     from aframe_lib.search import Search, find_spans, timeslide_spans
     from aframe_lib.search.timeslides import check_step
 
+    if not ideal_snr > 0:
+        raise ValueError(f"ideal_snr: {ideal_snr} is not a positive SNR; pass e.g. 8")
     run = Path(out)
     run.mkdir(parents=True, exist_ok=True)
     engine = Search.from_exported(model, settings)
@@ -145,7 +152,9 @@ def evaluate(
     fg_spans = find_spans(fg_data, engine.ifos, engine.sample_rate, engine.min_duration)
     foreground = engine.run(fg_spans, progress=progress, desc="foreground")
 
-    numbers, curves = _metrics(background, foreground, injections, distance_range, fars_per_year)
+    numbers, curves = _metrics(
+        background, foreground, injections, distance_range, fars_per_year, ideal_snr
+    )
     numbers["injections_outside_data"] = float(outside)
     numbers["num_timeslides"] = float(len(shifted))
     numbers["realtime_factor_background"] = background.realtime_factor
@@ -235,7 +244,7 @@ def _inject(engine, spans, where, num, spacing, wf_duration, tc, masses, distanc
     )
 
 
-def _metrics(background, foreground, injections, distance_range, fars_per_year):
+def _metrics(background, foreground, injections, distance_range, fars_per_year, ideal_snr=8.0):
     from aframe_lib.search import metrics as m
 
     year = m.SECONDS_PER_YEAR
@@ -250,8 +259,12 @@ def _metrics(background, foreground, injections, distance_range, fars_per_year):
         "injections_matched": float(np.isfinite(found).sum()),
     }
     snr = injections.get("snr", np.full(len(found), np.nan))
-    curves: dict[str, Any] = {"found": found, "snr": snr, "bg": bg, "T": T}
+    curves: dict[str, Any] = {"found": found, "snr": snr, "bg": bg, "T": T, "rho": ideal_snr}
     curves["efficiency_vs_snr"] = {}
+    ideal = m.ideal_sensitive_distance(snr, ideal_snr, distance_range)
+    numbers["ideal_snr"] = float(ideal_snr)
+    numbers["ideal_efficiency"] = m.ideal_efficiency(snr, ideal_snr)
+    numbers["ideal_sensitive_distance_mpc"] = ideal
     for far in fars_per_year:
         threshold = m.threshold_at_far(bg, T, far / year)
         eff = m.efficiency(found, threshold)
@@ -259,7 +272,11 @@ def _metrics(background, foreground, injections, distance_range, fars_per_year):
             m.sensitive_volume(found, threshold, distance_range) if distance_range else math.nan
         )
         numbers[f"efficiency_at_far_{far:g}_per_yr"] = eff
-        numbers[f"sensitive_distance_mpc_at_far_{far:g}_per_yr"] = m.volume_to_distance(volume)
+        distance = m.volume_to_distance(volume)
+        numbers[f"sensitive_distance_mpc_at_far_{far:g}_per_yr"] = distance
+        numbers[f"fraction_of_ideal_distance_at_far_{far:g}_per_yr"] = (
+            distance / ideal if ideal > 0 else math.nan
+        )
         curves["efficiency_vs_snr"][far] = m.efficiency_vs_snr(found, snr, threshold, SNR_BINS)
     loudest = float(bg.max()) if len(bg) else -math.inf
     numbers["efficiency_above_loudest_background"] = m.efficiency(found, loudest)
@@ -312,14 +329,18 @@ def _plots(run: Path, curves, fars_per_year, livetime) -> None:
 
     centres = 0.5 * (SNR_BINS[:-1] + np.minimum(SNR_BINS[1:], 150.0))
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    measured = False
     for far, eff in curves["efficiency_vs_snr"].items():
         if np.isfinite(eff).any():
+            measured = True
             ax.plot(centres, eff, marker="o", label=f"FAR {far:g}/yr")
+    rho = curves["rho"]
+    ax.step([0.5, rho, 150.0], [0.0, 1.0, 1.0], where="post", color="k", linestyle="--",
+            label=f"ideal (SNR >= {rho:g})")  # fmt: skip
     ax.set(xscale="log", xlabel="network optimal SNR", ylabel="detection efficiency",
            ylim=(-0.02, 1.02), title="efficiency vs SNR")  # fmt: skip
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend()
-    else:
+    ax.legend()
+    if not measured:
         ax.text(0.5, 0.5, f"no FAR >= 1/livetime ({livetime:.0f} s)", ha="center",
                 transform=ax.transAxes)  # fmt: skip
     fig.tight_layout()
@@ -370,6 +391,10 @@ def _report(run: Path, model: str, data: str, numbers: dict[str, float]) -> None
         "![distance vs FAR](distance.png) ![stats](stats.png)",
         "",
         "NaN efficiencies: that FAR is below 1/livetime, which this background cannot measure.",
+        "",
+        "The ideal detector finds exactly the injections whose optimal network SNR (in the true",
+        f"PSD) is at least ideal_snr = {numbers.get('ideal_snr', math.nan):g}; "
+        "fraction_of_ideal_distance is the sensitive distance at a FAR over the ideal's.",
         "",
     ]
     write_bytes_atomic(run / "report.md", "\n".join(lines).encode())

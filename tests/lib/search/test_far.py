@@ -46,3 +46,25 @@ def test_efficiency_and_sensitive_distance():
     volume = m.sensitive_volume(found, 2.0, (0.0, 100.0))
     assert volume == pytest.approx(0.5 * 4 / 3 * math.pi * 100.0**3)
     assert m.volume_to_distance(volume) == pytest.approx(100 * 0.5 ** (1 / 3))
+
+
+def test_ideal_detector_distance_on_a_population_with_a_known_answer():
+    """Sources uniform in volume within 1000 Mpc whose network SNR is ``A w / d`` (``w`` an
+    orientation factor uniform in [0, 1]): the ideal detector at ``rho`` reaches ``A w / rho``
+    in each direction, so its sensitive distance is ``(A / rho) <w^3>^(1/3) = (A / rho) / 4^(1/3)``
+    (and ``A / rho`` when ``w = 1``)."""
+    rng = np.random.default_rng(0)
+    n, d_max, amplitude = 400_000, 1000.0, 4000.0
+    d = d_max * rng.uniform(size=n) ** (1 / 3)
+    w = rng.uniform(size=n)
+    for rho in (8.0, 10.0):
+        face_on = m.ideal_sensitive_distance(amplitude / d, rho, (0.0, d_max))
+        assert face_on == pytest.approx(amplitude / rho, rel=0.005)
+        averaged = m.ideal_sensitive_distance(amplitude * w / d, rho, (0.0, d_max))
+        assert averaged == pytest.approx(amplitude / rho / 4 ** (1 / 3), rel=0.005)
+    # SNR exactly at the threshold is found (>=), below it is not
+    assert m.ideal_efficiency(np.array([7.999, 8.0, 9.0, 3.0]), 8.0) == 0.5
+    # unknown SNRs (an external table without them), no injections, no volume: NaN
+    assert math.isnan(m.ideal_efficiency(np.array([9.0, np.nan]), 8.0))
+    assert math.isnan(m.ideal_efficiency(np.zeros(0), 8.0))
+    assert math.isnan(m.ideal_sensitive_distance(np.array([9.0]), 8.0, None))

@@ -10,6 +10,11 @@
 - Sensitive volume at ``f``: ``V = V_inj * (detected / injected)`` with ``V_inj = 4/3 pi
   (d_max^3 - d_min^3)`` the Euclidean volume the distances were drawn from (uniform in volume);
   the sensitive distance is ``(3 V / 4 pi)^(1/3)``.
+- The ideal detector at ``rho``: one that finds exactly the injections whose optimal network SNR
+  (in the true PSD) is at least ``rho``, at any FAR. A matched-filter search in stationary
+  Gaussian noise sits near ``rho = 8-9`` at FARs of one per month to one per year, so the ratio of
+  a detector's sensitive distance to this one's (the "fraction of the ideal") says how much of the
+  achievable range it reaches.
 """
 
 from __future__ import annotations
@@ -85,3 +90,26 @@ def sensitive_volume(
 def volume_to_distance(volume: float) -> float:
     """Radius (Mpc) of a sphere of ``volume`` Mpc^3."""
     return (3 * volume / (4 * math.pi)) ** (1 / 3) if volume == volume else math.nan
+
+
+def ideal_efficiency(snr: np.ndarray, rho: float) -> float:
+    """Fraction of injections an ideal threshold detector at ``rho`` finds (``snr >= rho``).
+
+    NaN when there are no injections or any SNR is unknown (NaN): an external table without
+    an ``snr`` column cannot be compared with the ideal.
+    """
+    snr = np.asarray(snr, np.float64)
+    if len(snr) == 0 or np.isnan(snr).any():
+        return math.nan
+    return float(np.mean(snr >= rho))
+
+
+def ideal_sensitive_distance(
+    snr: np.ndarray, rho: float, distance_range: tuple[float, float] | None
+) -> float:
+    """Sensitive distance (Mpc) of the ideal threshold detector at ``rho`` on these injections."""
+    if not distance_range:
+        return math.nan
+    d_min, d_max = distance_range
+    volume = 4 / 3 * math.pi * (d_max**3 - d_min**3) * ideal_efficiency(snr, rho)
+    return volume_to_distance(volume)
