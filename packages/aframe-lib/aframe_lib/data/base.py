@@ -17,6 +17,7 @@ at ``num_valid_views`` positions (foreground). Subclasses usually override only
 :meth:`validation_batch` can be overridden too.
 """
 
+# ruff: noqa: F722 - jaxtyping shapes ("batch ifo time") are not forward references
 from __future__ import annotations
 
 import hashlib
@@ -28,6 +29,7 @@ from typing import Any, NoReturn
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from jaxtyping import Float, Float32, Int
 from ml4gw.transforms import Whiten
 from torch import Tensor
 from torch.distributions import Distribution
@@ -527,7 +529,9 @@ class AframeDataset(pl.LightningDataModule):
         return self.validation_batch(*batch)
 
     # ------------------------------------------------------------------ the data path
-    def augment(self, X: Tensor) -> tuple[Tensor, Tensor]:
+    def augment(
+        self, X: Float[Tensor, "batch ifo sample"]
+    ) -> tuple[Float[Tensor, "batch ifo *features"], Float[Tensor, "batch 1"]]:
         """Turn raw background windows into a training batch.
 
         Args:
@@ -539,7 +543,9 @@ class AframeDataset(pl.LightningDataModule):
         X, y = self.whitened_batch(X)
         return self.transform(X), y
 
-    def example_batch(self, num: int, device: torch.device | str = "cpu") -> Tensor:
+    def example_batch(
+        self, num: int, device: torch.device | str = "cpu"
+    ) -> Float32[Tensor, "num ifo kernel"]:
         """``num`` whitened training samples before :attr:`transform` (for tracing exports)."""
         device = torch.device(device)
         if self.chunked is not None:
@@ -556,7 +562,9 @@ class AframeDataset(pl.LightningDataModule):
             self._live_waveforms = self.chunked.waveform_subset(0, 0)
         return self._live_waveforms.to(device)
 
-    def whitened_batch(self, X: Tensor) -> tuple[Tensor, Tensor]:
+    def whitened_batch(
+        self, X: Float[Tensor, "batch ifo sample"]
+    ) -> tuple[Float32[Tensor, "batch ifo kernel"], Float[Tensor, "batch 1"]]:
         """:meth:`augment` without the final ``transform``: ``(batch, num_ifos, kernel_size)``."""
         self._move_transforms(X.device)
         X, psds = self.psd_estimator(X)
@@ -589,7 +597,12 @@ class AframeDataset(pl.LightningDataModule):
         hi = int(round((pad + self.kernel_length - self.right_pad) * self.sample_rate))
         return lo, hi
 
-    def validation_batch(self, X: Tensor, shift_id: Tensor, index: Tensor) -> dict[str, Tensor]:
+    def validation_batch(
+        self,
+        X: Float[Tensor, "batch ifo sample"],
+        shift_id: Int[Tensor, " batch"],
+        index: Int[Tensor, " batch"],
+    ) -> dict[str, Tensor]:
         """Whitened background windows and their injected views.
 
         Args:
