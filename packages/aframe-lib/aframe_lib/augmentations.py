@@ -6,9 +6,11 @@ ml4gw already provides :class:`~ml4gw.augmentations.SignalInverter` and
 relabelled as noise: they teach the network to require coherence between detectors.
 """
 
+# ruff: noqa: F722 - jaxtyping shapes ("batch ifo time") are not forward references
 from __future__ import annotations
 
 import torch
+from jaxtyping import Float, Int
 from ml4gw.augmentations import SignalInverter, SignalReverser
 from torch import Tensor
 
@@ -44,7 +46,9 @@ class ChannelSwapper(torch.nn.Module):
         _check_prob("swap_prob", prob)
         self.prob = prob
 
-    def forward(self, X: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, X: Float[Tensor, "batch ifo time"]
+    ) -> tuple[Float[Tensor, "batch ifo time"], Int[Tensor, " swapped"]]:
         """Swap channels in place.
 
         Args:
@@ -78,7 +82,9 @@ class ChannelMuter(torch.nn.Module):
         _check_prob("mute_prob", prob)
         self.prob = prob
 
-    def forward(self, X: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, X: Float[Tensor, "batch ifo time"]
+    ) -> tuple[Float[Tensor, "batch ifo time"], Int[Tensor, " muted"]]:
         """Mute channels in place.
 
         Args:

@@ -1,4 +1,4 @@
-"""A tiny model and data module that drive the callbacks like aframe's models do.
+"""A tiny model and data module (not aframe-train's) that drive aframe-lib's callbacks.
 
 The validation batch has the layout of ``AframeDataset.validation_batch``: ``background``
 ``(B, C, T)``, ``foreground`` ``(B, V, C, T)``, ``snr`` ``(B,)``, ``shift_id`` ``(B,)`` with row 0
@@ -11,6 +11,8 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import pytest
 import torch
+
+from aframe_lib.callbacks import ValidationScores
 
 NUM_IFOS, SIZE, VIEWS = 2, 64, 3
 
@@ -51,23 +53,10 @@ class TinyModule(pl.LightningModule):
         return self.model(batch[0]).square().mean()
 
     def validation_step(self, batch, batch_idx):
-        X = batch[0]
-        fg = X.unsqueeze(1) + torch.linspace(0, 1, VIEWS).view(1, VIEWS, 1, 1)
-        shift_id = torch.zeros(len(X), dtype=torch.long)
-        shift_id[0] = -1
-        vbatch = {
-            "background": X,
-            "foreground": fg,
-            "snr": 8.0 + torch.arange(len(X), dtype=torch.float32),
-            "shift_id": shift_id,
-            "index": torch.arange(len(X)),
-        }
-        bg_scores = self.score(X)
-        fg_scores = self.score(fg.flatten(0, 1)).view(len(X), VIEWS)
-        for callback in self.trainer.callbacks:
-            hook = getattr(callback, "on_validation_score", None)
-            if hook is not None:
-                hook(self.trainer, self, vbatch, bg_scores, fg_scores, batch_idx)
+        fg = batch["foreground"]
+        bg_scores = self.score(batch["background"])
+        fg_scores = self.score(fg.flatten(0, 1)).view(fg.shape[:2])
+        return ValidationScores(background_scores=bg_scores, foreground_scores=fg_scores)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.01)
@@ -90,6 +79,25 @@ class TinyData(pl.LightningDataModule):
 
     def val_dataloader(self):
         return self._loader()
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        if self.trainer is not None and self.trainer.training:
+            return batch
+        return validation_batch(batch[0])
+
+
+def validation_batch(X):
+    """The layout of ``AframeDataset.validation_batch`` (see the module docstring)."""
+    fg = X.unsqueeze(1) + torch.linspace(0, 1, VIEWS).view(1, VIEWS, 1, 1)
+    shift_id = torch.zeros(len(X), dtype=torch.long)
+    shift_id[0] = -1
+    return {
+        "background": X,
+        "foreground": fg,
+        "snr": 8.0 + torch.arange(len(X), dtype=torch.float32),
+        "shift_id": shift_id,
+        "index": torch.arange(len(X)),
+    }
 
 
 @pytest.fixture

@@ -69,3 +69,44 @@ def test_missing_onnx_warns_and_training_still_exports_torchscript(fit, tmp_path
     info = json.loads((tmp_path / "model.json").read_text())
     assert "aframe-lib[export]" in info["onnx"]["skipped"]
     assert (tmp_path / "model.pt").exists() and not (tmp_path / "model.onnx").exists()
+
+
+def test_a_module_without_export_module_is_refused_before_training(tiny, tmp_path):
+    """The contract (aframe_lib.callbacks.Exportable) is checked at setup, naming the fix."""
+    import lightning.pytorch as pl
+
+    from aframe_lib.callbacks import Exportable
+    from aframe_lib.utils.errors import ConfigError
+
+    TinyModule, TinyData = tiny
+
+    class NoExport(TinyModule):
+        export_module = None  # as if it had none: not callable, so not Exportable
+
+    assert isinstance(TinyModule(), Exportable) and not isinstance(NoExport(), Exportable)
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path, max_epochs=1, limit_train_batches=1, logger=False,
+        callbacks=[ExportModel()], enable_progress_bar=False, accelerator="cpu",
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"NoExport has no export_module\(\).*def export_module"):
+        trainer.fit(NoExport(), TinyData())
+    assert trainer.global_step == 0 and not (tmp_path / "model.pt").exists()
+
+
+def test_a_data_module_with_example_batch_but_no_transform_is_refused(tiny, tmp_path):
+    import lightning.pytorch as pl
+
+    from aframe_lib.utils.errors import ConfigError
+
+    TinyModule, TinyData = tiny
+
+    class HalfData(TinyData):
+        def example_batch(self, num, device="cpu"):
+            return self.X[:num].to(device)
+
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path, max_epochs=1, limit_train_batches=1, logger=False,
+        callbacks=[ExportModel()], enable_progress_bar=False, accelerator="cpu",
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"HalfData has example_batch but no transform"):
+        trainer.fit(TinyModule(), HalfData())

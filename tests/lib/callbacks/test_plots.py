@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
-from aframe_lib.callbacks import ValidationPlotter
+from aframe_lib.callbacks import ValidationPlotter, ValidationScores
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ROOT = Path(__file__).resolve().parents[3]
@@ -157,3 +158,54 @@ def test_importing_callbacks_loads_no_wandb():
     code = "import sys, aframe_lib.callbacks; print('wandb' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+class OwnModule(pl.LightningModule):
+    """Another project's detector: only lightning and aframe-lib, no aframe-train base class."""
+
+    def __init__(self, return_scores: bool = True):
+        super().__init__()
+        self.net = torch.nn.Conv1d(2, 1, 64)
+        self.return_scores = return_scores
+
+    def training_step(self, batch, batch_idx):
+        return self.net(batch[0]).square().mean()
+
+    def validation_step(self, batch, batch_idx):
+        fg = batch["foreground"]
+        bg_scores = self.net(batch["background"])[:, 0, 0]
+        fg_scores = self.net(fg.flatten(0, 1))[:, 0, 0].view(fg.shape[:2])
+        if self.return_scores:
+            return ValidationScores(background_scores=bg_scores, foreground_scores=fg_scores)
+        return None
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def train_own_module(tmp_path, tiny, return_scores):
+    _, TinyData = tiny
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path, max_epochs=1, limit_train_batches=1, limit_val_batches=1,
+        num_sanity_val_steps=0, callbacks=[ValidationPlotter(num_samples=1, num_background=1)],
+        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    trainer.fit(OwnModule(return_scores), TinyData())
+    return trainer
+
+
+def test_any_lightning_module_returning_scores_gets_the_plots(tmp_path, tiny):
+    """The hook's caller is Lightning (on_validation_batch_end), not aframe-train's model."""
+    train_own_module(tmp_path, tiny, return_scores=True)
+    files = sorted((tmp_path / "plots").iterdir())
+    assert [p.name for p in files] == ["epoch=000-background-1.png", "epoch=000-foreground-1.png"]
+    assert all(p.read_bytes().startswith(PNG_MAGIC) for p in files)
+
+
+def test_a_step_returning_no_scores_warns_once_and_plots_nothing(tmp_path, tiny):
+    with pytest.warns(RuntimeWarning, match=r"OwnModule.validation_step returned NoneType.*"
+                      r"ValidationScores\(background_scores") as record:  # fmt: skip
+        train_own_module(tmp_path, tiny, return_scores=False)
+    assert sum("draws nothing" in str(w.message) for w in record) == 1
+    assert not (tmp_path / "plots").exists()

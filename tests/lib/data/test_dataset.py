@@ -159,3 +159,40 @@ def test_nan_in_background_is_reported_with_file_and_ifo(data_dir, tmp_path):
         f["L1"][1000] = np.nan
     with pytest.raises(BackgroundError, match=rf"{victim.name}.*L1"):
         make(copy).setup("fit")
+
+
+def test_settings_are_declared_once_and_readable_not_writable(tmp_path):
+    """Each argument is a typed DatasetSettings field, read back as ``dataset.<name>``, with
+    the sizes derived from independent arithmetic; the settings are frozen."""
+    import dataclasses
+    import inspect
+    import typing
+
+    from aframe_lib.data.psd import PsdPolicy
+    from aframe_lib.data.settings import DatasetSettings
+
+    arguments = list(inspect.signature(AframeDataset.__init__).parameters)[1:]
+    fields = [f.name for f in dataclasses.fields(DatasetSettings) if f.init]
+    assert fields == arguments  # the CLI's names (data.init_args.<name>) are the fields'
+    hints = typing.get_type_hints(DatasetSettings)  # resolvable: type checkers can follow them
+    assert hints["sample_rate"] is float and hints["ifos"] == list[str]
+
+    psd = PsdPolicy(length=4.0, cadence=0.5)
+    dataset = make(tmp_path, psd_length=None, psd=psd, kernel_length=1.0, fduration=0.5)
+    s = dataset.settings
+    for name in [*fields, "psd_policy"]:
+        assert getattr(dataset, name) is getattr(s, name), name
+    assert s.psd_length == 4.0 and s.fftlength == 1.5 and s.psd_policy == psd
+    assert s.num_ifos == dataset.num_ifos == 2
+    assert s.kernel_size == dataset.kernel_size == SAMPLE_RATE * 1.0
+    assert s.window_size == SAMPLE_RATE * 1.5
+    assert s.psd_staleness == SAMPLE_RATE * 0.5 - 1  # PSD ages in [0, cadence)
+    assert s.sample_size == dataset.sample_size == SAMPLE_RATE * (1.5 + 4.0 + 0.5) - 1
+    assert s.sample_length == dataset.sample_length == s.sample_size / SAMPLE_RATE
+    assert s.inject_prob == pytest.approx(s.waveform_prob / (1 - s.swap_prob) / (1 - s.mute_prob))
+    assert s.slide_step == 2.0  # ceil(kernel_length + fduration) without timeslide_step
+    with pytest.raises(AttributeError, match="sample_rate is a setting of the Dataset"):
+        dataset.sample_rate = 512.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.sample_rate = 512.0
+    assert dataset.hparams["sample_rate"] == SAMPLE_RATE  # checkpoints keep the arguments

@@ -4,15 +4,66 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 import torch
+from torch import Tensor
 
 from ..export import export_onnx, export_torchscript
 from ..utils import fs
+from ..utils.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Exportable(Protocol):
+    """What :class:`ExportModel` needs of the LightningModule (checked when training starts).
+
+    ``export_module()`` returns what deployment runs on the (transformed) input: the network,
+    or for models whose score is not the network's output, a module computing the score.
+    """
+
+    def export_module(self) -> torch.nn.Module: ...
+
+
+@runtime_checkable
+class ExampleSource(Protocol):
+    """What :class:`ExportModel` uses of a data module that provides it (``AframeDataset`` does).
+
+    Optional as a whole: a data module with neither member is traced on training batches. One
+    with ``example_batch`` but no ``transform`` is refused when training starts.
+
+    Attributes:
+        transform: Module applied to whitened strain; exported in front of the network.
+    """
+
+    transform: torch.nn.Module
+
+    def example_batch(self, num: int, device: torch.device | str = "cpu") -> Tensor:
+        """``num`` whitened samples ``(num, num_ifos, kernel_size)`` before ``transform``."""
+        ...
+
+
+def check_exportable(pl_module: Any, datamodule: Any) -> None:
+    """Raise a :class:`ConfigError` naming what ``pl_module``/``datamodule`` lack for export."""
+    if not isinstance(pl_module, Exportable):
+        name = type(pl_module).__name__
+        raise ConfigError(
+            f"ExportModel: {name} has no export_module() method (aframe_lib.callbacks.Exportable);"
+            f" define `def export_module(self) -> torch.nn.Module` on {name}, returning the "
+            "network that maps the transformed input to scores (e.g. `return self.model`), or "
+            "remove ExportModel from trainer.callbacks"
+        )
+    if hasattr(datamodule, "example_batch") and not isinstance(datamodule, ExampleSource):
+        name = type(datamodule).__name__
+        missing = [m for m in ("transform", "example_batch") if not hasattr(datamodule, m)]
+        raise ConfigError(
+            f"ExportModel: {name} has example_batch but no {', '.join(missing)} "
+            "(aframe_lib.callbacks.ExampleSource); set `self.transform = torch.nn.Identity()` "
+            f"(or the module applied to whitened strain) in {name}.__init__"
+        )
 
 
 class ExportModel(pl.Callback):
@@ -23,7 +74,9 @@ class ExportModel(pl.Callback):
     is not the network's output, a module computing the score), so the exported model maps
     whitened strain ``(batch, num_ifos, kernel_size)`` to scores. It is traced on real whitened
     samples from ``datamodule.example_batch``; for other data modules, the plain network is
-    traced on the last training batch. Rank zero only.
+    traced on the last training batch. Rank zero only. The module must be :class:`Exportable`
+    and a data module with ``example_batch`` an :class:`ExampleSource`: both are checked when
+    fitting starts, with a :class:`~aframe_lib.utils.errors.ConfigError` naming what is missing.
 
     Parity is checked on a *second* batch, never the tracing one (a trace reproduces its own
     batch by construction): another ``example_batch`` draw, or for other data modules the
@@ -81,6 +134,11 @@ class ExportModel(pl.Callback):
         self.path: str | None = None
         self.onnx_path: str | None = None
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Check the export contract before training, not after it."""
+        if stage == "fit":
+            check_exportable(pl_module, getattr(trainer, "datamodule", None))
+
     def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
         X = batch[0] if isinstance(batch, list | tuple) else batch
         self._previous = self._example
@@ -96,12 +154,12 @@ class ExportModel(pl.Callback):
                 state = torch.load(f, map_location="cpu", weights_only=False)["state_dict"]
             pl_module.load_state_dict(state)
             logger.info("exporting the best checkpoint %s", best)
-        exported = getattr(pl_module, "export_module", lambda: pl_module)()
+        exported = pl_module.export_module()
         example, check = self._example, self._previous
         if check is None or check.shape[1:] != example.shape[1:]:
             check = torch.randn_like(example)
         datamodule = trainer.datamodule
-        if datamodule is not None and hasattr(datamodule, "example_batch"):
+        if isinstance(datamodule, ExampleSource):
             with torch.no_grad():
                 example = datamodule.example_batch(self.num_examples, pl_module.device)
                 check = datamodule.example_batch(self.num_examples, pl_module.device)

@@ -1,17 +1,19 @@
 """Figures of what the model sees and outputs during validation, saved as PNG files.
 
-:class:`ValidationPlotter` implements the ``on_validation_score`` hook that aframe's models call
-on every callback after scoring a validation batch. matplotlib (in the ``aframe-lib[wandb]``
-extra) is imported only when a plotter is created; :mod:`aframe_lib.callbacks.wandb` sends the
-same figures to a W&B table instead of files.
+The contract with the LightningModule is Lightning's own: its ``validation_step`` returns the
+scores of the batch as a :class:`ValidationScores` dict, and :class:`ValidationPlotter` reads them
+in ``on_validation_batch_end``, so any LightningModule (not only aframe-train's) gets the plots.
+matplotlib (in the ``aframe-lib[wandb]`` extra) is imported only when a plotter is created;
+:mod:`aframe_lib.callbacks.wandb` sends the same figures to a W&B table instead of files.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import lightning.pytorch as pl
 import torch
@@ -33,6 +35,26 @@ def require_matplotlib() -> None:
         raise ImportError(
             "plotting callbacks need matplotlib: pip install 'aframe-lib[wandb]'"
         ) from exc
+
+
+class ValidationScores(TypedDict):
+    """What a LightningModule's ``validation_step`` returns for :class:`ValidationPlotter`.
+
+    The batch is the Dataset's validation batch
+    (:meth:`~aframe_lib.data.AframeDataset.validation_batch`): ``background`` ``(B, C, ...)``,
+    ``foreground`` ``(B, V, C, ...)``, ``snr``, ``shift_id``, ``index``. Lightning passes the
+    step's return value to every callback's ``on_validation_batch_end``.
+
+    Attributes:
+        background_scores: ``(B,)`` scores of ``batch["background"]``.
+        foreground_scores: ``(B, V)`` scores of each injected view ``batch["foreground"][:, v]``.
+    """
+
+    background_scores: Tensor
+    foreground_scores: Tensor
+
+
+SCORE_KEYS = tuple(ValidationScores.__annotations__)
 
 
 @dataclass
@@ -74,6 +96,10 @@ class ValidationPlotter(pl.Callback):
 
     Files: ``<dirpath>/plots/epoch=NNN-<kind>-<sample>.png``, each written atomically.
 
+    The LightningModule's ``validation_step`` returns the batch's :class:`ValidationScores`
+    (Lightning hands them to ``on_validation_batch_end``); a step that returns nothing gets no
+    plots and one ``RuntimeWarning`` saying so.
+
     Args:
         num_samples: Foreground samples drawn per epoch.
         num_background: Background samples drawn per epoch.
@@ -108,9 +134,37 @@ class ValidationPlotter(pl.Callback):
         self.plot_reconstruction = plot_reconstruction
         self.dirpath = dirpath
         self.written: list[str] = []
+        self._warned = False
 
-    # -- the hook aframe models call
-    def on_validation_score(
+    # -- Lightning's hook: the scores come in the validation step's output
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        """Plot from the :class:`ValidationScores` that ``validation_step`` returned.
+
+        A step that returns no scores gets no plots and one warning saying what to return.
+        """
+        if isinstance(outputs, dict) and all(key in outputs for key in SCORE_KEYS):
+            background, foreground = outputs["background_scores"], outputs["foreground_scores"]
+            self.on_validation_score(trainer, pl_module, batch, background, foreground, batch_idx)
+        elif not self._warned:
+            self._warned = True
+            message = (
+                f"{type(self).__name__} draws nothing: {type(pl_module).__name__}.validation_step "
+                f"returned {type(outputs).__name__}, not the scores of the batch; return "
+                "aframe_lib.callbacks.ValidationScores(background_scores=..., "
+                "foreground_scores=...) from it"
+            )
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            logger.warning(message)
+
+    def on_validation_score(  # also callable directly, e.g. from a custom loop
         self,
         trainer: pl.Trainer,
         pl_module: pl.LightningModule,

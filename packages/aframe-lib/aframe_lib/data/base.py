@@ -17,18 +17,19 @@ at ``num_valid_views`` positions (foreground). Subclasses usually override only
 :meth:`validation_batch` can be overridden too.
 """
 
+# ruff: noqa: F722 - jaxtyping shapes ("batch ifo time") are not forward references
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
 import tempfile
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from ml4gw.distributions import PowerLaw
+from jaxtyping import Float, Float32, Int
 from ml4gw.transforms import Whiten
 from torch import Tensor
 from torch.distributions import Distribution
@@ -37,17 +38,40 @@ from ..augmentations import ChannelMuter, ChannelSwapper, SignalInverter, Signal
 from ..utils import fs
 from .background import check_finite, list_segments, localize, read_segment
 from .chunked import ChunkBudget, ChunkedTrainingData, ChunkTable, GiB, waveform_shape
-from .config import DataConfigError, check_chunk_length, validate_data_args
+from .config import DataConfigError, check_chunk_length
 from .injection import Injector, slice_around
 from .loaders import RankBatches
 from .preprocessing import PsdEstimator
-from .psd import PsdPolicy, resolve_policy
+from .psd import PsdPolicy
 from .sampling import BackgroundSampler
+from .settings import DatasetSettings
 from .splits import check_disjoint, split_segments
 from .timeslides import TimeslideWindows, make_timeslides
 from .waveforms import read_waveforms
 
 logger = logging.getLogger(__name__)
+
+
+class _Setting:
+    """``dataset.<name>``, read-only: ``dataset.settings.<name>`` (see :func:`setting`)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        return self if obj is None else getattr(obj.settings, self.name)
+
+    def __set__(self, obj: Any, value: Any) -> NoReturn:
+        raise AttributeError(
+            f"{type(obj).__name__}.{self.name} is a setting of the Dataset (read-only, from "
+            f"DatasetSettings): pass {self.name}=... when building the Dataset"
+        )
+
+
+def setting() -> Any:
+    """Declare ``name: type = setting()`` on the Dataset: the typed, read-only view of
+    ``self.settings.name`` (a field or property of :class:`DatasetSettings`)."""
+    return _Setting()
 
 
 class AframeDataset(pl.LightningDataModule):
@@ -108,7 +132,60 @@ class AframeDataset(pl.LightningDataModule):
         psd: The PSD policy (:class:`~aframe_lib.data.psd.PsdPolicy`: ``length``,
             ``fftlength``, ``overlap``, ``average``, ``cadence``) shared with the search through
             ``model.json``; ``None``: the default policy.
+
+    The arguments are checked and kept as :attr:`settings` (a frozen
+    :class:`~aframe_lib.data.settings.DatasetSettings`, with the derived sizes as properties);
+    each is also readable, not writable, as ``dataset.<name>``.
     """
+
+    settings: DatasetSettings
+    # read-only views of self.settings: the arguments, after resolution ...
+    data_dir: str = setting()
+    ifos: list[str] = setting()
+    sample_rate: float = setting()
+    kernel_length: float = setting()
+    fduration: float = setting()
+    psd_length: float = setting()
+    fftlength: float = setting()
+    highpass: float | None = setting()
+    lowpass: float | None = setting()
+    batch_size: int = setting()
+    batches_per_epoch: int = setting()
+    waveform_prob: float = setting()
+    swap_prob: float = setting()
+    mute_prob: float = setting()
+    inversion_prob: float = setting()
+    reversal_prob: float = setting()
+    snr_sampler: Distribution = setting()
+    left_pad: float = setting()
+    right_pad: float = setting()
+    valid_frac: float = setting()
+    test_frac: float = setting()
+    test_dir: str | None = setting()
+    valid_stride: float = setting()
+    valid_livetime: float = setting()
+    timeslide_step: float | None = setting()
+    num_valid_views: int = setting()
+    valid_batch_size: int | None = setting()
+    max_valid_waveforms: int | None = setting()
+    cache_dir: str | None = setting()
+    background_loading: str = setting()
+    max_memory: float = setting()
+    chunk_length: float = setting()
+    chunks_per_epoch: int | None = setting()
+    synthetic: dict[str, Any] | None = setting()
+    seed: int = setting()
+    psd: PsdPolicy = setting()
+    psd_policy: PsdPolicy = setting()
+    # ... and the sizes derived from them
+    num_ifos: int = setting()
+    kernel_size: int = setting()
+    window_size: int = setting()
+    psd_size: int = setting()
+    psd_staleness: int = setting()
+    sample_size: int = setting()
+    sample_length: float = setting()
+    inject_prob: float = setting()
 
     def __init__(
         self,
@@ -151,15 +228,21 @@ class AframeDataset(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["snr_sampler", "psd"])
-        values = dict(locals())
-        values.pop("self")
-        values.pop("__class__", None)
-        values["psd_policy"] = resolve_policy(psd, psd_length, fftlength)
-        for name, value in validate_data_args(values).items():
-            setattr(self, name, value)
+        self.settings = DatasetSettings(
+            data_dir=data_dir, ifos=ifos, sample_rate=sample_rate, kernel_length=kernel_length,
+            fduration=fduration, psd_length=psd_length, fftlength=fftlength, highpass=highpass,
+            lowpass=lowpass, batch_size=batch_size, batches_per_epoch=batches_per_epoch,
+            waveform_prob=waveform_prob, swap_prob=swap_prob, mute_prob=mute_prob,
+            inversion_prob=inversion_prob, reversal_prob=reversal_prob, snr_sampler=snr_sampler,
+            left_pad=left_pad, right_pad=right_pad, valid_frac=valid_frac, test_frac=test_frac,
+            test_dir=test_dir, valid_stride=valid_stride, valid_livetime=valid_livetime,
+            timeslide_step=timeslide_step, num_valid_views=num_valid_views,
+            valid_batch_size=valid_batch_size, max_valid_waveforms=max_valid_waveforms,
+            cache_dir=cache_dir, background_loading=background_loading, max_memory=max_memory,
+            chunk_length=chunk_length, chunks_per_epoch=chunks_per_epoch, synthetic=synthetic,
+            seed=seed, psd=psd,
+        )  # fmt: skip
         self.hparams["psd"] = self.psd_policy.to_dict()  # plain data: checkpoints, model.json
-        if self.snr_sampler is None:
-            self.snr_sampler = PowerLaw(4.0, 100.0, -3.0)
         self.psd_estimator = PsdEstimator.from_policy(
             self.psd_policy, self.kernel_length, self.fduration, self.sample_rate, self.highpass
         )
@@ -333,16 +416,15 @@ class AframeDataset(pl.LightningDataModule):
         valid = self._livetime_segments(valid)
         rank, world_size = self._rank()
         background = [torch.as_tensor(read_segment(s, self.ifos)) for s in valid]
-        step = self.timeslide_step or np.ceil(self.kernel_length + self.fduration)
         timeslides = make_timeslides(
             [b.shape[-1] for b in background],
             self.num_ifos,
             self.sample_rate,
             livetime=self.valid_livetime,
-            step=step,
+            step=self.settings.slide_step,
             min_size=self.sample_size,
         )
-        stride = int(round(self.valid_stride * self.sample_rate))
+        stride = self.settings.valid_stride_size
         self.valid_windows = TimeslideWindows(
             background,
             timeslides,
@@ -378,13 +460,12 @@ class AframeDataset(pl.LightningDataModule):
         never scored: validation memory stays near ``valid_livetime`` (plus one segment) however
         much background is held out, and the timeslides are unchanged.
         """
-        step = self.timeslide_step or np.ceil(self.kernel_length + self.fduration)
         slides = make_timeslides(
             [s.size for s in valid],
             self.num_ifos,
             self.sample_rate,
             livetime=self.valid_livetime,
-            step=step,
+            step=self.settings.slide_step,
             min_size=self.sample_size,
         )
         return valid[: max(t.segment for t in slides) + 1]
@@ -448,7 +529,9 @@ class AframeDataset(pl.LightningDataModule):
         return self.validation_batch(*batch)
 
     # ------------------------------------------------------------------ the data path
-    def augment(self, X: Tensor) -> tuple[Tensor, Tensor]:
+    def augment(
+        self, X: Float[Tensor, "batch ifo sample"]
+    ) -> tuple[Float[Tensor, "batch ifo *features"], Float[Tensor, "batch 1"]]:
         """Turn raw background windows into a training batch.
 
         Args:
@@ -460,7 +543,9 @@ class AframeDataset(pl.LightningDataModule):
         X, y = self.whitened_batch(X)
         return self.transform(X), y
 
-    def example_batch(self, num: int, device: torch.device | str = "cpu") -> Tensor:
+    def example_batch(
+        self, num: int, device: torch.device | str = "cpu"
+    ) -> Float32[Tensor, "num ifo kernel"]:
         """``num`` whitened training samples before :attr:`transform` (for tracing exports)."""
         device = torch.device(device)
         if self.chunked is not None:
@@ -477,7 +562,9 @@ class AframeDataset(pl.LightningDataModule):
             self._live_waveforms = self.chunked.waveform_subset(0, 0)
         return self._live_waveforms.to(device)
 
-    def whitened_batch(self, X: Tensor) -> tuple[Tensor, Tensor]:
+    def whitened_batch(
+        self, X: Float[Tensor, "batch ifo sample"]
+    ) -> tuple[Float32[Tensor, "batch ifo kernel"], Float[Tensor, "batch 1"]]:
         """:meth:`augment` without the final ``transform``: ``(batch, num_ifos, kernel_size)``."""
         self._move_transforms(X.device)
         X, psds = self.psd_estimator(X)
@@ -510,7 +597,12 @@ class AframeDataset(pl.LightningDataModule):
         hi = int(round((pad + self.kernel_length - self.right_pad) * self.sample_rate))
         return lo, hi
 
-    def validation_batch(self, X: Tensor, shift_id: Tensor, index: Tensor) -> dict[str, Tensor]:
+    def validation_batch(
+        self,
+        X: Float[Tensor, "batch ifo sample"],
+        shift_id: Int[Tensor, " batch"],
+        index: Int[Tensor, " batch"],
+    ) -> dict[str, Tensor]:
         """Whitened background windows and their injected views.
 
         Args:

@@ -1,11 +1,13 @@
 """On-device sampling of background windows from several contiguous segments."""
 
+# ruff: noqa: F722 - jaxtyping shapes ("batch ifo time") are not forward references
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 
@@ -56,7 +58,7 @@ class BackgroundSampler(torch.nn.Module):
     def num_ifos(self) -> int:
         return self.data.shape[0]
 
-    def sample_starts(self, batch_size: int) -> Tensor:
+    def sample_starts(self, batch_size: int) -> Int[Tensor, "batch ifo"]:
         """Start indices into the concatenated data, ``(batch, num_ifos)``."""
         total = int(self.cumcounts[-1])
         shape = (batch_size, 1 if self.coincident else self.num_ifos)
@@ -66,7 +68,7 @@ class BackgroundSampler(torch.nn.Module):
         starts = self.offsets[seg] + (u - previous)
         return starts.expand(batch_size, self.num_ifos)
 
-    def forward(self, batch_size: int) -> Tensor:
+    def forward(self, batch_size: int) -> Float[Tensor, "batch ifo sample"]:
         """Sample a batch of windows, ``(batch, num_ifos, sample_size)``."""
         starts = self.sample_starts(batch_size)
         out = []
@@ -95,7 +97,11 @@ class ChunkSampler(torch.nn.Module):
     """
 
     def __init__(
-        self, chunks: Tensor, counts: Tensor, sample_size: int, coincident: bool = False
+        self,
+        chunks: Float[Tensor, "chunk ifo chunk_size"],
+        counts: Int[Tensor, " chunk"],
+        sample_size: int,
+        coincident: bool = False,
     ) -> None:
         super().__init__()
         if chunks.ndim != 3 or len(counts) != len(chunks) or not len(chunks):
@@ -117,7 +123,7 @@ class ChunkSampler(torch.nn.Module):
     def num_ifos(self) -> int:
         return self.chunks.shape[1]
 
-    def forward(self, batch_size: int) -> Tensor:
+    def forward(self, batch_size: int) -> Float[Tensor, "batch ifo sample"]:
         """Sample a batch of windows, ``(batch, num_ifos, sample_size)``."""
         device = self.chunks.device
         shape = (batch_size, 1 if self.coincident else self.num_ifos)

@@ -22,12 +22,14 @@ window), so those are corrected per PSD. The truncated whitening filter of each 
 ``normalize_by_psd``): the same arithmetic as ml4gw ``Whiten`` per window (tested).
 """
 
+# ruff: noqa: F722 - jaxtyping shapes ("batch ifo time") are not forward references
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
 
 import torch
+from jaxtyping import Float, Float32, Float64
 from ml4gw.transforms import SpectralDensity, Whiten
 from torch import Tensor
 
@@ -124,7 +126,7 @@ class StreamingWhitener(torch.nn.Module):
                    self.psd_of(last - 1) * self.cadence + self.psd_size)  # fmt: skip
         return start, stop
 
-    def forward(self, X: Tensor) -> Tensor:
+    def forward(self, X: Float[Tensor, "ifo time"]) -> Float32[Tensor, "window ifo kernel"]:
         """All whitened windows of ``X``.
 
         Args:
@@ -141,12 +143,12 @@ class StreamingWhitener(torch.nn.Module):
 
     def batches(
         self,
-        X: Tensor,
+        X: Float[Tensor, "ifo time"],
         batch_size: int,
         first: int = 0,
         last: int | None = None,
         offset: int = 0,
-    ) -> Iterator[Tensor]:
+    ) -> Iterator[Float32[Tensor, "window ifo kernel"]]:
         """Whitened windows ``[first, last)`` in batches of ``batch_size``.
 
         Args:
@@ -179,7 +181,9 @@ class StreamingWhitener(torch.nn.Module):
             j = slice(k - first, min(k + batch_size, last) - first)
             yield apply_filters(windows[j], filters[which[j]], self.whitener)
 
-    def psds(self, X: Tensor, b0: int, b1: int, offset: int = 0) -> Tensor:
+    def psds(
+        self, X: Float[Tensor, "ifo time"], b0: int, b1: int, offset: int = 0
+    ) -> Float64[Tensor, "psd ifo freq"]:
         """PSDs ``[b0, b1)`` (samples ``[b C, b C + P)``) of the stream, ``(b1 - b0, num_ifos,
         freqs)`` float64; ``X`` holds stream samples from ``offset`` on."""
         sd = self.spectral_density

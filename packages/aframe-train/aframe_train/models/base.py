@@ -11,6 +11,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
+from aframe_lib.callbacks import ValidationScores
 from aframe_lib.metrics import TimeSlideAUROC
 
 from ..architectures import Architecture
@@ -73,13 +74,14 @@ class AframeModel(pl.LightningModule):
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> ValidationScores:
+        """Score a validation batch; the scores go to callbacks (``on_validation_batch_end``)."""
         background, foreground = batch["background"], batch["foreground"]
         keep = batch["shift_id"] >= 0
         bg_scores = self.score(background)
         fg_scores = self.score(foreground.flatten(0, 1)).view(foreground.shape[:2])
         self.metric.update(bg_scores, batch["shift_id"], batch["index"], fg_scores[keep])
-        self.on_validation_score(batch, bg_scores, fg_scores, batch_idx)
+        return ValidationScores(background_scores=bg_scores, foreground_scores=fg_scores)
 
     def on_validation_epoch_end(self) -> None:
         # the metric's "cat" states are gathered over ranks inside compute()
@@ -87,21 +89,12 @@ class AframeModel(pl.LightningModule):
         self.metric.reset()
 
     # ``aframe-train test`` scores the held-out (validation) set the same way, as test_auroc
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self.validation_step(batch, batch_idx)
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> ValidationScores:
+        return self.validation_step(batch, batch_idx)
 
     def on_test_epoch_end(self) -> None:
         self.log("test_auroc", self.metric.compute(), sync_dist=False)
         self.metric.reset()
-
-    def on_validation_score(
-        self, batch: dict[str, Tensor], background: Tensor, foreground: Tensor, batch_idx: int
-    ) -> None:
-        """Hand a validation step's inputs, outputs and scores to callbacks that want them."""
-        for callback in self.trainer.callbacks if self._trainer is not None else []:
-            hook = getattr(callback, "on_validation_score", None)
-            if hook is not None:
-                hook(self.trainer, self, batch, background, foreground, batch_idx)
 
     def configure_optimizers(self) -> dict[str, Any]:
         world_size = self.trainer.world_size if self._trainer is not None else 1
