@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from console import aframe_train
+from helpers.console import aframe_train
+from helpers.tiny_data import SAMPLE_RATE, dataset_kwargs
 from ml4gw.transforms import SingleQTransform
-from tiny_data import SAMPLE_RATE, dataset_kwargs
 
 from aframe_lib.data.config import DataConfigError
 from aframe_train.architectures import SupervisedSpectrogramResNet
 from aframe_train.data import QSpectrogram, SpectrogramAframeDataset
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROJECT = ROOT / "projects" / "spectrogram" / "train.yaml"
 SHAPE = [16, 32]  # spectrogram (num_f_bins, num_t_bins)
 

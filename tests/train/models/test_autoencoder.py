@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from console import aframe_train
+from helpers.console import aframe_train
 from ml4gw.nn.autoencoder import ConcatSkipConnect, ConvolutionalAutoencoder
 from ml4gw.transforms import ShiftedPearsonCorrelation
 
@@ -20,7 +20,7 @@ from aframe_train.architectures import GroupedAutoencoder
 from aframe_train.losses import CrossIfoCorrelation, SlicedShiftedPearsonCorrelation, VICRegTerm
 from aframe_train.models import AutoencoderAframe
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROJECT = ROOT / "projects" / "autoencoder"
 PACKAGED = ROOT / "packages" / "aframe-train" / "aframe_train" / "configs" / "autoencoder.yaml"
 SAMPLE_RATE, TIME = 128.0, 200  # odd sizes on purpose: stride-2 stages must crop/pad back
