@@ -14,7 +14,7 @@ using are deleted, so throwaway venvs do not pile up on the shared disk.
     nox -s tests_slow   # the slow tests
     nox -s lint         # ruff + layering check
     nox -s build        # three wheels, each installed alone in a fresh venv and imported
-    nox -s bench        # benchmarks under bench/
+    nox -s bench        # benchmarks under bench/lib/ and bench/train/
 """
 
 from __future__ import annotations
@@ -186,10 +186,11 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: each prints its headlines as `name: value` lines."""
+    """Benchmarks under bench/<area>/ (lib, train): each prints its headlines as `name: value`
+    lines. Posargs: the scripts to run (default: every bench/**/*.py not named _*)."""
     env = shared_env(session)
     scripts = session.posargs or sorted(
-        str(p) for p in (ROOT / "bench").glob("*.py") if not p.name.startswith("_")
+        str(p) for p in (ROOT / "bench").rglob("*.py") if not p.name.startswith("_")
     )
     for script in scripts:
         _run(session, env, "python", script)

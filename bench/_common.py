@@ -1,7 +1,8 @@
 """Shared helpers for the benchmarks under ``bench/`` (not a benchmark itself).
 
-``nox -s bench`` runs every ``bench/*.py``; run as a script this module does nothing. The
-benchmarks import it as ``import _common`` (``python bench/x.py`` puts ``bench/`` on the path).
+Benchmarks live by package area (``bench/lib/``, ``bench/train/``); ``nox -s bench`` runs every
+``bench/**/*.py`` whose name does not start with ``_``. Each benchmark puts ``bench/`` on
+``sys.path`` and imports this module as ``import _common``.
 
 Conventions: every benchmark prints its headline numbers as ``name: value`` lines (one each,
 nothing else on the line), exits non-zero only on errors (a missed target is a printed note),
@@ -89,5 +90,5 @@ def stopwatch(label: str) -> Iterator[None]:
     note(f"{label}: {time.perf_counter() - start:.1f} s")
 
 
-if __name__ == "__main__":  # `nox -s bench` globs bench/*.py: nothing to measure here
+if __name__ == "__main__":  # not a benchmark: nothing to measure here
     pass

@@ -1,4 +1,4 @@
-"""Shared fixtures; services (S3 server, Ray head) are started by tests/fixtures_*.py."""
+"""Shared fixtures; services (S3 server, Ray head) are started by tests/helpers/fixtures_*.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-pytest_plugins = ["fixtures_s3", "fixtures_ray"]
+pytest_plugins = ["helpers.fixtures_s3", "helpers.fixtures_ray"]
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -16,8 +16,8 @@ os.environ.setdefault("WANDB_MODE", "offline")
 
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory):
-    """A tiny synthetic data set (see tiny_data.py), generated once per session; read-only."""
-    from tiny_data import SAMPLE_RATE, SYNTHETIC
+    """The tiny synthetic data set (helpers/tiny_data.py), generated once per session; read-only."""
+    from helpers.tiny_data import SAMPLE_RATE, SYNTHETIC
 
     from aframe_lib.data.synthetic import ensure_synthetic_dataset
 

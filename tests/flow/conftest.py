@@ -1,9 +1,9 @@
-"""Fixtures of the flow tests (helpers live in flow_helpers.py)."""
+"""Fixtures of the flow tests (helpers live in tests/helpers/flow.py and k8s_api.py)."""
 
 from __future__ import annotations
 
 import pytest
-from flow_helpers import law_env_for
+from helpers.flow import law_env_for
 
 
 @pytest.fixture
@@ -14,9 +14,9 @@ def law_env(tmp_path):
 
 @pytest.fixture
 def kube(tmp_path):
-    """A Kubernetes API server of the tests' own (k8s_api.py) and a kr8s client pointed at it by
-    a kubeconfig file: ``(server, client)``; short retry delays so scripted faults are quick."""
-    from k8s_api import KubeAPI
+    """A Kubernetes API server of the tests' own (helpers/k8s_api.py) and a kr8s client pointed at
+    it by a kubeconfig file: ``(server, client)``; short retry delays keep scripted faults quick."""
+    from helpers.k8s_api import KubeAPI
 
     from aframe_flow.clusters import Kr8sClient
 

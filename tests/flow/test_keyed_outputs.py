@@ -13,7 +13,7 @@ from pathlib import Path
 
 import luigi
 import pytest
-from flow_helpers import QUICKSTART
+from helpers.flow import QUICKSTART
 
 from aframe_flow import (
     Data,

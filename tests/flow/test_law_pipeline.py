@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from flow_helpers import LAW, QUICKSTART, law_env_for, law_run
+from helpers.flow import LAW, QUICKSTART, law_env_for, law_run
 
 
 @pytest.fixture(scope="module")

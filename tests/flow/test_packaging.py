@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from flow_helpers import QUICKSTART, ROOT
+from helpers.flow import QUICKSTART, ROOT
 
 FLOW = ROOT / "packages" / "aframe-flow"
 DEF = QUICKSTART / "apptainer.def"

@@ -19,8 +19,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from console import aframe_train
-from tiny_data import SAMPLE_RATE
+from helpers.console import aframe_train
+from helpers.tiny_data import SAMPLE_RATE
 
 SYNTHETIC = str(Path(sys.executable).parent / "aframe-synthetic")
 SMALL = ["--duration", "64", "--segment-duration", "32", "--num-waveforms", "2",

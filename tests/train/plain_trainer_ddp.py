@@ -25,7 +25,7 @@ from aframe_train.architectures import SupervisedTimeDomainResNet
 from aframe_train.models import SupervisedAframe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the tiny data set
-from tiny_data import SAMPLE_RATE, dataset_kwargs  # noqa: E402
+from helpers.tiny_data import SAMPLE_RATE, dataset_kwargs  # noqa: E402
 
 
 class CountingAframe(SupervisedAframe):

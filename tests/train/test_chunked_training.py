@@ -16,9 +16,9 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from console import aframe_train
+from helpers.console import aframe_train
+from helpers.tiny_data import SAMPLE_RATE
 from ml4gw.distributions import PowerLaw
-from tiny_data import SAMPLE_RATE
 
 from aframe_lib.data import AframeDataset
 from aframe_lib.metrics import TimeSlideAUROC

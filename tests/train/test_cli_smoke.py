@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from console import aframe_train
+from helpers.console import aframe_train
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "projects" / "quickstart" / "train.yaml"

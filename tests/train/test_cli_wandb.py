@@ -6,8 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from console import aframe_train
-from wandb_files import run_info, stored_config
+from helpers.console import aframe_train
+from helpers.wandb_files import run_info, stored_config
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "projects" / "quickstart" / "train.yaml"

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from console import aframe_train as console_script
+from helpers.console import aframe_train as console_script
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "projects" / "quickstart" / "train.yaml"

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from console import aframe_train
+from helpers.console import aframe_train
 
 IFOS = ["H1", "L1"]
 DATA = {"ifos": IFOS, "sample_rate": 256.0, "kernel_length": 1.0, "fduration": 1.0,

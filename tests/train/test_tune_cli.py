@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures_ray import search_env
+from helpers.fixtures_ray import search_env
 
 pytest.importorskip("ray.tune")
 
@@ -128,7 +128,7 @@ def test_search_on_a_ray_cluster_by_address_with_wandb(tmp_path, data_dir, ray_h
     summary = check_search(search_dir)
     assert "2 trial(s) fit side by side" in proc.stdout
     assert (search_dir / "model.pt").exists()
-    from wandb_files import run_info
+    from helpers.wandb_files import run_info
 
     for trial in summary["trials"]:
         (trial_dir,) = search_dir.glob(f"*_{trial['trial_id']}")

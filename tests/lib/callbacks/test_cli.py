@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from console import aframe_train
+from helpers.console import aframe_train
 
 ROOT = Path(__file__).resolve().parents[3]
 QUICKSTART = ROOT / "projects" / "quickstart" / "train.yaml"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from wandb_files import run_dir, stored_config
+from helpers.wandb_files import run_dir, stored_config
 
 from aframe_lib.callbacks import WandbPlotter, WandbSaveConfig, redact_secrets
 

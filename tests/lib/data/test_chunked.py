@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.tiny_data import SAMPLE_RATE
 from ml4gw.distributions import PowerLaw
-from tiny_data import SAMPLE_RATE
 
 from aframe_lib.data import AframeDataset
 from aframe_lib.data.background import background_fname, list_segments, write_background

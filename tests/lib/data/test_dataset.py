@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from tiny_data import SAMPLE_RATE, SYNTHETIC, dataset_kwargs
+from helpers.tiny_data import SAMPLE_RATE, SYNTHETIC, dataset_kwargs
 
 from aframe_lib.data import AframeDataset
 from aframe_lib.data.background import BackgroundError

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.tiny_data import SAMPLE_RATE
 from ml4gw.distributions import PowerLaw
 from scipy import stats
-from tiny_data import SAMPLE_RATE
 
 from aframe_lib.data import AframeDataset, list_segments, read_segment
 from aframe_lib.data.background import split_by_file

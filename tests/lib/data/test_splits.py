@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from tiny_data import SAMPLE_RATE, dataset_kwargs
+from helpers.tiny_data import SAMPLE_RATE, dataset_kwargs
 
 from aframe_lib.data import AframeDataset, BackgroundSegment
 from aframe_lib.data.background import BackgroundError, list_segments, read_segment

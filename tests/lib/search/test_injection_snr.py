@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
-from conftest import IFOS, SAMPLE_RATE
+from helpers.search import IFOS, SAMPLE_RATE
 
 from aframe_lib.data import list_segments, read_segment
 

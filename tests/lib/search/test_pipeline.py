@@ -5,7 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from conftest import IFOS, PSD_LENGTH, SAMPLE_RATE
+from helpers.search import IFOS, PSD_LENGTH, SAMPLE_RATE
 
 from aframe_lib.search import find_spans, read_events, write_events
 from aframe_lib.search.strain import write_mdc

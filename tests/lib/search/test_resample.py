@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import IFOS, PSD_LENGTH, SAMPLE_RATE
+from helpers.search import IFOS, PSD_LENGTH, SAMPLE_RATE
 
 from aframe_lib.search import find_spans, timeslide_spans
 from aframe_lib.search.strain import write_mdc

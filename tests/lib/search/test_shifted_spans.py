@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import IFOS, SAMPLE_RATE, arange_background
+from helpers.search import IFOS, SAMPLE_RATE, arange_background
 
 from aframe_lib.search import find_spans, timeslide_spans
 from aframe_lib.search.timeslides import check_step, shift_span

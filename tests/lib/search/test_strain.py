@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import IFOS, SAMPLE_RATE, arange_background
+from helpers.search import IFOS, SAMPLE_RATE, arange_background
 
 from aframe_lib.search import StrainError, find_spans
 from aframe_lib.search.strain import write_mdc

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, IFOS, PSD, PSD_LENGTH, SAMPLE_RATE
+from helpers.search import DATA, IFOS, PSD, PSD_LENGTH, SAMPLE_RATE
 
 from aframe_lib.search.events import peak_offsets
 

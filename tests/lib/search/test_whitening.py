@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import IFOS, PSD_LENGTH, SAMPLE_RATE
+from helpers.search import IFOS, PSD_LENGTH, SAMPLE_RATE
 from ml4gw.transforms import SpectralDensity
 
 from aframe_lib.data import AframeDataset
@@ -100,7 +100,7 @@ def test_chunked_search_outputs_equal_the_whole_stream(oracle, noise_dir):
 def test_search_reads_the_training_policy_from_model_json(tmp_path):
     import json
 
-    from conftest import DATA, export_oracle
+    from helpers.search import DATA, export_oracle
 
     from aframe_lib.search import Search
 

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from fixtures_ray import search_env, start_ray_head
+from helpers.fixtures_ray import search_env, start_ray_head
 
 pytest.importorskip("ray.tune")
 pytest.importorskip("s3fs")

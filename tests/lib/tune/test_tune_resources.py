@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fixtures_ray import search_env
+from helpers.fixtures_ray import search_env
 
 pytest.importorskip("ray.tune")
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures_ray import free_port, search_env
+from helpers.fixtures_ray import free_port, search_env
 
 pytest.importorskip("ray.tune")
 

@@ -24,7 +24,7 @@ from typing import Any
 
 # The one Ray pin: the cluster's images and the client (the search's driver) must run this exact
 # version (Ray Client refuses a mismatch). constraints.txt pins ray to it and the images install
-# with that pin; tests/flow/test_ray_version.py checks every place agrees.
+# with that pin; tests/flow/clusters/test_ray_version.py checks every place agrees.
 RAY_VERSION = "2.60.0"
 _RAY_IMAGE = re.compile(r"^(?:docker\.io/)?rayproject/ray(?:-ml)?:(?P<tag>.+)$")
 GCS_PORT, DASHBOARD_PORT, CLIENT_PORT = 6379, 8265, 10001

@@ -54,7 +54,7 @@ class GroupedConcatSkipConnect(SkipConnection):
 class GroupedAutoencoder(Architecture):
     """ml4gw ``ConvolutionalAutoencoder`` with ``groups=num_ifos``: ``(batch, num_ifos, time)``
     -> ``(batch, num_ifos, time)``, where output channel ``i`` depends only on input channel
-    ``i`` (bit for bit; checked in ``tests/train/test_autoencoder.py``).
+    ``i`` (bit for bit; checked in ``tests/train/architectures/test_grouped_autoencoder.py``).
 
     Each stage halves (``stride``) the time axis on the way down and restores it on the way
     up; the last decoder has no activation, so predictions of whitened strain keep their sign.

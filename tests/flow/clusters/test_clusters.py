@@ -18,7 +18,7 @@ import time
 import jsonschema
 import kubernetes_validate
 import pytest
-from k8s_api import Step
+from helpers.k8s_api import RUNNING, Step, deployment_up
 
 from aframe_flow.clusters import (
     ClusterError,
@@ -197,21 +197,10 @@ def test_bad_cluster_names_are_refused():
         spec(name="Aframe_Tune")
 
 
-RUNNING = {"state": "ready", "desiredWorkerReplicas": 3, "readyWorkerReplicas": 3,
-           "conditions": [{"type": "HeadPodReady", "status": "True"},
-                          {"type": "RayClusterProvisioned", "status": "True"}]}  # fmt: skip
 HEAD_NOT_READY = {"type": "HeadPodReady", "status": "False", "reason": "ContainersNotReady",
                   "message": "pulling image"}  # fmt: skip
 PENDING = {"status": {"state": "pending", "desiredWorkerReplicas": 3, "readyWorkerReplicas": 0,
                       "conditions": [HEAD_NOT_READY]}}  # fmt: skip
-
-
-def deployment_up(obj):
-    """What the Deployment controller writes once every pod is ready."""
-    n = obj["spec"]["replicas"]
-    return {"status": {"observedGeneration": obj["metadata"]["generation"], "replicas": n,
-                       "readyReplicas": n, "availableReplicas": n,
-                       "conditions": [{"type": "Available", "status": "True"}]}}  # fmt: skip
 
 
 def kuberay(kube, **kwargs) -> RayCluster:

@@ -1,27 +1,27 @@
 """The frequency-domain detector: Q-transform Dataset, 2D ResNet, their joint TorchScript export,
-and an end-to-end ``aframe-train fit`` of projects/spectrogram/train.yaml."""
+and an end-to-end ``aframe-train fit`` of projects/spectrogram/train.yaml (the 2D ResNet alone:
+tests/train/architectures/test_resnet2d.py)."""
 
 from __future__ import annotations
 
 import copy
 import json
 import os
-import pickle
 import subprocess
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from console import aframe_train
+from helpers.console import aframe_train
+from helpers.tiny_data import SAMPLE_RATE, dataset_kwargs
 from ml4gw.transforms import SingleQTransform
-from tiny_data import SAMPLE_RATE, dataset_kwargs
 
 from aframe_lib.data.config import DataConfigError
 from aframe_train.architectures import SupervisedSpectrogramResNet
 from aframe_train.data import QSpectrogram, SpectrogramAframeDataset
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROJECT = ROOT / "projects" / "spectrogram" / "train.yaml"
 SHAPE = [16, 32]  # spectrogram (num_f_bins, num_t_bins)
 
@@ -108,31 +108,6 @@ def test_frange_list_is_not_modified_and_defaults_apply(data_dir):
 def test_bad_spectrogram_arguments_name_the_field(data_dir, kwargs, field):
     with pytest.raises(DataConfigError, match=field):
         make(data_dir, **kwargs)
-
-
-# ---------------------------------------------------------------------- architecture
-@pytest.mark.parametrize("depth", ["resnet18", "resnet34", "resnet50"])
-def test_architecture_maps_spectrograms_to_one_logit(depth):
-    arch = SupervisedSpectrogramResNet(2, SAMPLE_RATE, 1.0, depth=depth)
-    assert arch(torch.randn(3, 2, *SHAPE)).shape == (3, 1)
-
-
-@pytest.mark.parametrize("norm_groups", [0, 8])
-def test_architecture_takes_any_number_of_ifos(norm_groups):
-    arch = SupervisedSpectrogramResNet(3, SAMPLE_RATE, 1.0, norm_groups=norm_groups)
-    assert arch.resnet.conv1.in_channels == 3
-    norm = torch.nn.BatchNorm2d if norm_groups == 0 else torch.nn.GroupNorm
-    assert isinstance(arch.resnet.bn1, norm)
-    arch.eval()  # BatchNorm in eval mode accepts a batch of one
-    assert arch(torch.randn(1, 3, *SHAPE)).shape == (1, 1)
-    with pytest.raises(RuntimeError):
-        arch(torch.randn(2, 2, *SHAPE))  # wrong number of IFO channels
-
-
-def test_architecture_pickles_and_zero_inits_residuals():
-    arch = SupervisedSpectrogramResNet(2, SAMPLE_RATE, 1.0, zero_init_residual=True)
-    clone = pickle.loads(pickle.dumps(arch))
-    assert clone.resnet.layer1[0].bn2.weight.abs().sum() == 0
 
 
 # ---------------------------------------------------------------------- export

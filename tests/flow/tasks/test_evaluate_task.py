@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from flow_helpers import QUICKSTART, law_env_for, law_run
+from helpers.flow import QUICKSTART, law_env_for, law_run
 
 from aframe_flow import Evaluate, HeldOutBackground, Train
 from aframe_flow.base import digest

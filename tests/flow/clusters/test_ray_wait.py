@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from fixtures_ray import free_port
+from helpers.fixtures_ray import free_port
 
 from aframe_flow.clusters import wait_for_ray
 
@@ -63,7 +63,7 @@ def test_wait_for_ray_returns_once_a_worker_node_joins():
     import threading
     from pathlib import Path
 
-    from fixtures_ray import HEADS, RAY_ENV, start_ray_head
+    from helpers.fixtures_ray import HEADS, RAY_ENV, start_ray_head
 
     with start_ray_head(num_cpus=1) as address:
         port, temp = HEADS[address]

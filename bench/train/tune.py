@@ -1,6 +1,6 @@
 """Concurrent trials: 4 one-CPU trials on a 2-CPU local Ray, side by side vs one at a time.
 
-Run by ``nox -s bench`` as ``python bench/tune.py``.
+Run by ``nox -s bench`` as ``python bench/train/tune.py``.
 
 Two real ``aframe-train tune`` searches of the quickstart detector (tiny data, 2 epochs, ASHA's
 grace period = max epochs so no trial is stopped and both searches do the same work): one with
@@ -24,9 +24,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import _common
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common
+import _common  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "projects" / "quickstart"
 
 

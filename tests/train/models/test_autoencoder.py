@@ -1,5 +1,6 @@
-"""The semi-supervised autoencoder: IFO independence, the correlation loss, extra loss terms,
-export, configs and an end-to-end run of ``aframe-train`` on a tiny CPU config."""
+"""The semi-supervised autoencoder model: the correlation loss, extra loss terms, export,
+configs and an end-to-end run of ``aframe-train`` on a tiny CPU config (the architecture's IFO
+independence: tests/train/architectures/test_grouped_autoencoder.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from console import aframe_train
-from ml4gw.nn.autoencoder import ConcatSkipConnect, ConvolutionalAutoencoder
+from helpers.console import aframe_train
 from ml4gw.transforms import ShiftedPearsonCorrelation
 
 from aframe_lib.metrics import TimeSlideAUROC
@@ -20,7 +20,7 @@ from aframe_train.architectures import GroupedAutoencoder
 from aframe_train.losses import CrossIfoCorrelation, SlicedShiftedPearsonCorrelation, VICRegTerm
 from aframe_train.models import AutoencoderAframe
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROJECT = ROOT / "projects" / "autoencoder"
 PACKAGED = ROOT / "packages" / "aframe-train" / "aframe_train" / "configs" / "autoencoder.yaml"
 SAMPLE_RATE, TIME = 128.0, 200  # odd sizes on purpose: stride-2 stages must crop/pad back
@@ -33,55 +33,6 @@ def make_arch(num_ifos: int, **kwargs) -> GroupedAutoencoder:
 
 def make_model(num_ifos: int = 2, **kwargs) -> AutoencoderAframe:
     return AutoencoderAframe(make_arch(num_ifos), TimeSlideAUROC(), **kwargs)
-
-
-# ---------------------------------------------------------------- (a) IFO independence
-@pytest.mark.parametrize("num_ifos", [2, 3])
-@pytest.mark.parametrize("skip_connection", ["concat", "add", None])
-@pytest.mark.parametrize("norm", ["batch", "group", None])
-@pytest.mark.parametrize("train", [False, True])
-def test_each_ifo_prediction_ignores_every_other_ifo_bit_for_bit(
-    num_ifos, skip_connection, norm, train
-):
-    # in train mode BatchNorm normalises with batch statistics, but per channel, i.e. per IFO:
-    # a sample's output then depends on the rest of its batch, still never on another IFO
-    arch = make_arch(num_ifos, skip_connection=skip_connection, norm=norm).train(train)
-    X = torch.randn(5, num_ifos, TIME)
-    with torch.no_grad():
-        reference = arch(X)
-        for perturbed in range(num_ifos):
-            Y = X.clone()
-            Y[:, perturbed] = torch.randn(5, TIME) * 3 + 1
-            out = arch(Y)
-            assert not torch.equal(out[:, perturbed], reference[:, perturbed])
-            for other in range(num_ifos):
-                if other != perturbed:
-                    assert torch.equal(out[:, other], reference[:, other]), (perturbed, other)
-
-
-def test_per_ifo_features_ignore_other_ifos_too():
-    arch = make_arch(3).eval()
-    X = torch.randn(4, 3, TIME)
-    Y = X.clone()
-    Y[:, 1] += 1
-    with torch.no_grad():
-        (_, a), (_, b) = arch.forward_features(X), arch.forward_features(Y)
-    assert a.shape == (4, 3, 8, 25)  # (batch, ifos, encode_channels[-1], TIME / 2**3)
-    assert torch.equal(a[:, [0, 2]], b[:, [0, 2]]) and not torch.equal(a[:, 1], b[:, 1])
-
-
-def test_ml4gw_concat_skip_mixes_ifos_which_is_why_we_have_our_own():
-    """ml4gw 0.8.5's ConcatSkipConnect interleaves chunks of ``groups`` channels: IFOs mix
-    when the channels per IFO are not a multiple of the number of IFOs (and always with its
-    default groups=1). If this starts failing, ml4gw fixed it."""
-    for skip in (ConcatSkipConnect(3), ConcatSkipConnect()):
-        ae = ConvolutionalAutoencoder(3, [4, 8], 7, 2, groups=3, skip_connection=skip).eval()
-        X = torch.randn(2, 3, 64)
-        Y = X.clone()
-        Y[:, 0] += 1
-        with torch.no_grad():
-            leaked = not torch.equal(ae(X)[:, 1:], ae(Y)[:, 1:])
-        assert leaked
 
 
 # ---------------------------------------------------------------- (b, c) loss and score

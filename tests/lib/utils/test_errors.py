@@ -1,19 +1,13 @@
-"""aframe_lib.utils.errors and the atomic writers' clean-up of killed writes' temporaries."""
+"""aframe_lib.utils.errors (the atomic writers' clean-up of killed writes: test_fs.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from aframe_lib.data.background import BackgroundError
 from aframe_lib.data.config import DataConfigError
-from aframe_lib.utils import fs
 from aframe_lib.utils.errors import (
     AframeError,
     InputError,
@@ -89,63 +83,3 @@ def test_corrupt_model_and_metadata_name_the_file(tmp_path):
         load_exported(tmp_path / "model.pt")
     with pytest.raises(ModelFileError, match="no such file"), explain_model_file("x/model.pt"):
         open(tmp_path / "missing.pt", "rb")
-
-
-# -- case 7: temporaries of killed writes are removed by the next write of the same target
-
-WRITER = """
-import sys, time
-from aframe_lib.utils.fs import atomic_local_path
-with atomic_local_path(sys.argv[1]) as tmp:
-    tmp.write_bytes(b"partial")
-    print(tmp, flush=True)
-    time.sleep(60)
-"""
-
-
-def _start_writer(target: Path) -> tuple[subprocess.Popen, Path]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True
-    )
-    tmp = Path(proc.stdout.readline().strip())
-    assert tmp.exists() and tmp.parent == target.parent
-    return proc, tmp
-
-
-def test_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
-    target = tmp_path / "waveforms.hdf5"
-    proc, tmp = _start_writer(target)
-    proc.kill()
-    proc.wait()
-    assert tmp.exists() and not target.exists()  # SIGKILL: no clean-up ran
-    fs.write_bytes_atomic(target, b"done")
-    assert target.read_bytes() == b"done"
-    assert not tmp.exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["waveforms.hdf5"]
-
-
-def test_live_writers_temporary_is_never_touched(tmp_path):
-    target = tmp_path / "waveforms.hdf5"
-    proc, tmp = _start_writer(target)
-    try:
-        fs.write_bytes_atomic(target, b"other")
-        assert tmp.exists()  # the other process is still writing it
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def test_foreign_temporaries_are_removed_only_when_old(tmp_path):
-    target = tmp_path / "model.pt"
-    other_host = tmp_path / ".model.pt.otherhost.123.abcd.tmp"
-    old_format = tmp_path / ".model.pt.abc123.tmp"
-    other_file = tmp_path / ".other.pt.abc123.tmp"
-    for path in (other_host, old_format, other_file):
-        path.write_bytes(b"partial")
-    assert fs.remove_stale_temporaries(target) == []
-    old = time.time() - fs.STALE_AFTER - 10
-    for path in (other_host, old_format, other_file):
-        os.utime(path, (old, old))
-    removed = fs.remove_stale_temporaries(target)
-    assert sorted(removed) == sorted([other_host, old_format])
-    assert other_file.exists()

@@ -9,10 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fixtures_ray import RAY_ENV
-from flow_helpers import QUICKSTART, law_env_for, law_run
-from k8s_api import Step
-from test_clusters import RUNNING, deployment_up
+from helpers.fixtures_ray import RAY_ENV
+from helpers.flow import QUICKSTART, law_env_for, law_run
+from helpers.k8s_api import RUNNING, Step, deployment_up
 from test_evaluate_task import TINY_EVAL, TINY_SEARCH
 
 from aframe_flow import Tune, TunePipeline

@@ -11,7 +11,7 @@ import pytest
 from aframe_flow.clusters import ClusterSpec, ray_cluster
 from aframe_flow.clusters.manifests import RAY_VERSION
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_pin_matches_constraints_the_installed_client_and_the_manifests():

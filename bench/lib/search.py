@@ -1,6 +1,6 @@
 """Real-time factor of the search (seconds of strain per wall second) on this machine.
 
-Run by ``nox -s bench`` as ``python bench/search.py [--strain 120] [--device cpu]``.
+Run by ``nox -s bench`` as ``python bench/lib/search.py [--strain 120] [--device cpu]``.
 
 For each model shape, an untrained network is exported exactly as training exports it
 (TorchScript + ``model.json`` with the PSD policy of the model's shipped config), synthetic
@@ -27,13 +27,15 @@ preprocessing can beat on this machine).
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import _common
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common
+import _common  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = {
     "resnet1d": {"layers": [3, 4, 6, 3], "norm_groups": 16, "sample_rate": 2048.0,
                  "kernel_length": 1.5,

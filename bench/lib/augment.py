@@ -1,6 +1,6 @@
 """Throughput of the training augmentation path, against a per-sample gwpy/numpy baseline.
 
-Run by ``nox -s bench`` as ``python bench/augment.py``. Shape: the ``AframeDataset`` defaults
+Run by ``nox -s bench`` as ``python bench/lib/augment.py``. Shape: the ``AframeDataset`` defaults
 (2 IFOs H1/L1, 2048 Hz, kernel_length 1.5 s, fduration 1 s, psd_length 8 s, fftlength 2.5 s,
 median PSD, highpass 32 Hz, batch 384, waveform_prob 0.277, swap 0.014, mute 0.055, inversion
 and reversal 0.5 each), on a small synthetic dataset (4 segments of 256 s, 200 training and 50
@@ -62,10 +62,13 @@ import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
-import _common as common
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common
+import _common as common  # noqa: E402
 
 IFOS = ["H1", "L1"]
 SAMPLE_RATE = 2048.0

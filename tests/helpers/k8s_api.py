@@ -446,3 +446,17 @@ def _name_ok(key: tuple, query: dict) -> bool:
         if field_ == "metadata.name" and value != key[3]:
             return False
     return True
+
+
+# what the controllers write once a cluster is up (for Step timelines)
+RUNNING = {"state": "ready", "desiredWorkerReplicas": 3, "readyWorkerReplicas": 3,
+           "conditions": [{"type": "HeadPodReady", "status": "True"},
+                          {"type": "RayClusterProvisioned", "status": "True"}]}  # fmt: skip
+
+
+def deployment_up(obj):
+    """What the Deployment controller writes once every pod is ready."""
+    n = obj["spec"]["replicas"]
+    return {"status": {"observedGeneration": obj["metadata"]["generation"], "replicas": n,
+                       "readyReplicas": n, "availableReplicas": n,
+                       "conditions": [{"type": "Available", "status": "True"}]}}  # fmt: skip

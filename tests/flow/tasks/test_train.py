@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import luigi
 import pytest
-from flow_helpers import QUICKSTART
+from helpers.flow import QUICKSTART
 
 from aframe_flow import Export, Train
 from aframe_flow.parameters import ParameterError

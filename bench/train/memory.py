@@ -1,6 +1,6 @@
 """Training memory against the amount of background, and chunked vs in-memory throughput.
 
-Run by ``nox -s bench`` as ``python bench/memory.py``.
+Run by ``nox -s bench`` as ``python bench/train/memory.py``.
 
 Two synthetic data sets differ only in the amount of background: 1x (``--duration`` s in files of
 ``--segment`` s) and 32x (32 times as many files); waveforms are the same. Each measurement is a
@@ -33,9 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import _common as common
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common
+import _common as common  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "projects" / "quickstart" / "train.yaml"
 SYNTHETIC = dict(
     num_waveforms=200, num_val_waveforms=50, waveform_duration=4.0, coalescence_time=3.0

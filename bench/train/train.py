@@ -1,6 +1,6 @@
 """Training throughput of each shipped model, and DDP with 2 CPU ranks against 1.
 
-Run by ``nox -s bench`` as ``python bench/train.py``.
+Run by ``nox -s bench`` as ``python bench/train/train.py``.
 
 Per model (each shipped config in ``aframe_train/configs`` except ``callbacks.yaml``): the model
 and data module are built from the config by ``AframeCLI`` exactly as ``aframe-train fit`` would,
@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "packages" / "aframe-train" / "aframe_train" / "configs"
 QUICKSTART = ROOT / "projects" / "quickstart" / "train.yaml"
 TINY_SYNTHETIC = {

@@ -1,6 +1,6 @@
 """What the PSD length costs and buys: the measurement behind the default ``data.psd`` policy.
 
-Run by ``nox -s bench`` as ``python bench/psd_policy.py [--duration 600]``.
+Run by ``nox -s bench`` as ``python bench/lib/psd_policy.py [--duration 600]``.
 
 For PSD lengths of 4-64 s (the quickstart's shape: 2 IFOs, 512 Hz, kernel 1 s, fduration 1 s,
 Welch segments of 2 s, highpass 32 Hz, cadence 1 s), over ``--duration`` s of coloured Gaussian
@@ -19,10 +19,12 @@ noise from the aLIGO design PSD (``aframe_lib.data.noise``, whose true PSD is kn
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
-import _common
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common
+import _common  # noqa: E402
 
 IFOS = ["H1", "L1"]
 LENGTHS = (4.0, 8.0, 16.0, 32.0, 64.0)

@@ -131,7 +131,7 @@ def ray_head() -> Iterator[str]:
 
 
 def _pythonpath() -> str:
-    here = str(Path(__file__).resolve().parent / "lib" / "tune")
+    here = str(Path(__file__).resolve().parents[1] / "lib" / "tune")
     return os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
 
 
