@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aframe_lib.utils.errors import console_main
@@ -47,22 +47,24 @@ COMMANDS = {
 OUTPUT = {"synthetic": "data_dir", "waveforms": "path", "fetch": "path"}
 
 
-def functions() -> dict[str, Callable[..., Any]]:
-    """Subcommand name -> the library function it runs."""
+def functions(names: Sequence[str] = tuple(COMMANDS)) -> dict[str, Callable[..., Any]]:
+    """Subcommand name -> the library function it runs (only those of ``names`` imported)."""
     import importlib
 
     return {
-        name: getattr(importlib.import_module(module), attr)
-        for name, (module, attr) in COMMANDS.items()
+        name: getattr(importlib.import_module(COMMANDS[name][0]), COMMANDS[name][1])
+        for name in names
     }
 
 
-def parser():
-    """The jsonargparse parser of ``aframe-data`` (built from the functions' signatures)."""
+def parser(names: Sequence[str] = tuple(COMMANDS)):
+    """The jsonargparse parser of ``aframe-data`` (built from the functions' signatures), with
+    the subcommands ``names`` (all by default; one when running one: ``fetch`` needs no torch).
+    """
     from jsonargparse import auto_parser
 
     return auto_parser(
-        functions(),
+        functions(names),
         as_positional=False,
         prog=PROG,
         description="Make or fetch aframe data: synthetic datasets, waveform sets, real strain.",
@@ -73,7 +75,8 @@ def parser():
 def options(subcommand: str) -> set[str]:
     """The option names (``dest``) of one subcommand, e.g. ``{"data_dir", "ifos", ...}``."""
     sub = parser()._subcommands_action._name_parser_map[subcommand]
-    return {a.dest for a in sub._actions if a.dest not in ("help", "config", "print_config")}
+    skip = ("help", "config", "print_config")
+    return {a.dest for a in sub._actions if a.dest not in skip and not a.dest.endswith(".help")}
 
 
 def _summary(name: str, kwargs: dict[str, Any], result: Any) -> None:
@@ -99,8 +102,9 @@ def main(argv: list[str] | None = None) -> Any:
 
     from .synthetic import check_synthetic_args
 
-    p = parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    names = argv[:1] if argv and argv[0] in COMMANDS else tuple(COMMANDS)
+    p = parser(names)
     cfg = p.parse_args(argv)
     name = cfg.subcommand
     init = (getattr(p, "instantiate", None) or p.instantiate_classes)(cfg)  # jsonargparse 4.49+
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> Any:
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in ..."
     out = kwargs[OUTPUT[name]]
     with fs.explain_storage_errors(out, f"--{OUTPUT[name]}"):
-        result = functions()[name](**kwargs)
+        result = functions([name])[name](**kwargs)
         _summary(name, kwargs, result)
     return result
 
