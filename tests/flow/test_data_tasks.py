@@ -119,3 +119,16 @@ def test_aframe_data_and_the_law_tasks_with_seed_0_write_the_same_data(tmp_path,
         a = read_waveforms(str(tmp_path / "cli" / name))
         b = read_waveforms(str(tmp_path / "fetched" / name))
         np.testing.assert_array_equal(a.plus, b.plus)
+
+
+def test_the_task_defaults_are_the_functions_defaults(tmp_path):
+    """The flow's defaults (written for login nodes without aframe-lib) are aframe-lib's."""
+    import inspect
+
+    for task in (SyntheticData(data_dir=str(tmp_path)), TrainingWaveforms(data_dir=str(tmp_path))):
+        signature = inspect.signature(cli.functions([task.subcommand])[task.subcommand])
+        for key, value in task.arguments().items():
+            default = signature.parameters[key].default
+            if default is inspect.Parameter.empty or key == "seed":  # seed: its stream's
+                continue
+            assert value == (list(default) if isinstance(default, tuple) else default), key
