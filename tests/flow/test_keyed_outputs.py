@@ -135,11 +135,13 @@ def test_completeness_follows_the_parameters(base, cls):
 
 def test_data_reruns_only_for_new_parameters(base):
     small = {"ifos": "H1", "sample_rate": 128.0, "background_duration": 64.0,
-             "segment_duration": 32.0}  # fmt: skip
+             "segment_duration": 32.0, "num_waveforms": 2, "num_val_waveforms": 2,
+             "waveform_duration": 2.0, "coalescence_time": 1.5}  # fmt: skip
     task = SyntheticBackground(**small)
     assert luigi.build([task], local_scheduler=True, log_level="WARNING")
     manifest = json.loads(Path(location(task)).read_text())
-    assert manifest["sample_rate"] == 128.0 and len(manifest["files"]) == 2
+    files = list(Path(location(task)).parent.glob("background-*.hdf5"))
+    assert manifest["sample_rate"] == 128.0 and len(files) == 2
     assert SyntheticBackground(**small).complete()
     other = SyntheticBackground(**{**small, "seed": 1})
     assert not other.complete()

@@ -35,7 +35,7 @@ def test_pipeline_writes_data_run_and_a_deployable_model(pipeline):
     # every output location is keyed by the parameters that made it
     data = keyed(out, "data/H1L1-512Hz-synthetic-seed101-*")
     assert len(list(data.glob("background-*.hdf5"))) == 3  # 768 s in 256 s files
-    assert {"waveforms.hdf5", "val_waveforms.hdf5", "background.json"} <= {
+    assert {"waveforms.hdf5", "val_waveforms.hdf5", "synthetic.json"} <= {
         p.name for p in data.iterdir()
     }
     run = keyed(out, f"run/{data.name}/train-*")

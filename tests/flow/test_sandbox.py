@@ -38,9 +38,9 @@ def test_gpu_command_line_binds_nv_and_environment(tmp_path, image):
 
 def test_cpu_command_line_has_no_nv_and_no_visible_devices(image):
     box = Sandbox(image=image, env={"OMP_NUM_THREADS": "1"})
-    cmd = box.command(["python", "-m", "aframe_flow.payloads", "waveforms"])
+    cmd = box.command(["aframe-data", "waveforms"])
     assert cmd == ["apptainer", "exec", "--cleanenv", str(image),
-                   "python", "-m", "aframe_flow.payloads", "waveforms"]  # fmt: skip
+                   "aframe-data", "waveforms"]  # fmt: skip
     env = box.environment(HOST)
     assert env["APPTAINERENV_OMP_NUM_THREADS"] == "1"
     assert not any(k.endswith("CUDA_VISIBLE_DEVICES") for k in env)

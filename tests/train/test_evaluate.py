@@ -73,7 +73,8 @@ def _fast_mdc(path, seed: int, tmp_path, injected: bool = False):
     if injected:
         waveforms = generate_waveforms(
             str(tmp_path / "wf.hdf5"), 12, 512.0, duration=4.0, coalescence_time=3.0,
-            distance_range=(50.0, 200.0), seed=seed,
+            population={"distance": {"class_path": "ml4gw.distributions.PowerLaw",
+            "init_args": {"minimum": 50.0, "maximum": 200.0, "index": 2.0}}}, seed=seed,
         )  # fmt: skip
         table = inject_population(
             str(noise), str(tmp_path / "injected"), waveforms, ["H1", "L1"], spacing=10.0,

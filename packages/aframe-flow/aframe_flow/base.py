@@ -6,8 +6,10 @@
   them. A directory given explicitly (``--data-dir``, ``--run-dir`` ...) is used as it is.
 - :class:`DataParameters`: what a dataset is (IFOs, rate, source, sizes, seed), shared by the data
   tasks and everything downstream so that ``.req(self)`` hands it on unchanged.
-- :class:`SandboxTask`: ``--image``, ``--dev`` and ``--gpus``, checked when the task is built, and
-  :meth:`SandboxTask.sandbox` giving the :class:`~aframe_flow.sandbox.Sandbox` to run commands in.
+- :class:`SandboxTask`: ``--image``, ``--dev`` and ``--gpus``, checked when the task is built,
+  :meth:`SandboxTask.executable` (a console script in the image, or beside this interpreter) and
+  :meth:`SandboxTask.sandbox` giving the :class:`~aframe_flow.sandbox.Sandbox` to run commands in:
+  the one path by which every task (training, data, evaluation) runs its command.
 
 Task modules (``aframe_flow.tasks``) hold the concrete tasks; nothing here imports torch.
 """
@@ -16,13 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import ClassVar
 
 import law
 import luigi
 
 from . import config
 from .parameters import GpusParameter, IfosParameter, ParameterError, PathParameter
-from .sandbox import Sandbox, resolve_image
+from .sandbox import Sandbox, local_executable, resolve_image
 from .targets import exists, is_remote, join, read_bytes, write_bytes_atomic
 
 
@@ -131,6 +134,13 @@ class DataParameters(AframeTask):
     coalescence_time = luigi.FloatParameter(
         default=6.0, description="seconds from a waveform's start to its merger"
     )
+    population = luigi.DictParameter(
+        default={},
+        description='waveform population as JSON, e.g. {"masses": {"class_path": '
+        '"torch.distributions.Uniform", "init_args": {"low": 10, "high": 50}}} '
+        "(fields masses, mass_ratio, spins, distance, inclination, phase; see aframe-data "
+        "waveforms --help); empty: the default population",
+    )
 
     def data_params(self) -> dict:
         """The parameters that decide what the data are (what keys their location)."""
@@ -140,12 +150,18 @@ class DataParameters(AframeTask):
             num_val_waveforms=self.num_val_waveforms, waveform_duration=self.waveform_duration,
             coalescence_time=self.coalescence_time,
         )  # fmt: skip
+        if self.population:  # only when given: the keys of default-population data stay put
+            params["population"] = self.population_dict()
         if self.background == "synthetic":
             params.update(duration=self.background_duration, segment=self.segment_duration)
         else:
             params.update(segments=list(self.segments), max_duration=self.max_duration,
                           channels=list(self.channels))  # fmt: skip
         return params
+
+    def population_dict(self) -> dict:
+        """``--population`` as plain JSON-able dicts."""
+        return json.loads(json.dumps(self.population, default=dict))
 
     @property
     def data_key(self) -> str:
@@ -211,12 +227,22 @@ class SandboxTask(AframeTask):
     )
     gpus = GpusParameter(description="GPU indices, e.g. 0,1 (DDP when more than one); empty: CPU")
 
+    #: the parameter that names this task's image (the data tasks: ``data_image``)
+    image_parameter: ClassVar[str] = "image"
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # checked now, so a missing image fails before anything upstream runs
+        image = getattr(self, self.image_parameter)
+        flag = "--" + self.image_parameter.replace("_", "-")
         self.image_path = (
-            resolve_image(self.image, config.paths().container_root) if self.image else None
+            resolve_image(image, config.paths().container_root, flag) if image else None
         )
+
+    def executable(self, name: str) -> list[str]:
+        """The console script ``name`` as the command's first word: in the image by name, on
+        the host the one beside this interpreter (else on ``PATH``)."""
+        return [name] if self.image_path else [local_executable(name)]
 
     def binds(self) -> list[str]:
         """Host paths the command needs inside the image (override to add more)."""

@@ -56,8 +56,19 @@ def repo_root() -> Path | None:
     return None
 
 
-def resolve_image(image: str, container_root: str = "") -> Path:
+def local_executable(name: str) -> str:
+    """A console script (``aframe-train``, ``aframe-data``) beside this interpreter, else the
+    one on ``PATH``, else ``name`` itself (running it then fails with the shell's message)."""
+    script = os.path.join(os.path.dirname(sys.executable), name)
+    if os.path.exists(script):
+        return script
+    return shutil.which(name) or name
+
+
+def resolve_image(image: str, container_root: str = "", flag: str = "--image") -> Path:
     """The ``.sif`` file of ``image``: a path, or a bare name looked up in ``container_root``.
+
+    ``flag`` is the parameter that gave it (``--image``, ``--data-image``), for the message.
 
     Raises:
         ParameterError: when the file does not exist, naming where it was looked for.
@@ -68,7 +79,7 @@ def resolve_image(image: str, container_root: str = "") -> Path:
     if not path.is_file():
         where = f" (AFRAME_CONTAINER_ROOT={container_root})" if container_root else ""
         raise ParameterError(
-            f"--image={image}: no such Apptainer image {str(path)!r}{where}; build it with "
+            f"{flag}={image}: no such Apptainer image {str(path)!r}{where}; build it with "
             "`apptainer build train.sif projects/quickstart/apptainer.def` (see its header) or "
             "give the path of an existing .sif"
         )

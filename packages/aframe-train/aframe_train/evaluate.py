@@ -228,8 +228,20 @@ def _inject(engine, spans, where, num, spacing, wf_duration, tc, masses, distanc
         duration=wf_duration,
         coalescence_time=tc,
         seed=seed + 1,
-        mass_range=tuple(masses),
-        distance_range=tuple(distances),
+        population={
+            "masses": {
+                "class_path": "torch.distributions.Uniform",
+                "init_args": {"low": float(masses[0]), "high": float(masses[1])},
+            },
+            "distance": {
+                "class_path": "ml4gw.distributions.PowerLaw",
+                "init_args": {
+                    "minimum": float(distances[0]),
+                    "maximum": float(distances[1]),
+                    "index": 2.0,
+                },
+            },
+        },
     )
     return inject_population(
         spans,

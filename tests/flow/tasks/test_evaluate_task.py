@@ -32,7 +32,7 @@ def test_command_scores_trains_model_on_held_out_background_by_default(tmp_path)
     assert isinstance(reqs["train"], Train) and reqs["train"].run_dir == "/r"
     # the held-out background: beside (not in) the training data, from another seed stream
     assert isinstance(reqs["data"], HeldOutBackground) and reqs["data"].data_dir == "/d"
-    assert reqs["data"].output().path == "/d/heldout/background.json"
+    assert reqs["data"].output().path == "/d/heldout/synthetic.json"
     assert reqs["data"].heldout_seed == 3003
     cmd = task.command("/r/model.pt", str(tmp_path / "e"))
     assert cmd[0].endswith("aframe-train") and cmd[1] == "evaluate"

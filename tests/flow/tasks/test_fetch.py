@@ -1,6 +1,15 @@
-"""Real background via gwpy: only the network call is replaced, by strain built here."""
+"""Real background via gwpy: only the network call is replaced, by strain built here.
+
+The task runs ``aframe-data fetch`` in a child process (as it runs in production), so the
+replacement is installed there: a ``sitecustomize`` on the child's ``PYTHONPATH`` swaps gwpy's
+``TimeSeries.fetch_open_data`` / ``TimeSeries.get`` for :func:`fake_strain` and records each call.
+"""
 
 from __future__ import annotations
+
+import json
+import os
+import textwrap
 
 import h5py
 import luigi
@@ -13,35 +22,69 @@ from aframe_lib.data.background import list_segments, read_segment
 
 RATE_IN, RATE_OUT = 1024, 256
 
+SITECUSTOMIZE = """
+import json, os
+import numpy as np
+from gwpy.timeseries import TimeSeries
 
-def fake_strain(ifo_or_channel: str, start: float, end: float, **kwargs) -> TimeSeries:
-    """What the open-data service would return: a ramp with a tone, per IFO, at 1024 Hz."""
+RATE_IN = {rate}
+
+
+def fake_strain(ifo_or_channel, start, end, **kwargs):
+    \"\"\"What the open-data service would return: a ramp with a tone, per IFO, at 1024 Hz.\"\"\"
     t = np.arange(int((end - start) * RATE_IN)) / RATE_IN
     offset = 1.0 if ifo_or_channel.startswith("H1") else -1.0
     data = (offset + np.sin(2 * np.pi * 10 * t)) * 1e-21
     return TimeSeries(data, t0=start, sample_rate=RATE_IN, name=ifo_or_channel, unit="strain")
 
 
+def record(kind):
+    def fetch(cls, *args, **kwargs):
+        with open(os.environ["FAKE_GWPY_CALLS"], "a") as f:
+            f.write(json.dumps([kind, *args[:3]]) + "\\n")
+        return fake_strain(*args, **kwargs)
+
+    return classmethod(fetch)
+
+
+TimeSeries.fetch_open_data = record("open")
+TimeSeries.get = record("frames")
+"""
+
+
+class Calls(list):
+    """The gwpy calls the child processes made: ``(kind, ifo or channel, start, end)``."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def read(self) -> Calls:
+        self[:] = []
+        if self.path.exists():
+            self[:] = [tuple(json.loads(line)) for line in self.path.read_text().splitlines()]
+        return self
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+        super().clear()
+
+
 @pytest.fixture
-def calls(monkeypatch):
-    seen = []
-
-    def record(kind):
-        def fetch(*args, **kwargs):
-            seen.append((kind, args[0], args[1], args[2]))
-            return fake_strain(*args, **kwargs)
-
-        return classmethod(lambda cls, *a, **k: fetch(*a, **k))
-
-    monkeypatch.setattr(TimeSeries, "fetch_open_data", record("open"))
-    monkeypatch.setattr(TimeSeries, "get", record("frames"))
-    return seen
+def calls(tmp_path_factory, monkeypatch):
+    site = tmp_path_factory.mktemp("fake-gwpy")
+    (site / "sitecustomize.py").write_text(textwrap.dedent(SITECUSTOMIZE.format(rate=RATE_IN)))
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    monkeypatch.setenv("PYTHONPATH", path)
+    monkeypatch.setenv("FAKE_GWPY_CALLS", str(site / "calls.jsonl"))
+    return Calls(site / "calls.jsonl")
 
 
 def run(task) -> None:
     assert luigi.build([task], local_scheduler=True, log_level="WARNING")
 
 
+@pytest.mark.slow  # one aframe-data process (gwpy, h5py) per branch: ~10 s each
 def test_open_data_branches_write_files_that_meet_the_contract(tmp_path, calls):
     task = FetchBackground(
         ifos="H1,L1", sample_rate=float(RATE_OUT), data_dir=str(tmp_path), background="fetch",
@@ -54,6 +97,7 @@ def test_open_data_branches_write_files_that_meet_the_contract(tmp_path, calls):
         2: (1238170000.0, 1238170032.0),
     }
     run(task)
+    calls.read()
     assert {c[:2] for c in calls} == {("open", "H1"), ("open", "L1")} and len(calls) == 6
     segments = list_segments(str(tmp_path), ["H1", "L1"], sample_rate=RATE_OUT)
     assert [(s.t0, s.duration) for s in segments] == [
@@ -75,7 +119,7 @@ def test_open_data_branches_write_files_that_meet_the_contract(tmp_path, calls):
     # a second run finds everything done and calls nobody
     calls.clear()
     run(task)
-    assert calls == []
+    assert calls.read() == []
 
 
 def test_frame_channels_go_through_timeseries_get(tmp_path, calls):
@@ -84,6 +128,6 @@ def test_frame_channels_go_through_timeseries_get(tmp_path, calls):
         segments="1000-1016", channels="H1:GDS-CALIB_STRAIN,L1:GDS-CALIB_STRAIN",
     )  # fmt: skip
     run(task)
-    assert [c[:2] for c in calls] == [("frames", "H1:GDS-CALIB_STRAIN"),
+    assert [c[:2] for c in calls.read()] == [("frames", "H1:GDS-CALIB_STRAIN"),
                                       ("frames", "L1:GDS-CALIB_STRAIN")]  # fmt: skip
     assert len(list_segments(str(tmp_path), ["H1", "L1"])) == 1

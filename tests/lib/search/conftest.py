@@ -29,13 +29,15 @@ def noise_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def foreground(tmp_path_factory, noise_dir):
     """Loud binaries (50-300 Mpc at 256 Hz: SNR ~25-200) every 12 s in ``noise_dir``."""
-    from aframe_lib.data.synthetic import generate_waveforms
+    from ml4gw.distributions import PowerLaw
+
+    from aframe_lib.data.synthetic import WaveformPopulation, generate_waveforms
     from aframe_lib.search import inject_population
 
     out = tmp_path_factory.mktemp("foreground")
     waveforms = generate_waveforms(
         str(out / "waveforms.hdf5"), 24, SAMPLE_RATE, duration=4.0, coalescence_time=3.0,
-        distance_range=(50.0, 300.0), seed=5,
+        population=WaveformPopulation(distance=PowerLaw(50.0, 300.0, 2)), seed=5,
     )  # fmt: skip
     injections = inject_population(
         str(noise_dir), str(out), waveforms, IFOS, spacing=12.0, start_pad=PSD_LENGTH + 6.0,

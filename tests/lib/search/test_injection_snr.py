@@ -12,12 +12,14 @@ from aframe_lib.data import list_segments, read_segment
 def test_injection_snr_is_against_the_true_psd(noise_dir, tmp_path):
     """``snr`` of each injection == ``sqrt(4 sum |h(f)|^2 / S(f) df)`` of what was added to the
     strain, with ``S`` the PSD the noise was drawn from (``psd.hdf5``), above the highpass."""
-    from aframe_lib.data.synthetic import generate_waveforms
+    from ml4gw.distributions import PowerLaw
+
+    from aframe_lib.data.synthetic import WaveformPopulation, generate_waveforms
     from aframe_lib.search import inject_population
 
     waveforms = generate_waveforms(
         str(tmp_path / "waveforms.hdf5"), 4, SAMPLE_RATE, duration=4.0, coalescence_time=3.0,
-        distance_range=(200.0, 400.0), seed=11,
+        population=WaveformPopulation(distance=PowerLaw(200.0, 400.0, 2)), seed=11,
     )  # fmt: skip
     injections = inject_population(
         str(noise_dir), str(tmp_path / "fg"), waveforms, IFOS, spacing=40.0, start_pad=10.0,

@@ -96,7 +96,8 @@ def test_injection_in_the_first_seconds_of_a_segment_is_found(engine, noise_dir,
 
     waveforms = generate_waveforms(
         str(tmp_path / "waveforms.hdf5"), 2, SAMPLE_RATE, duration=4.0, coalescence_time=3.0,
-        distance_range=(50.0, 80.0), seed=7,
+        population={"distance": {"class_path": "ml4gw.distributions.PowerLaw",
+            "init_args": {"minimum": 50.0, "maximum": 80.0, "index": 2.0}}}, seed=7,
     )  # fmt: skip
     injections = inject_population(
         str(noise_dir), str(tmp_path / "fg"), waveforms, IFOS, spacing=200.0, start_pad=3.0,

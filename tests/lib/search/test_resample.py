@@ -68,6 +68,7 @@ def test_resampled_strain_keeps_the_band_and_rejects_what_would_alias(tmp_path):
 @pytest.fixture(scope="module")
 def fast_foreground(tmp_path_factory):
     """160 s of 1024 Hz noise with loud binaries every 12 s, and the same strain at 256 Hz."""
+    from ml4gw.distributions import PowerLaw
     from scipy.signal import resample_poly
 
     from aframe_lib.data.background import (
@@ -77,14 +78,14 @@ def fast_foreground(tmp_path_factory):
         write_background,
     )
     from aframe_lib.data.noise import generate_background
-    from aframe_lib.data.synthetic import generate_waveforms
+    from aframe_lib.data.synthetic import WaveformPopulation, generate_waveforms
     from aframe_lib.search import inject_population
 
     root = tmp_path_factory.mktemp("fast")
     generate_background(str(root / "noise"), IFOS, 160.0, FAST, segment_duration=160.0, seed=3)
     waveforms = generate_waveforms(
         str(root / "waveforms.hdf5"), 11, FAST, duration=4.0, coalescence_time=3.0,
-        distance_range=(50.0, 200.0), seed=5,
+        population=WaveformPopulation(distance=PowerLaw(50.0, 200.0, 2)), seed=5,
     )  # fmt: skip
     injections = inject_population(
         str(root / "noise"), str(root / "fg"), waveforms, IFOS, spacing=12.0,

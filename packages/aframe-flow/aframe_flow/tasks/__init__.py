@@ -6,6 +6,7 @@ from .data import (
     FetchBackground,
     HeldOutBackground,
     SyntheticBackground,
+    SyntheticData,
     TrainingWaveforms,
     ValidationWaveforms,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "FetchBackground",
     "HeldOutBackground",
     "SyntheticBackground",
+    "SyntheticData",
     "Train",
     "TrainingWaveforms",
     "Tune",

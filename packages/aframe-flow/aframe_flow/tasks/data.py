@@ -1,92 +1,132 @@
 """Data tasks: background strain (synthetic, or fetched with gwpy) and waveform sets.
 
 All write into one data directory laid out as aframe-lib's training Dataset reads it
-(``background-*.hdf5``, ``waveforms.hdf5``, ``val_waveforms.hdf5``), by default
+(``background-*.hdf5``, ``psd.hdf5``, ``waveforms.hdf5``, ``val_waveforms.hdf5``), by default
 ``<paths.base_dir>/data/<data key>`` (keyed by every data parameter). :class:`Data` requires
-whichever background ``--background`` asks for and both waveform sets. :class:`HeldOutBackground`
-is evaluation's: more synthetic noise in ``<data dir>/heldout/``, from a seed stream disjoint
-from every one training uses (:func:`stream_seed`).
+:class:`SyntheticData` (the whole synthetic dataset) or, for ``--background fetch``,
+:class:`FetchBackground` and both waveform sets. :class:`HeldOutBackground` is evaluation's:
+more synthetic noise in ``<data dir>/heldout/``, from a seed stream disjoint from every one
+training uses (:func:`stream_seed`).
 
-The generators are aframe-lib's (torch, ml4gw): on the host they need ``aframe-flow[local]``;
-a login-node install runs them in the data image (``--data-image data.sif``).
+Every task runs aframe-lib's ``aframe-data`` command (its subcommands are aframe-lib's data
+functions; the task's parameters are their arguments, by name) exactly as ``Train`` runs
+``aframe-train``: on the host (``aframe-flow[local]`` or ``[data]``), or in the data image
+(``--data-image data.sif``, ``--dev`` binding the working tree). ``aframe-data synthetic`` with
+the same arguments writes the same files as these tasks, and the same ``synthetic.json`` marks
+a complete synthetic dataset (written last; it refuses a directory holding another dataset).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import math
+from typing import Any, ClassVar
 
 import law
 import luigi
+from luigi.parameter import ParameterVisibility
 
-from .. import payloads
-from ..base import DataParameters
-from ..config import paths
-from ..parameters import ParameterError
-from ..sandbox import Sandbox, resolve_image
+from ..base import DataParameters, SandboxTask
+from ..parameters import GpusParameter, ParameterError
+from ..sandbox import local_executable
 from ..targets import file_target, join
 
 # seed streams of one --seed: training background (the seed itself), training and validation
-# waveforms, held-out background, and aframe-train evaluate's own noise (it uses E, E+1, E+2)
-TRAIN_WAVEFORMS, VAL_WAVEFORMS, HELDOUT_BACKGROUND, EVALUATE = 1, 2, 3, 10
+# waveforms, held-out background, and aframe-train evaluate's own noise (it uses E, E+1, E+2).
+# The numbers of aframe_lib.data.synthetic.stream_seed (not imported: a login node has no
+# aframe-lib; tests/flow/test_data_cli.py checks they agree).
+BACKGROUND, TRAIN_WAVEFORMS, VAL_WAVEFORMS, HELDOUT_BACKGROUND, EVALUATE = 0, 1, 2, 3, 10
+MANIFEST = "synthetic.json"  # aframe_lib.data.synthetic.MANIFEST
 
 
 def stream_seed(seed: int, stream: int) -> int:
-    """The seed of one stream: ``seed * 1000 + stream`` (never ``seed`` itself for seed >= 0)."""
-    return seed * 1000 + stream
+    """The seed of one stream: ``seed`` for the training background, else ``seed * 1000 +
+    stream`` (never ``seed`` itself for seed >= 0)."""
+    return int(seed) if stream == BACKGROUND else int(seed) * 1000 + int(stream)
 
 
-class DataTask(DataParameters):
-    """A data task: its payload runs in-process, or in the data image with ``--data-image``."""
+def cli_args(kwargs: dict[str, Any]) -> list[str]:
+    """``--name=value`` options of ``aframe-data`` (jsonargparse) for a function's arguments:
+    strings as they are, everything else as JSON (lists, numbers, population dicts)."""
+    return [f"--{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in kwargs.items()]
+
+
+class DataTask(DataParameters, SandboxTask):
+    """A data task: ``aframe-data SUBCOMMAND`` with :meth:`arguments`, on the host or in the
+    data image (``--data-image``)."""
 
     exclude_index = True
+    image_parameter = "data_image"
+    #: the ``aframe-data`` subcommand (an aframe-lib function) this task runs
+    subcommand: ClassVar[str] = ""
 
     data_image = luigi.Parameter(
         default="",
         description="Apptainer image for data tasks (.sif path or a name in "
-        "paths.container_root); empty: run in this process",
+        "paths.container_root); empty: run aframe-data on the host",
     )
-    dev = luigi.BoolParameter(
-        default=False, description="bind the working tree's packages over the image's ones"
-    )
+    # the training image and GPUs are not the data tasks' (handed on by .req, unused)
+    image = luigi.Parameter(
+        default="", significant=False, visibility=ParameterVisibility.HIDDEN,
+        description="not used by data tasks: see --data-image",
+    )  # fmt: skip
+    gpus = GpusParameter(
+        significant=False, visibility=ParameterVisibility.HIDDEN,
+        description="not used by data tasks",
+    )  # fmt: skip
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.image_path = (
-            resolve_image(self.data_image, paths().container_root) if self.data_image else None
-        )
-        if self.image_path is None and importlib.util.find_spec("aframe_lib") is None:
+        if self.image_path is None and local_executable("aframe-data") == "aframe-data":
             raise ParameterError(
-                f"{self.task_family}: the data generators need aframe-lib (torch), which this "
-                "install lacks: give --data-image data.sif (see projects/quickstart/apptainer.def)"
-                ", or pip install 'aframe-flow[local]'"
+                f"{self.task_family}: the data generators need aframe-lib (aframe-data), which "
+                "this install lacks: give --data-image data.sif (see "
+                "projects/quickstart/apptainer.def), or pip install 'aframe-flow[local]'"
             )
 
-    def run_payload(self, args: list[str]) -> None:
-        """``python -m aframe_flow.payloads ARGS`` in the data image, or in-process without one."""
-        if self.image_path is None:
-            payloads.main(args)
-            return
-        sandbox = Sandbox(image=self.image_path, binds=[self.data_root], dev=self.dev)
-        sandbox.run(["python", "-m", "aframe_flow.payloads", *args])
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments of the subcommand's function (its ``--name=value`` options)."""
+        raise NotImplementedError
 
-    def run_background(self, out: str, seed: int) -> None:
-        """Synthetic background of this task's IFOs, rate and durations into ``out``."""
-        self.run_payload(
-            ["background", "--out", out, "--ifos", *self.ifos,
-             "--sample-rate", str(self.sample_rate), "--duration", str(self.background_duration),
-             "--segment-duration", str(self.segment_duration), "--seed", str(seed)]
-        )  # fmt: skip
+    def waveform_population(self) -> dict[str, Any]:
+        """``population=...`` when ``--population`` is given, else nothing (the defaults)."""
+        return {"population": self.population_dict()} if self.population else {}
 
+    def command(self) -> list[str]:
+        return [*self.executable("aframe-data"), self.subcommand, *cli_args(self.arguments())]
 
-class SyntheticBackground(DataTask):
-    """Coloured Gaussian background from the aLIGO design PSD; ``background.json`` marks done."""
-
-    def output(self):
-        return file_target(join(self.data_root, payloads.MANIFEST))
+    def binds(self) -> list[str]:
+        return [self.data_root]
 
     def run(self):
-        self.run_background(self.data_root, self.seed)
+        self.sandbox().run(self.command())
+
+
+class SyntheticData(DataTask):
+    """The synthetic dataset (``aframe-data synthetic``): coloured Gaussian background from the
+    aLIGO design PSD and both waveform sets; ``synthetic.json`` marks it complete."""
+
+    subcommand = "synthetic"
+
+    def arguments(self) -> dict[str, Any]:
+        return dict(
+            data_dir=self.data_root, ifos=list(self.ifos), sample_rate=self.sample_rate,
+            background_duration=self.background_duration, segment_duration=self.segment_duration,
+            num_waveforms=self.num_waveforms, num_val_waveforms=self.num_val_waveforms,
+            waveform_duration=self.waveform_duration, coalescence_time=self.coalescence_time,
+            seed=self.seed, **self.waveform_population(),
+        )  # fmt: skip
+
+    def output(self):
+        return {
+            "manifest": file_target(join(self.data_root, MANIFEST)),
+            "waveforms": file_target(join(self.data_root, "waveforms.hdf5")),
+            "val_waveforms": file_target(join(self.data_root, "val_waveforms.hdf5")),
+        }
+
+
+class SyntheticBackground(SyntheticData):
+    """Deprecated name of :class:`SyntheticData` (kept for one release)."""
 
 
 def _num(x: float) -> str:
@@ -94,7 +134,10 @@ def _num(x: float) -> str:
 
 
 class FetchBackground(DataTask, law.LocalWorkflow):
-    """Real strain via gwpy, one branch per chunk (at most ``--max-duration``) of a segment."""
+    """Real strain via gwpy (``aframe-data fetch``), one branch per chunk (at most
+    ``--max-duration``) of a segment."""
+
+    subcommand = "fetch"
 
     def create_branch_map(self):
         chunks = []
@@ -109,19 +152,18 @@ class FetchBackground(DataTask, law.LocalWorkflow):
         name = f"background-{_num(start)}-{_num(end - start)}.hdf5"
         return file_target(join(self.data_root, name))
 
-    def run(self):
+    def arguments(self) -> dict[str, Any]:
         start, end = self.branch_data
-        args = ["fetch", "--out", self.output().path, "--ifos", *self.ifos, "--start", str(start),
-                "--end", str(end), "--sample-rate", str(self.sample_rate)]  # fmt: skip
-        if self.channels:
-            args += ["--channels", *self.channels]
-        self.run_payload(args)
+        return dict(
+            path=self.output().path, ifos=list(self.ifos), start=start, end=end,
+            sample_rate=self.sample_rate, channels=list(self.channels),
+        )  # fmt: skip
 
 
 class WaveformTask(DataTask):
-    """IMRPhenomD waveforms (aframe-lib's generator) in one file of the data directory."""
+    """IMRPhenomD waveforms (``aframe-data waveforms``) in one file of the data directory."""
 
-    exclude_index = True
+    subcommand = "waveforms"
     filename = "waveforms.hdf5"
     stream = TRAIN_WAVEFORMS  # independent seed streams for the training and validation sets
 
@@ -132,12 +174,11 @@ class WaveformTask(DataTask):
     def output(self):
         return file_target(join(self.data_root, self.filename))
 
-    def run(self):
-        seed = stream_seed(self.seed, self.stream)
-        self.run_payload(
-            ["waveforms", "--out", self.output().path, "--num", str(self.num),
-             "--sample-rate", str(self.sample_rate), "--duration", str(self.waveform_duration),
-             "--coalescence-time", str(self.coalescence_time), "--seed", str(seed)]
+    def arguments(self) -> dict[str, Any]:
+        return dict(
+            path=self.output().path, num_waveforms=self.num, sample_rate=self.sample_rate,
+            duration=self.waveform_duration, coalescence_time=self.coalescence_time,
+            seed=stream_seed(self.seed, self.stream), **self.waveform_population(),
         )  # fmt: skip
 
 
@@ -161,7 +202,10 @@ class ValidationWaveforms(WaveformTask):
 
 class HeldOutBackground(DataTask):
     """Synthetic background that training never saw, for evaluation: the same IFOs, rate and
-    duration as the training background, from the held-out seed stream, in ``<data>/heldout``."""
+    duration as the training background, from the held-out seed stream, in ``<data>/heldout``
+    (``aframe-data synthetic`` with no waveforms)."""
+
+    subcommand = "synthetic"
 
     @property
     def heldout_root(self) -> str:
@@ -171,23 +215,28 @@ class HeldOutBackground(DataTask):
     def heldout_seed(self) -> int:
         return stream_seed(self.seed, HELDOUT_BACKGROUND)
 
-    def output(self):
-        return file_target(join(self.heldout_root, payloads.MANIFEST))
+    def arguments(self) -> dict[str, Any]:
+        return dict(
+            data_dir=self.heldout_root, ifos=list(self.ifos), sample_rate=self.sample_rate,
+            background_duration=self.background_duration, segment_duration=self.segment_duration,
+            num_waveforms=0, num_val_waveforms=0, seed=self.heldout_seed,
+        )  # fmt: skip
 
-    def run(self):
-        self.run_background(self.heldout_root, self.heldout_seed)
+    def output(self):
+        return file_target(join(self.heldout_root, MANIFEST))
 
 
 class Data(DataParameters, law.WrapperTask):
     """A complete data directory: background (synthetic or fetched) and both waveform sets."""
 
     data_image = DataTask.data_image
-    dev = DataTask.dev
+    dev = SandboxTask.dev
 
     def requires(self):
-        background = SyntheticBackground if self.background == "synthetic" else FetchBackground
+        if self.background == "synthetic":
+            return {"data": SyntheticData.req(self)}
         return {
-            "background": background.req(self),
+            "background": FetchBackground.req(self),
             "waveforms": TrainingWaveforms.req(self),
             "val_waveforms": ValidationWaveforms.req(self),
         }
@@ -198,6 +247,7 @@ __all__ = [
     "FetchBackground",
     "HeldOutBackground",
     "SyntheticBackground",
+    "SyntheticData",
     "TrainingWaveforms",
     "ValidationWaveforms",
 ]

@@ -14,24 +14,20 @@ key the location.
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 
 import luigi
 
 from .. import config
 from ..base import DataParameters, SandboxTask, digest, file_digest
 from ..parameters import ParameterError, PathParameter
+from ..sandbox import local_executable
 from ..targets import file_target, join
 from .data import Data, DataTask
 
 
 def aframe_train_executable() -> list[str]:
     """The ``aframe-train`` console script beside this interpreter, else on PATH."""
-    script = os.path.join(os.path.dirname(sys.executable), "aframe-train")
-    if os.path.exists(script):
-        return [script]
-    return [shutil.which("aframe-train") or "aframe-train"]
+    return [local_executable("aframe-train")]
 
 
 def resolve_config(path: str, flag: str = "config") -> str:
@@ -157,8 +153,7 @@ class Train(TrainBase):
     """Train a detector with ``aframe-train fit``; the output is its exported model."""
 
     def command(self) -> list[str]:
-        entry = ["aframe-train"] if self.image_path else aframe_train_executable()
-        return [*entry, "fit", *self.train_overrides()]
+        return [*self.executable("aframe-train"), "fit", *self.train_overrides()]
 
     def output(self):
         return {

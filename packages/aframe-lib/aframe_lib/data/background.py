@@ -140,7 +140,7 @@ def _no_data(data_dir: str, exists: bool, holds: list[str]) -> BackgroundError:
     return BackgroundError(
         f"{data_dir}: the data directory (data.data_dir) {what}"
         + (f" (it holds {sorted(holds)[:10]})" if exists else "")
-        + "; create the data there (e.g. with aframe-synthetic) or fix data.data_dir"
+        + "; create the data there (e.g. with aframe-data synthetic) or fix data.data_dir"
     )
 
 

@@ -5,26 +5,29 @@ training Dataset reads it::
 
     background-{t0}-{duration}.hdf5   one file per segment, one dataset per IFO (see .background)
     psd.hdf5                          ``frequencies`` and one dataset per IFO: the PSD used
-    waveforms.hdf5, val_waveforms.hdf5  (see .waveforms)
+    waveforms.hdf5, val_waveforms.hdf5  (see .waveforms; absent when asked for 0 of them)
     synthetic.json                    the arguments, written last: present means complete
 
-Noise comes from :func:`aligo_design_psd`; waveforms from ml4gw's IMRPhenomD. Nothing needs the
-network, and the same arguments (seed included) give the same files.
+Noise comes from :func:`aligo_design_psd`; waveforms from ml4gw's IMRPhenomD, their binaries from
+a :class:`WaveformPopulation` (torch/ml4gw distributions). Nothing needs the network, and the same
+arguments (seed included) give the same files; each file has its own seed stream
+(:func:`stream_seed`). ``aframe-data synthetic`` (:mod:`aframe_lib.data.cli`) is this function.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from torch.distributions import Distribution
 
 from aframe_lib.utils import fs
-from aframe_lib.utils.errors import DataError, console_main
+from aframe_lib.utils.errors import DataError
 
 from .noise import (  # noqa: F401 - re-exported: the synthetic data API in one place
     GAP,
@@ -40,7 +43,6 @@ from .waveforms import WaveformSet, write_waveforms
 logger = logging.getLogger(__name__)
 
 MANIFEST = "synthetic.json"
-SPIN_RANGE = (-0.9, 0.9)  # aligned spins chi1, chi2 (IMRPhenomD is calibrated to |chi| < ~0.9)
 
 
 class SyntheticDataError(DataError, ValueError):
@@ -83,8 +85,8 @@ def check_synthetic_args(config: dict[str, Any], name: Any = None) -> None:
     if config["segment_duration"] * config["sample_rate"] < 2:
         fail("segment_duration", "must hold at least 2 samples at the sample rate")
     for key in ("num_waveforms", "num_val_waveforms"):
-        if int(config[key]) != config[key] or config[key] < 1:
-            fail(key, "must be a positive integer")
+        if int(config[key]) != config[key] or config[key] < 0:
+            fail(key, "must be a non-negative integer (0: no such file)")
     if not 0 < config["coalescence_time"] < config["waveform_duration"]:
         fail(
             "coalescence_time",
@@ -116,25 +118,201 @@ def _peak_align(plus: np.ndarray, cross: np.ndarray, index: int) -> tuple[np.nda
     return tuple(np.where(valid, np.take_along_axis(x, source, -1), 0.0) for x in (plus, cross))
 
 
+# The seed streams of one ``seed``: the training background uses the seed itself, every other
+# stream ``seed * 1000 + stream`` (so no stream of a seed >= 0 is the seed itself). aframe-flow
+# computes the same numbers (it cannot import this module on a login node; a test compares).
+BACKGROUND, TRAIN_WAVEFORMS, VAL_WAVEFORMS, HELDOUT_BACKGROUND, EVALUATE = 0, 1, 2, 3, 10
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """The seed of one stream of ``seed``: ``seed`` for :data:`BACKGROUND`, else
+    ``seed * 1000 + stream`` (training/validation waveforms 1/2, held-out background 3,
+    ``aframe-train evaluate``'s noise and injections 10, 11, 12)."""
+    return int(seed) if stream == BACKGROUND else int(seed) * 1000 + int(stream)
+
+
+# the default population, as a config would write it (instantiated the same way as a user's)
+_UNIFORM = "torch.distributions.Uniform"
+DEFAULT_POPULATION: dict[str, dict[str, Any] | None] = {
+    "masses": {"class_path": _UNIFORM, "init_args": {"low": 10.0, "high": 80.0}},
+    "mass_ratio": None,
+    "spins": {"class_path": _UNIFORM, "init_args": {"low": -0.9, "high": 0.9}},
+    "distance": {
+        "class_path": "ml4gw.distributions.PowerLaw",
+        "init_args": {"minimum": 100.0, "maximum": 3000.0, "index": 2.0},
+    },
+    "inclination": {"class_path": "ml4gw.distributions.Sine"},
+    "phase": {"class_path": _UNIFORM, "init_args": {"low": 0.0, "high": 2 * math.pi}},
+}
+
+
+@dataclass(frozen=True)
+class WaveformPopulation:
+    """The binary black holes the synthetic waveforms are drawn from.
+
+    Each field is a torch or ml4gw distribution (in a config: ``class_path`` + ``init_args``,
+    instantiated by jsonargparse); ``None`` is its default (:data:`DEFAULT_POPULATION`).
+
+    Args:
+        masses: Component masses (solar masses). Without ``mass_ratio`` both are drawn from it
+            and ``mass_1`` is the larger; default ``Uniform(10, 80)``.
+        mass_ratio: ``q = mass_2 / mass_1 <= 1``; when given, ``mass_1`` is drawn from
+            ``masses`` and ``mass_2 = q * mass_1``. Default: none (two component masses).
+        spins: Aligned spins ``chi1``, ``chi2``, drawn independently; default
+            ``Uniform(-0.9, 0.9)`` (IMRPhenomD is calibrated to ``|chi| < ~0.9``).
+        distance: Luminosity distance (Mpc); default ``PowerLaw(100, 3000, index=2)``, uniform
+            in Euclidean volume.
+        inclination: Inclination (rad); default ``Sine()``, isotropic orientations.
+        phase: Coalescence phase ``phic`` (rad); default ``Uniform(0, 2 pi)``.
+    """
+
+    masses: Distribution | None = None
+    mass_ratio: Distribution | None = None
+    spins: Distribution | None = None
+    distance: Distribution | None = None
+    inclination: Distribution | None = None
+    phase: Distribution | None = None
+
+    @classmethod
+    def coerce(cls, value: Any, name: str = "population") -> WaveformPopulation:
+        """A population from ``None``, a population, or a dict of field -> distribution or
+        ``{class_path, init_args}`` (as the ``synthetic`` dict of a training config gives it).
+
+        Raises:
+            SyntheticDataError: for an unknown field or a value that is not a distribution.
+        """
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            fields = {f: getattr(value, f) for f in DEFAULT_POPULATION}
+        elif isinstance(value, Mapping):
+            if unknown := sorted(set(value) - set(DEFAULT_POPULATION)):
+                raise SyntheticDataError(
+                    f"{name}: unknown field(s) {unknown}; the population has "
+                    f"{', '.join(DEFAULT_POPULATION)}"
+                )
+            fields = dict(value)
+        else:
+            raise SyntheticDataError(
+                f"{name}={value!r}: give a mapping of {', '.join(DEFAULT_POPULATION)} to "
+                "distributions ({class_path: ..., init_args: ...})"
+            )
+        return cls(**{k: _distribution(v, f"{name}.{k}") for k, v in fields.items()})
+
+    def resolved(self) -> dict[str, Distribution | None]:
+        """Every field, defaults filled in."""
+        return {
+            k: getattr(self, k) if getattr(self, k) is not None else _distribution(v, k)
+            for k, v in DEFAULT_POPULATION.items()
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """The fields that differ from the defaults, as JSON (what the manifest records)."""
+        out = {}
+        for key, value in self.resolved().items():
+            text = _describe(value)
+            if text != _describe(_distribution(DEFAULT_POPULATION[key], key)):
+                out[key] = text
+        return out
+
+
+def _distribution(value: Any, name: str) -> Any:
+    """``value`` as a distribution object: instantiated by jsonargparse from a config dict."""
+    from torch.distributions import Distribution
+
+    if value is None or isinstance(value, Distribution):
+        return value
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--value", type=Distribution)
+    try:
+        cfg = parser.parse_object({"value": value})
+        instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
+        return instantiate(cfg).value
+    except Exception as exc:  # jsonargparse's ArgumentError, or the class's own error
+        reason = " ".join(str(exc).split())[:300]
+        raise SyntheticDataError(
+            f"{name}={value!r}: not a distribution ({reason}); give one as class_path + "
+            "init_args, e.g. {class_path: torch.distributions.Uniform, init_args: "
+            "{low: 10.0, high: 50.0}}"
+        ) from exc
+
+
+def _describe(value: Any) -> Any:
+    """A JSON description of a distribution (its class and public state, recursively)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, (torch.distributions.Distribution, torch.distributions.Transform)):
+        cls = type(value)
+        state = {k: _describe(v) for k, v in sorted(vars(value).items()) if not k.startswith("_")}
+        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", **state}
+    if isinstance(value, (list, tuple)):
+        return [_describe(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return type(value).__qualname__
+
+
+def draw_parameters(
+    num_waveforms: int, seed: int, population: WaveformPopulation | None = None
+) -> dict[str, np.ndarray]:
+    """Draw ``num_waveforms`` binaries from ``population`` (torch's generator seeded with
+    ``seed``, forked so global state is kept), with ``mass_ratio`` and ``chirp_mass`` added.
+
+    Returns:
+        float64 arrays of shape ``(num_waveforms,)``: ``mass_1 >= mass_2`` (without a mass-ratio
+        distribution), ``chi1``, ``chi2``, ``distance``, ``inclination``, ``phic``,
+        ``mass_ratio = mass_2 / mass_1`` (ml4gw's convention) and ``chirp_mass``.
+    """
+    import torch
+
+    dist = WaveformPopulation.coerce(population).resolved()
+    n = (num_waveforms,)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if dist["mass_ratio"] is None:
+            masses = dist["masses"].sample((2, num_waveforms)).double()
+            mass_1, mass_2 = masses.max(0).values, masses.min(0).values
+        else:
+            mass_1 = dist["masses"].sample(n).double()
+            mass_2 = dist["mass_ratio"].sample(n).double() * mass_1
+        drawn = {
+            "mass_1": mass_1,
+            "mass_2": mass_2,
+            "chi1": dist["spins"].sample(n),
+            "chi2": dist["spins"].sample(n),
+            "distance": dist["distance"].sample(n),
+            "inclination": dist["inclination"].sample(n),
+            "phic": dist["phase"].sample(n),
+        }
+    params = {k: v.double() for k, v in drawn.items()}
+    m1, m2 = params["mass_1"], params["mass_2"]
+    params["mass_ratio"] = m2 / m1  # ml4gw's convention: q = m2 / m1 <= 1
+    params["chirp_mass"] = (m1 * m2) ** 0.6 / (m1 + m2) ** 0.2
+    return {k: v.numpy() for k, v in params.items()}
+
+
 def generate_waveforms(
     path: str,
     num_waveforms: int,
     sample_rate: float,
     duration: float = 8.0,
     coalescence_time: float = 6.0,
-    f_min: float = 20.0,
+    f_min: float = F_MIN,
     f_ref: float = 20.0,
     seed: int = 0,
-    mass_range: tuple[float, float] = (10.0, 80.0),
-    distance_range: tuple[float, float] = (100.0, 3000.0),
+    population: WaveformPopulation | None = None,
     batch_size: int = 256,
 ) -> WaveformSet:
     """Draw binary black holes, generate IMRPhenomD polarisations and write them to ``path``.
 
-    Component masses are uniform in ``mass_range`` (``mass_1 >= mass_2``, solar masses), aligned
-    spins ``chi1, chi2`` uniform in :data:`SPIN_RANGE`, distance uniform in Euclidean volume
-    (ml4gw ``PowerLaw`` index 2, Mpc), inclination ``Sine`` and ``phic`` uniform in [0, 2 pi).
-    ml4gw's :class:`TimeDomainCBCWaveformGenerator` places IMRPhenomD's reference time at
+    The binaries come from :func:`draw_parameters` (``population``, by default masses uniform in
+    10-80 solar masses, aligned spins uniform in +-0.9, distance uniform in Euclidean volume out
+    to 3 Gpc, isotropic inclination, uniform phase). ml4gw's
+    :class:`TimeDomainCBCWaveformGenerator` places IMRPhenomD's reference time at
     ``coalescence_time``, but the amplitude peak lands up to ~30 ms away for heavy, spinning
     systems; each row is therefore shifted (zero fill) so its envelope peaks exactly at
     ``coalescence_time``, and its start is tapered over one cycle at ``f_min`` because long
@@ -148,9 +326,9 @@ def generate_waveforms(
         coalescence_time: Seconds from the start of a row to the amplitude peak.
         f_min: Lowest frequency of the waveforms (Hz).
         f_ref: Reference frequency of the phase (Hz).
-        seed: Seed of the parameter draws (torch's generator, forked so global state is kept).
-        mass_range: ``(min, max)`` component mass in solar masses.
-        distance_range: ``(min, max)`` luminosity distance in Mpc.
+        seed: Seed of the parameter draws.
+        population: The distributions of the binaries (:class:`WaveformPopulation`); ``None``:
+            the defaults.
         batch_size: Waveforms generated at once (bounds memory). ml4gw picks the FFT length
             per batch, so rows differ at the ~1e-3 level between batch sizes.
 
@@ -158,7 +336,6 @@ def generate_waveforms(
         The set written, plus/cross of shape ``(N, round(duration * sample_rate))``.
     """
     import torch
-    from ml4gw.distributions import PowerLaw, Sine
     from ml4gw.waveforms import IMRPhenomD
     from ml4gw.waveforms.generator import TimeDomainCBCWaveformGenerator
 
@@ -167,26 +344,8 @@ def generate_waveforms(
             f"need num_waveforms >= 1 (got {num_waveforms}) and 0 < coalescence_time "
             f"({coalescence_time}) < duration ({duration})"
         )
-    uniform = lambda low, high: torch.distributions.Uniform(
-        torch.tensor(float(low), dtype=torch.float64),
-        torch.tensor(float(high), dtype=torch.float64),
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        masses = uniform(*mass_range).sample((2, num_waveforms)).double()
-        drawn = {
-            "mass_1": masses.max(0).values,
-            "mass_2": masses.min(0).values,
-            "chi1": uniform(*SPIN_RANGE).sample((num_waveforms,)),
-            "chi2": uniform(*SPIN_RANGE).sample((num_waveforms,)),
-            "distance": PowerLaw(*distance_range, index=2).sample((num_waveforms,)),
-            "inclination": Sine().sample((num_waveforms,)),
-            "phic": uniform(0, 2 * math.pi).sample((num_waveforms,)),
-        }
-    params = {k: v.double() for k, v in drawn.items()}
-    m1, m2 = params["mass_1"], params["mass_2"]
-    params["mass_ratio"] = m2 / m1  # ml4gw's convention: q = m2 / m1 <= 1
-    params["chirp_mass"] = (m1 * m2) ** 0.6 / (m1 + m2) ** 0.2
+    drawn = draw_parameters(num_waveforms, seed, population)
+    params = {k: torch.as_tensor(v) for k, v in drawn.items()}
 
     generator = TimeDomainCBCWaveformGenerator(
         IMRPhenomD(), sample_rate, duration, f_min, f_ref, right_pad=duration - coalescence_time
@@ -206,7 +365,7 @@ def generate_waveforms(
     waveforms = WaveformSet(
         plus=plus,
         cross=cross,
-        parameters={k: v.numpy() for k, v in params.items()},
+        parameters=drawn,
         sample_rate=sample_rate,
         duration=duration,
         coalescence_time=coalescence_time,
@@ -214,11 +373,6 @@ def generate_waveforms(
     write_waveforms(path, waveforms)
     logger.info("wrote %d waveforms to %s", num_waveforms, path)
     return waveforms
-
-
-def _seed(seed: int, stream: int) -> int:
-    """An independent seed for each of background (0), train (1) and validation (2) waveforms."""
-    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
 
 
 def ensure_synthetic_dataset(
@@ -232,12 +386,14 @@ def ensure_synthetic_dataset(
     waveform_duration: float = 8.0,
     coalescence_time: float = 6.0,
     seed: int = 0,
+    population: WaveformPopulation | None = None,
 ) -> str:
     """Generate a synthetic dataset in ``data_dir`` unless that exact dataset is already there.
 
-    The manifest ``synthetic.json`` (these arguments) is written last, so it marks a complete
-    dataset: with a matching manifest (and every file present) nothing is done; without one
-    (e.g. after a kill midway) everything is written again, atomically file by file.
+    The manifest ``synthetic.json`` (these arguments; ``population`` only where it differs from
+    the defaults) is written last, so it marks a complete dataset: with a matching manifest (and
+    every file present) nothing is done; without one (e.g. after a kill midway) everything is
+    written again, atomically file by file.
 
     Args:
         data_dir: Local directory or ``s3://bucket/prefix``.
@@ -245,18 +401,21 @@ def ensure_synthetic_dataset(
         sample_rate: Sample rate (Hz) of background and waveforms.
         background_duration: Total seconds of background.
         segment_duration: Seconds per background file.
-        num_waveforms: Rows of ``waveforms.hdf5``.
-        num_val_waveforms: Rows of ``val_waveforms.hdf5`` (drawn with another seed).
+        num_waveforms: Rows of ``waveforms.hdf5`` (0: background only, no such file).
+        num_val_waveforms: Rows of ``val_waveforms.hdf5`` (0: no such file).
         waveform_duration: Seconds per waveform row.
         coalescence_time: Seconds from the start of a row to its merger.
-        seed: Seed of everything; each file gets its own stream.
+        seed: Seed of everything: the background uses ``seed`` itself, the training and
+            validation waveforms the streams ``stream_seed(seed, 1)`` and ``(seed, 2)``.
+        population: The binaries of both waveform sets (:class:`WaveformPopulation`, or a dict
+            of its fields as ``class_path`` + ``init_args``); ``None``: the defaults.
 
     Returns:
         ``data_dir``.
 
     Raises:
         SyntheticDataError: when ``data_dir`` holds a manifest with other arguments, or
-            background files that this dataset would not write.
+            background files that this dataset would not write, or an argument is invalid.
     """
     config: dict[str, Any] = dict(
         ifos=list(ifos),
@@ -270,10 +429,21 @@ def ensure_synthetic_dataset(
         seed=int(seed),
     )
     check_synthetic_args({**config, "seed": seed})  # before anything is written
+    population = WaveformPopulation.coerce(population)
+    if described := population.describe():
+        config["population"] = described
     filesystem, inner = fs.filesystem(data_dir)
     manifest = f"{inner.rstrip('/')}/{MANIFEST}"
     planned = [n for *_, n in _planned_names(background_duration, segment_duration, T0, GAP)]
-    outputs = [*planned, PSD_FILE, "waveforms.hdf5", "val_waveforms.hdf5"]
+    sets = [
+        (name, num, stream)
+        for name, num, stream in (
+            ("waveforms.hdf5", int(num_waveforms), TRAIN_WAVEFORMS),
+            ("val_waveforms.hdf5", int(num_val_waveforms), VAL_WAVEFORMS),
+        )
+        if num > 0
+    ]
+    outputs = [*planned, PSD_FILE, *(name for name, *_ in sets)]
     if filesystem.exists(manifest):
         found = json.loads(filesystem.cat_file(manifest))
         diff = sorted(k for k in config.keys() | found.keys() if config.get(k) != found.get(k))
@@ -298,61 +468,25 @@ def ensure_synthetic_dataset(
             )
 
     generate_background(
-        data_dir, ifos, background_duration, sample_rate, segment_duration, seed=_seed(seed, 0)
-    )
-    for name, num, stream in (
-        ("waveforms.hdf5", num_waveforms, 1),
-        ("val_waveforms.hdf5", num_val_waveforms, 2),
-    ):
+        data_dir, ifos, background_duration, sample_rate, segment_duration,
+        seed=stream_seed(seed, BACKGROUND),
+    )  # fmt: skip
+    for name, num, stream in sets:
         generate_waveforms(
             fs.join(data_dir, name),
             num,
             sample_rate,
             waveform_duration,
             coalescence_time,
-            seed=_seed(seed, stream),
+            seed=stream_seed(seed, stream),
+            population=population,
         )
     fs.write_bytes_atomic(fs.join(data_dir, MANIFEST), json.dumps(config, indent=2).encode())
     return data_dir
 
 
-_FLAGS = {"background_duration": "--duration"}
-
-
-@console_main("aframe-synthetic")
 def main(argv: list[str] | None = None) -> None:
-    """``aframe-synthetic``: write (or find) a synthetic dataset and say what is there.
+    """``aframe-synthetic``, the deprecated alias of ``aframe-data synthetic`` (see :mod:`.cli`)."""
+    from .cli import synthetic_main
 
-    Every argument is checked before anything is written; errors (exit status 2) name the
-    option, the value and the fix (see :mod:`aframe_lib.utils.errors` for the boundary).
-    """
-    parser = argparse.ArgumentParser(prog="aframe-synthetic", description=__doc__.split("\n")[0])
-    add = parser.add_argument
-    add("--out", required=True, help="data directory, local or s3://bucket/prefix")
-    add("--ifos", nargs="+", default=["H1", "L1"], help="IFO codes (default: H1 L1)")
-    add("--sample-rate", type=float, default=2048.0, help="Hz (default: 2048)")
-    add("--duration", type=float, default=4096.0, dest="background_duration", metavar="SECONDS",
-        help="seconds of background (default: 4096)")  # fmt: skip
-    add("--segment-duration", type=float, default=1024.0, help="seconds per background file")
-    add("--num-waveforms", type=int, default=2000, help="training waveforms (default: 2000)")
-    add("--num-val-waveforms", type=int, default=500, help="validation waveforms (default: 500)")
-    add("--waveform-duration", type=float, default=8.0, help="seconds per waveform (default: 8)")
-    add("--coalescence-time", type=float, default=6.0, help="s from row start to merger")
-    add("--seed", type=int, default=0, help="seed of everything (default: 0)")
-    add("--debug", action="store_true", help="show tracebacks (also AFRAME_DEBUG=1)")
-    kwargs = vars(parser.parse_args(argv))
-    kwargs.pop("debug")  # taken off by the error boundary already; listed for --help
-    out = kwargs.pop("out")
-    check_synthetic_args(kwargs, lambda k: _FLAGS.get(k, "--" + k.replace("_", "-")))
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in ..."
-    with fs.explain_storage_errors(out, "--out"):
-        ensure_synthetic_dataset(out, **kwargs)
-        filesystem, inner = fs.filesystem(out)
-        for path in sorted(filesystem.ls(inner, detail=False)):
-            print(f"{path.rsplit('/', 1)[-1]:48s} {filesystem.size(path) / 2**20:9.1f} MiB")
-    print(f"synthetic dataset ready in {out}")
-
-
-if __name__ == "__main__":
-    main()
+    synthetic_main(argv)

@@ -190,7 +190,7 @@ def read_waveforms(
         if missing:
             raise WaveformError(
                 f"waveform file {path} lacks {', '.join(missing)}; regenerate it with "
-                "aframe-synthetic or write it with aframe_lib.data.write_waveforms"
+                "aframe-data (synthetic or waveforms) or with aframe_lib.data.write_waveforms"
             )
         rate = float(f.attrs["sample_rate"])
         if sample_rate is not None and not math.isclose(rate, sample_rate):
