@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .backends import Network, describe, load_network
 from .events import Events, find_events, integrate, peak_offsets
 from .strain import Span
 from .whitening import PsdPolicy, StreamingWhitener
@@ -102,7 +103,8 @@ class Search:
 
     Args:
         model: maps whitened strain ``(batch, num_ifos, kernel_size)`` to scores ``(batch, 1)``
-            (an exported model, TorchScript or eager).
+            (an exported model, TorchScript or eager), or a :class:`.backends.Network`
+            (:meth:`from_exported` picks one: ``backend``).
         ifos: IFO codes, in the model's channel order.
         sample_rate: Hz, the model's.
         kernel_length: seconds the model sees.
@@ -155,7 +157,10 @@ class Search:
                 f"rate {sample_rate} Hz (a whole number of samples between windows)"
             )
         self.device = torch.device(device) if device is not None else best_device()
-        self.model = model.to(self.device).eval()
+        if isinstance(model, Network):
+            self.network = model
+        else:
+            self.network = Network(model, self.device)
         self.ifos = list(ifos)
         self.sample_rate = sample_rate
         self.kernel_length = kernel_length
@@ -186,10 +191,13 @@ class Search:
         self.var = var if var is not None else max(spread, floor)
 
     @classmethod
-    def from_exported(cls, path: str, **overrides: Any) -> Search:
+    def from_exported(cls, path: str, backend: str = "auto", **overrides: Any) -> Search:
         """A search with the model at ``path`` and the preprocessing stored in its ``.json``.
 
-        ``overrides`` (any constructor argument but ``model``) win over the stored settings.
+        ``backend`` (``auto``, ``torchscript`` or ``onnx``; :mod:`.backends`) picks what runs
+        the network: ``auto`` is onnxruntime on ``model.onnx`` on a CPU when it is there and
+        agrees with ``model.pt``. ``overrides`` (any constructor argument but ``model``) win
+        over the stored settings.
         The PSD policy is the one training used (``model.json``'s ``psd``; for models exported
         before it was stored, ``data.psd_length``/``data.fftlength`` with a fresh PSD per
         window, which is how those models were trained).
@@ -217,7 +225,11 @@ class Search:
         if info.get("timing") and "offset" in info["timing"]:
             settings["timing"] = info["timing"]
         settings.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(model, **settings)
+        device = settings.get("device")
+        device = torch.device(device) if device is not None else best_device()
+        shape = (len(settings["ifos"]), round(settings["kernel_length"] * settings["sample_rate"]))
+        network = load_network(path, model, device, shape, backend)
+        return cls(network, **{**settings, "device": device})
 
     @property
     def min_duration(self) -> float:
@@ -256,10 +268,15 @@ class Search:
             start, stop = w.read_range(first, last)
             X = span.load(start, stop, self.device)  # resampled there if need be
             k = first
+            pending: list[tuple[int, int, Any]] = []  # scored in the background meanwhile
             for batch in w.batches(X, self.batch_size, first, last, start):
-                y = self.model(batch)
-                scores[k : k + len(batch)] = y.reshape(len(batch), -1)[:, 0].float().cpu().numpy()
+                pending.append((k, len(batch), self.network.submit(batch)))
                 k += len(batch)
+                while len(pending) > self.network.max_pending:
+                    i, n, result = pending.pop(0)
+                    scores[i : i + n] = result()
+            for i, n, result in pending:
+                scores[i : i + n] = result()
             if progress is not None:
                 progress.update(max(0, stop - read) / self.sample_rate)
             read = max(read, stop)
@@ -317,4 +334,5 @@ class Search:
             "time_offset": self.time_offset,
             "var": self.var,
             "timing": "calibrated" if self.timing else "pads",
+            "backend": describe(self.network),
         }
