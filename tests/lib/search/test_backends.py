@@ -20,13 +20,14 @@ from aframe_lib.utils.errors import ConfigError, ModelFileError  # noqa: E402
 KERNEL = int(DATA["kernel_length"] * SAMPLE_RATE)
 
 
-def resnet(seed: int = 0) -> torch.nn.Module:
-    """A small ml4gw ResNet1D with GroupNorm1D (the layers the ONNX rewrite touches)."""
+def resnet(seed: int = 0, groups: int | None = 4) -> torch.nn.Module:
+    """A small ml4gw ResNet1D with 6 GroupNorm1D layers (what the ONNX rewrite touches)."""
     from ml4gw.nn.norm import GroupNorm1D
     from ml4gw.nn.resnet import ResNet1D
 
     torch.manual_seed(seed)
-    net = ResNet1D(len(IFOS), [1, 1], 1, norm_layer=functools.partial(GroupNorm1D, num_groups=4))
+    norm = functools.partial(GroupNorm1D, num_groups=groups)
+    net = ResNet1D(len(IFOS), [1, 1], 1, norm_layer=norm)
     for module in net.modules():  # non-trivial affine parameters
         if isinstance(module, GroupNorm1D):
             torch.nn.init.normal_(module.weight, 1.0, 0.3)
@@ -98,16 +99,20 @@ def test_onnx_gives_torchscripts_events(tmp_path, foreground):
     np.testing.assert_array_equal(got.var, reference.var)
 
 
-def test_rewrite_removes_pow_and_keeps_the_outputs(resnet_model):
+@pytest.mark.parametrize("groups", [4, None])  # None: one group per channel
+def test_rewrite_makes_group_norms_instance_norms_with_the_same_outputs(tmp_path, groups):
     import onnx
     import onnxruntime
 
-    serialized = open(resnet_model[: -len(".pt")] + ".onnx", "rb").read()
-    fast = fast_onnx(serialized)
+    path = tmp_path / "model.onnx"
+    export_onnx(resnet(groups=groups), torch.randn(4, len(IFOS), KERNEL), path)
+    serialized = path.read_bytes()
+    fast = fast_onnx(serialized, (len(IFOS), KERNEL))
     ops = [n.op_type for n in onnx.load_from_string(serialized).graph.node]
     fast_ops = [n.op_type for n in onnx.load_from_string(fast).graph.node]
-    assert ops.count("Pow") > 0 and "Pow" not in fast_ops
-    assert fast_ops.count("Sqrt") == ops.count("Pow") // 3  # x**2 twice, std**0.5 once per norm
+    assert ops.count("Pow") == 18 and "InstanceNormalization" not in ops  # 3 per GroupNorm1D
+    assert "Pow" not in fast_ops and fast_ops.count("InstanceNormalization") == 6
+    assert fast_ops.count("Conv") == ops.count("Conv") == 6
     x = np.random.default_rng(1).normal(size=(8, len(IFOS), KERNEL)).astype(np.float32)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
@@ -117,7 +122,10 @@ def test_rewrite_removes_pow_and_keeps_the_outputs(resnet_model):
         )[0]
         for s in (serialized, fast)
     ]
-    np.testing.assert_allclose(run[1], run[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(run[1], run[0], rtol=1e-5, atol=1e-5 * np.abs(run[0]).max())
+    with torch.no_grad():  # and the eager model's
+        eager = resnet(groups=groups)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(run[1], eager, rtol=1e-5, atol=1e-5 * np.abs(eager).max())
 
 
 def test_auto_falls_back_to_torchscript_when_the_onnx_copy_differs(tmp_path, caplog):
