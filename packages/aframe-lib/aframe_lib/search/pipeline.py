@@ -259,6 +259,10 @@ class Search:
     @torch.no_grad()
     def outputs(self, span: Span, progress: _Progress | None = None) -> tuple[np.ndarray, ...]:
         """Raw network outputs of ``span``: ``(times, scores)``, one per inference step."""
+        with self.network.scoring():
+            return self._outputs(span, progress)
+
+    def _outputs(self, span: Span, progress: _Progress | None) -> tuple[np.ndarray, ...]:
         w = self.whitener
         num = w.num_windows(span.size)
         scores = np.empty(num, np.float32)
