@@ -17,11 +17,18 @@ Each run searches ``--strain`` seconds (whole-run wall time, I/O included, after
 warm-up run; the search covers a file from its start). The preprocessing alone (streaming PSDs
 + whitening) is timed on the same strain in the same run.
 
+On a CPU the search runs with each network backend (:mod:`aframe_lib.search.backends`): ``auto``
+(the default, onnxruntime when ``model.onnx`` is there), ``torchscript`` and ``onnx``, side by
+side in the same run; notes give each one's wall and CPU-bound rates (seconds of strain per
+process CPU second over the thread count: comparable under load) and its event count.
+
 Headlines: ``search_realtime_factor`` (the shipped ResNet1D), ``search_realtime_factor_<model>``
 and ``search_preprocess_realtime_factor_<model>``; ``search_preprocess_realtime_factor`` is the
 quickstart's (printed beside ``search_realtime_factor_quickstart``, goal >= 1000), and
 ``search_network_realtime_factor_<model>`` the network alone on the same windows (a bound no
-preprocessing can beat on this machine).
+preprocessing can beat on this machine); these are the default backend's. On a CPU also
+``search_realtime_factor_<model>_<backend>`` and
+``search_network_realtime_factor_<model>_<backend>`` for ``torchscript`` and ``onnx``.
 """
 
 from __future__ import annotations
@@ -78,8 +85,9 @@ def export(name: str, root: Path) -> Path:
 
 
 def rates(fn, seconds: float, sync, repeats: int = 3) -> tuple[float, float]:
-    """Real-time factors of ``fn``: per wall second (median) and per CPU-second of this process
-    per thread (the fastest call; what a quiet machine would give, whatever the load)."""
+    """Real-time factors of ``fn``: per wall second (median) and CPU-bound, per process CPU
+    second over torch's thread count (the fastest call: the wall rate with every thread busy, a
+    loaded machine's estimate of a quiet one's)."""
     import torch
 
     walls, cpus = [], []
@@ -132,13 +140,17 @@ def bench(name: str, strain: float, device: str | None, root: Path) -> dict[str,
         out[f"network_{backend}"] = rates(network, seconds, sync)
         _common.note(f"{name} [{backend} = {search.settings()['backend']}]: "
                      f"{len(result.events)} events; search {out[f'search_{backend}'][0]:.0f}x "
-                     f"wall, {out[f'search_{backend}'][1]:.0f}x per CPU-second; network alone "
+                     f"wall, {out[f'search_{backend}'][1]:.0f}x CPU-bound; network alone "
                      f"{out[f'network_{backend}'][0]:.0f}x wall, "
-                     f"{out[f'network_{backend}'][1]:.0f}x per CPU-second")  # fmt: skip
+                     f"{out[f'network_{backend}'][1]:.0f}x CPU-bound")  # fmt: skip
     policy = engine.whitener.policy
+    _common.note(
+        "CPU-bound: seconds of strain per (process CPU seconds / torch threads), the "
+        "wall-clock rate with every thread busy: load-independent, unlike wall"
+    )
     _common.note(f"{name}: {seconds:.0f} s of strain on {engine.device} "
                  f"({torch.get_num_threads()} threads); preprocessing alone "
-                 f"{out['preprocess'][0]:.0f}x wall, {out['preprocess'][1]:.0f}x per CPU-second; "
+                 f"{out['preprocess'][0]:.0f}x wall, {out['preprocess'][1]:.0f}x CPU-bound; "
                  f"PSD policy: {policy.length:g} s, fftlength {policy.fftlength:g} s, "
                  f"cadence {policy.cadence:g} s")  # fmt: skip
     return out
