@@ -112,6 +112,7 @@ def test_rewrite_makes_group_norms_instance_norms_with_the_same_outputs(tmp_path
     fast_ops = [n.op_type for n in onnx.load_from_string(fast).graph.node]
     assert ops.count("Pow") == 18 and "InstanceNormalization" not in ops  # 3 per GroupNorm1D
     assert "Pow" not in fast_ops and fast_ops.count("InstanceNormalization") == 6
+    assert fast_ops.count("BatchNormalization") == 6  # the per-channel affine
     assert fast_ops.count("Conv") == ops.count("Conv") == 6
     x = np.random.default_rng(1).normal(size=(8, len(IFOS), KERNEL)).astype(np.float32)
     options = onnxruntime.SessionOptions()

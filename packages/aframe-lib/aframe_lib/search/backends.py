@@ -156,7 +156,8 @@ def fast_onnx(serialized: bytes, input_shape: tuple[int, ...] | None = None) -> 
     - each ml4gw ``GroupNorm1D`` (mean and mean square of the group, ``x * scale + shift``; a
       dozen nodes and six passes over the activations) -> ``InstanceNormalization`` over
       ``(batch, groups, channels_per_group * length)`` and the per-channel affine
-      ``x * weight + bias``: the same normalisation, its variance computed in two passes (as
+      ``x * weight + bias`` in one pass (``BatchNormalization`` with mean 0, variance 1 and
+      epsilon 0): the same normalisation, its variance computed in two passes (as
       ``torch.nn.GroupNorm`` does) rather than as ``E[x^2] - E[x]^2``.
 
     With ``input_shape`` (one window), the rewritten model is run beside the original on a
@@ -286,11 +287,19 @@ def _rewrite_group_norms(graph) -> int:
             continue
         tag = f"{final.name or final.output[0]}/fast_group_norm"
         ones, zeros = np.ones(groups, np.float32), np.zeros(groups, np.float32)
-        graph.initializer.extend([
-            numpy_helper.from_array(np.array([0, groups, -1], np.int64), f"{tag}/grouped"),
-            numpy_helper.from_array(ones, f"{tag}/ones"),
-            numpy_helper.from_array(zeros, f"{tag}/zeros"),
-        ])  # fmt: skip
+        w, b = constants[weight][:, 0].astype(np.float32), constants[bias][:, 0].astype(np.float32)
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.array([0, groups, -1], np.int64), f"{tag}/grouped"),
+                numpy_helper.from_array(ones, f"{tag}/ones"),
+                numpy_helper.from_array(zeros, f"{tag}/zeros"),
+                numpy_helper.from_array(w, f"{tag}/weight"),
+                numpy_helper.from_array(b, f"{tag}/bias"),
+                numpy_helper.from_array(np.zeros_like(w), f"{tag}/zero_mean"),
+                numpy_helper.from_array(np.ones_like(w), f"{tag}/unit_var"),
+            ]
+        )
+        affine = [f"{tag}/weight", f"{tag}/bias", f"{tag}/zero_mean", f"{tag}/unit_var"]
         replace[id(final)] = [
             helper.make_node("Shape", [x], [f"{tag}/shape"]),
             helper.make_node("Reshape", [x, f"{tag}/grouped"], [f"{tag}/x"]),
@@ -299,10 +308,12 @@ def _rewrite_group_norms(graph) -> int:
                 [f"{tag}/x", f"{tag}/ones", f"{tag}/zeros"],
                 [f"{tag}/normed"],
                 epsilon=float(eps[0]),
-            ),  # fmt: skip
+            ),
             helper.make_node("Reshape", [f"{tag}/normed", f"{tag}/shape"], [f"{tag}/y"]),
-            helper.make_node("Mul", [f"{tag}/y", weight], [f"{tag}/scaled"]),
-            helper.make_node("Add", [f"{tag}/scaled", bias], list(final.output)),
+            # y * weight + bias in one pass: a batch norm of mean 0, variance 1, epsilon 0
+            helper.make_node(
+                "BatchNormalization", [f"{tag}/y", *affine], list(final.output), epsilon=0.0
+            ),
         ]
         drop.update(id(n) for n in inner)
     if not replace:
