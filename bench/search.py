@@ -17,18 +17,19 @@ Each run searches ``--strain`` seconds (whole-run wall time, I/O included, after
 warm-up run; the search covers a file from its start). The preprocessing alone (streaming PSDs
 + whitening) is timed on the same strain in the same run.
 
-On a CPU the search runs with each network backend (:mod:`aframe_lib.search.backends`): ``auto``
-(the default, onnxruntime when ``model.onnx`` is there), ``torchscript`` and ``onnx``, side by
-side in the same run; notes give each one's wall and CPU-bound rates (seconds of strain per
-process CPU second over the thread count: comparable under load) and its event count.
+On a CPU the quickstart's search runs with each network backend
+(:mod:`aframe_lib.search.backends`): ``auto`` (the default, onnxruntime when ``model.onnx`` is
+there), ``torchscript`` and ``onnx``, side by side in the same run; notes give each one's wall
+and CPU-bound rates (seconds of strain per process CPU second over the thread count:
+comparable under load) and its event count.
 
 Headlines: ``search_realtime_factor`` (the shipped ResNet1D), ``search_realtime_factor_<model>``
 and ``search_preprocess_realtime_factor_<model>``; ``search_preprocess_realtime_factor`` is the
 quickstart's (printed beside ``search_realtime_factor_quickstart``, goal >= 1000), and
 ``search_network_realtime_factor_<model>`` the network alone on the same windows (a bound no
 preprocessing can beat on this machine); these are the default backend's. On a CPU also
-``search_realtime_factor_<model>_<backend>`` and
-``search_network_realtime_factor_<model>_<backend>`` for ``torchscript`` and ``onnx``.
+``search_realtime_factor_quickstart_<backend>`` and
+``search_network_realtime_factor_quickstart_<backend>`` for ``torchscript`` and ``onnx``.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def bench(name: str, strain: float, device: str | None, root: Path) -> dict[str,
 
     path = export(name, root)
     engines = {"auto": Search.from_exported(str(path), device=device)}
-    if engines["auto"].device.type == "cpu":  # both backends, side by side in this run
+    if engines["auto"].device.type == "cpu" and name == "quickstart":  # side by side
         for backend in ("torchscript", "onnx"):
             engines[backend] = Search.from_exported(str(path), device=device, backend=backend)
     engine = engines["auto"]
