@@ -72,13 +72,14 @@ def test_parallel_onnx_calls_give_the_serial_scores(resnet_model, noise_dir):
 
     model, _ = load_exported(resnet_model)
     span = find_spans(str(noise_dir), IFOS, SAMPLE_RATE)[0]
-    scores = []
+    scores, torch_threads = [], torch.get_num_threads()
     for threads in (1, 3):
         net = load_network(resnet_model, model, "cpu", (2, KERNEL), "onnx", threads=threads)
         search = Search.from_exported(resnet_model, device="cpu", batch_size=50)
         search.network = net
         scores.append(search.outputs(span)[1])
         net.close()
+        assert torch.get_num_threads() == torch_threads  # whitened on one thread meanwhile
     np.testing.assert_array_equal(scores[0], scores[1])
 
 
