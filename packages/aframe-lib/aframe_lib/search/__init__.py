@@ -7,6 +7,8 @@
 - :mod:`~aframe_lib.search.whitening`: :class:`StreamingWhitener`, the training path's PSD +
   whitening for every window of a stream (one shared STFT).
 - :mod:`~aframe_lib.search.pipeline`: :class:`Search`, model + streaming + post-processing.
+- :mod:`~aframe_lib.search.backends`: what runs the network (TorchScript, or onnxruntime on a
+  CPU: ``backend: auto|torchscript|onnx``).
 - :mod:`~aframe_lib.search.events`: integration, clustering, the events file (``time``,
   ``stat``, ``var``).
 - :mod:`~aframe_lib.search.timeslides`: shifted spans for background livetime.

@@ -3,8 +3,9 @@
 For each span (see :mod:`.strain`): read chunks of strain (each with the data its windows'
 PSDs need), whiten every window at ``inference_sampling_rate`` Hz with the model's PSD policy
 (:class:`.whitening.StreamingWhitener`; the policy is read from ``model.json``, the one training
-used), score the windows in batches on the device, then integrate, find local maxima and cluster
-(:mod:`.events`). Output ``k`` of a span is stamped with the GPS time its kernel ends.
+used), score the windows in batches (:mod:`.backends`: TorchScript on the device, or
+onnxruntime on a CPU while the next batch is whitened), then integrate, find local maxima and
+cluster (:mod:`.events`). Output ``k`` of a span is stamped with the GPS time its kernel ends.
 
 Event times: each peak of the integrated output is placed between inference steps by parabolic
 interpolation (:func:`.events.peak_offsets`). The network responds while coalescence sits inside
