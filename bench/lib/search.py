@@ -17,11 +17,19 @@ Each run searches ``--strain`` seconds (whole-run wall time, I/O included, after
 warm-up run; the search covers a file from its start). The preprocessing alone (streaming PSDs
 + whitening) is timed on the same strain in the same run.
 
+On a CPU the quickstart's search runs with each network backend
+(:mod:`aframe_lib.search.backends`): ``auto`` (the default, onnxruntime when ``model.onnx`` is
+there), ``torchscript`` and ``onnx``, side by side in the same run; notes give each one's wall
+and CPU-bound rates (seconds of strain per process CPU second over the thread count:
+comparable under load) and its event count.
+
 Headlines: ``search_realtime_factor`` (the shipped ResNet1D), ``search_realtime_factor_<model>``
 and ``search_preprocess_realtime_factor_<model>``; ``search_preprocess_realtime_factor`` is the
 quickstart's (printed beside ``search_realtime_factor_quickstart``, goal >= 1000), and
 ``search_network_realtime_factor_<model>`` the network alone on the same windows (a bound no
-preprocessing can beat on this machine).
+preprocessing can beat on this machine); these are the default backend's. On a CPU also
+``search_realtime_factor_quickstart_<backend>`` and
+``search_network_realtime_factor_quickstart_<backend>`` for ``torchscript`` and ``onnx``.
 """
 
 from __future__ import annotations
@@ -59,9 +67,10 @@ def shipped_policy(name: str) -> dict:
 
 
 def export(name: str, root: Path) -> Path:
+    """``<name>.pt`` + ``.json`` + ``.onnx``, as training's ExportModel writes them."""
     import torch
 
-    from aframe_lib.export import export_torchscript
+    from aframe_lib.export import export_onnx, export_torchscript
     from aframe_train.architectures import SupervisedTimeDomainResNet
 
     shape = MODELS[name]
@@ -74,54 +83,80 @@ def export(name: str, root: Path) -> Path:
     path = root / f"{name}.pt"
     example = torch.randn(4, len(IFOS), int(rate * kernel))
     export_torchscript(net, example, path, {"data": data, "psd": shipped_policy(name)})
+    export_onnx(net, example, path.with_suffix(".onnx"), check=torch.randn(*example.shape))
     return path
 
 
-def bench(name: str, strain: float, device: str | None, root: Path) -> tuple[float, ...]:
+def rates(fn, seconds: float, sync, repeats: int = 3) -> tuple[float, float]:
+    """Real-time factors of ``fn``: per wall second (median) and CPU-bound, per process CPU
+    second over torch's thread count (the fastest call: the wall rate with every thread busy, a
+    loaded machine's estimate of a quiet one's)."""
+    import torch
+
+    walls, cpus = [], []
+    fn()  # warm-up
+    for _ in range(repeats):
+        start, cpu = time.perf_counter(), time.process_time()
+        fn()
+        if sync is not None:
+            sync()
+        walls.append(time.perf_counter() - start)
+        cpus.append((time.process_time() - cpu) / torch.get_num_threads())
+    return seconds / _common.median(walls), seconds / max(min(cpus), 1e-9)
+
+
+def bench(name: str, strain: float, device: str | None, root: Path) -> dict[str, float]:
+    """Wall and per-CPU real-time factors of the search, per backend, and of its parts."""
     import torch
 
     from aframe_lib.data.noise import generate_background
     from aframe_lib.search import Search, find_spans
 
-    engine = Search.from_exported(str(export(name, root)), device=device)
+    path = export(name, root)
+    engines = {"auto": Search.from_exported(str(path), device=device)}
+    if engines["auto"].device.type == "cpu" and name == "quickstart":  # side by side
+        for backend in ("torchscript", "onnx"):
+            engines[backend] = Search.from_exported(str(path), device=device, backend=backend)
+    engine = engines["auto"]
     duration = max(engine.min_duration, strain)
     data = root / f"data-{name}"
     generate_background(str(data), IFOS, duration, engine.sample_rate, segment_duration=duration)
     spans = find_spans(str(data), IFOS, engine.sample_rate, engine.min_duration)
-    engine.run(spans, progress=False)  # warm-up (allocations, first TorchScript passes)
-    result = engine.run(spans, progress=False)
-
-    X = torch.from_numpy(spans[0].read()).to(engine.device)
-    sync = torch.cuda.synchronize if engine.device.type == "cuda" else None
-    times = _common.time_calls(
-        lambda: sum(len(b) for b in engine.whitener.batches(X, 128)), repeats=3, sync=sync
-    )
-    windows = torch.cat(list(engine.whitener.batches(X, 128)))
-
-    def network() -> None:
-        with torch.no_grad():
-            for first in range(0, len(windows), 128):
-                engine.model(windows[first : first + 128])
-
-    net = _common.time_calls(network, repeats=3, sync=sync)
-    policy = engine.whitener.policy
-    _common.note(f"{name}: {result.strain_seconds:.0f} s of strain in {result.wall_seconds:.2f} s "
-                 f"on {engine.device} ({torch.get_num_threads()} threads), "
-                 f"{len(result.events)} events; PSD policy: {policy.length:g} s, "
-                 f"fftlength {policy.fftlength:g} s, cadence {policy.cadence:g} s")  # fmt: skip
     seconds = spans[0].duration
-    # CPU seconds of this process: what a quiet machine would give, whatever the load
-    cpu = {"search": lambda: engine.run(spans, progress=False),
-           "preprocess": lambda: sum(len(b) for b in engine.whitener.batches(X, 128)),
-           "network": network}  # fmt: skip
-    for label, fn in cpu.items():
-        start = time.process_time()
-        fn()
-        used = (time.process_time() - start) / torch.get_num_threads()
-        _common.note(f"{name}: {label} real-time factor per CPU-second of this process "
-                     f"(load-independent): {seconds / max(used, 1e-9):.0f}")  # fmt: skip
-    return (result.realtime_factor, seconds / _common.median(times),
-            seconds / _common.median(net))  # fmt: skip
+    sync = torch.cuda.synchronize if engine.device.type == "cuda" else None
+    X = torch.from_numpy(spans[0].read()).to(engine.device)
+    out = {}
+    out["preprocess"] = rates(
+        lambda: sum(len(b) for b in engine.whitener.batches(X, 128)), seconds, sync
+    )
+    windows = list(engine.whitener.batches(X, engine.batch_size))
+    for backend, search in engines.items():
+        result = search.run(spans, progress=False)
+        out[f"search_{backend}"] = rates(lambda s=search: s.run(spans, progress=False),
+                                         seconds, sync)  # fmt: skip
+
+        def network(net=search.network) -> None:
+            pending = [net.submit(b) for b in windows]  # as the search does: in flight
+            for result_ in pending:
+                result_()
+
+        out[f"network_{backend}"] = rates(network, seconds, sync)
+        _common.note(f"{name} [{backend} = {search.settings()['backend']}]: "
+                     f"{len(result.events)} events; search {out[f'search_{backend}'][0]:.0f}x "
+                     f"wall, {out[f'search_{backend}'][1]:.0f}x CPU-bound; network alone "
+                     f"{out[f'network_{backend}'][0]:.0f}x wall, "
+                     f"{out[f'network_{backend}'][1]:.0f}x CPU-bound")  # fmt: skip
+    policy = engine.whitener.policy
+    _common.note(
+        "CPU-bound: seconds of strain per (process CPU seconds / torch threads), the "
+        "wall-clock rate with every thread busy: load-independent, unlike wall"
+    )
+    _common.note(f"{name}: {seconds:.0f} s of strain on {engine.device} "
+                 f"({torch.get_num_threads()} threads); preprocessing alone "
+                 f"{out['preprocess'][0]:.0f}x wall, {out['preprocess'][1]:.0f}x CPU-bound; "
+                 f"PSD policy: {policy.length:g} s, fftlength {policy.fftlength:g} s, "
+                 f"cadence {policy.cadence:g} s")  # fmt: skip
+    return out
 
 
 def main() -> None:
@@ -132,7 +167,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            rtf, pre, net = bench(name, args.strain, args.device, Path(tmp))
+            out = bench(name, args.strain, args.device, Path(tmp))
+            rtf, pre, net = out["search_auto"][0], out["preprocess"][0], out["network_auto"][0]
             if name == "resnet1d":
                 _common.headline("search_realtime_factor", rtf)
             _common.headline(f"search_realtime_factor_{name}", rtf)
@@ -140,6 +176,12 @@ def main() -> None:
                 _common.headline("search_preprocess_realtime_factor", pre)
             _common.headline(f"search_preprocess_realtime_factor_{name}", pre)
             _common.headline(f"search_network_realtime_factor_{name}", net)
+            for backend in ("torchscript", "onnx"):
+                if f"search_{backend}" in out:
+                    _common.headline(f"search_realtime_factor_{name}_{backend}",
+                                     out[f"search_{backend}"][0])  # fmt: skip
+                    _common.headline(f"search_network_realtime_factor_{name}_{backend}",
+                                     out[f"network_{backend}"][0])  # fmt: skip
 
 
 if __name__ == "__main__":

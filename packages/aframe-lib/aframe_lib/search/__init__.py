@@ -9,6 +9,8 @@
 - :mod:`~aframe_lib.search.settings`: :class:`SearchSettings`, how a search runs (inference rate,
   batch size, integration, clustering, device ...), shared by every command that searches.
 - :mod:`~aframe_lib.search.pipeline`: :class:`Search`, model + streaming + post-processing.
+- :mod:`~aframe_lib.search.backends`: what runs the network (TorchScript, or onnxruntime on a
+  CPU: ``backend: auto|torchscript|onnx``).
 - :mod:`~aframe_lib.search.events`: integration, clustering, the events file (``time``,
   ``stat``, ``var``).
 - :mod:`~aframe_lib.search.timeslides`: shifted spans for background livetime (validation's

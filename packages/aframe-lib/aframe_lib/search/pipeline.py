@@ -3,8 +3,9 @@
 For each span (see :mod:`.strain`): read chunks of strain (each with the data its windows'
 PSDs need), whiten every window at ``inference_sampling_rate`` Hz with the model's PSD policy
 (:class:`.whitening.StreamingWhitener`; the policy is read from ``model.json``, the one training
-used), score the windows in batches on the device, then integrate, find local maxima and cluster
-(:mod:`.events`). Output ``k`` of a span is stamped with the GPS time its kernel ends.
+used), score the windows in batches (:mod:`.backends`: TorchScript on the device, or
+onnxruntime on a CPU while the next batch is whitened), then integrate, find local maxima and
+cluster (:mod:`.events`). Output ``k`` of a span is stamped with the GPS time its kernel ends.
 
 Event times: each peak of the integrated output is placed between inference steps by parabolic
 interpolation (:func:`.events.peak_offsets`). The network responds while coalescence sits inside
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .backends import Network, describe, load_network
 from .events import Events, find_events, integrate, peak_offsets
 from .settings import SearchSettings
 from .strain import Span
@@ -104,7 +106,8 @@ class Search:
 
     Args:
         model: maps whitened strain ``(batch, num_ifos, kernel_size)`` to scores ``(batch, 1)``
-            (an exported model, TorchScript or eager).
+            (an exported model, TorchScript or eager), or a :class:`.backends.Network`
+            (:meth:`from_exported` picks one: ``backend``).
         ifos: IFO codes, in the model's channel order.
         sample_rate: Hz, the model's.
         kernel_length: seconds the model sees.
@@ -151,7 +154,10 @@ class Search:
                 f"rate {sample_rate} Hz (a whole number of samples between windows)"
             )
         self.device = torch.device(device) if device is not None else best_device()
-        self.model = model.to(self.device).eval()
+        if isinstance(model, Network):
+            self.network = model
+        else:
+            self.network = Network(model, self.device)
         self.ifos = list(ifos)
         self.sample_rate = sample_rate
         self.kernel_length = kernel_length
@@ -189,7 +195,10 @@ class Search:
 
         ``overrides`` (any constructor argument but ``model`` and ``settings``) win over the
         stored preprocessing; :class:`~.settings.SearchSettings` fields among them (e.g.
-        ``device="cpu"``) replace those of ``settings``, and ``None`` values are ignored.
+        ``device="cpu"``, ``backend="onnx"``) replace those of ``settings``, and ``None``
+        values are ignored. ``settings.backend`` (``auto``, ``torchscript`` or ``onnx``;
+        :mod:`.backends`) picks what runs the network: ``auto`` is onnxruntime on
+        ``model.onnx`` on a CPU when it is there and agrees with ``model.pt``.
         The PSD policy is the one training used (``model.json``'s ``psd``; for models exported
         before it was stored, ``data.psd_length``/``data.fftlength`` with a fresh PSD per
         window, which is how those models were trained).
@@ -221,7 +230,10 @@ class Search:
         )
         kwargs.update(overrides)
         settings = dataclasses.replace(settings or SearchSettings(), **fields)
-        return cls(model, settings=settings, **kwargs)
+        device = torch.device(settings.device) if settings.device is not None else best_device()
+        shape = (len(kwargs["ifos"]), round(kwargs["kernel_length"] * kwargs["sample_rate"]))
+        network = load_network(path, model, device, shape, settings.backend)
+        return cls(network, settings=settings, **kwargs)
 
     @property
     def min_duration(self) -> float:
@@ -251,6 +263,10 @@ class Search:
     @torch.no_grad()
     def outputs(self, span: Span, progress: _Progress | None = None) -> tuple[np.ndarray, ...]:
         """Raw network outputs of ``span``: ``(times, scores)``, one per inference step."""
+        with self.network.scoring():
+            return self._outputs(span, progress)
+
+    def _outputs(self, span: Span, progress: _Progress | None) -> tuple[np.ndarray, ...]:
         w = self.whitener
         num = w.num_windows(span.size)
         scores = np.empty(num, np.float32)
@@ -260,10 +276,15 @@ class Search:
             start, stop = w.read_range(first, last)
             X = span.load(start, stop, self.device)  # resampled there if need be
             k = first
+            pending: list[tuple[int, int, Any]] = []  # scored in the background meanwhile
             for batch in w.batches(X, self.batch_size, first, last, start):
-                y = self.model(batch)
-                scores[k : k + len(batch)] = y.reshape(len(batch), -1)[:, 0].float().cpu().numpy()
+                pending.append((k, len(batch), self.network.submit(batch)))
                 k += len(batch)
+                while len(pending) > self.network.max_pending:
+                    i, n, result = pending.pop(0)
+                    scores[i : i + n] = result()
+            for i, n, result in pending:
+                scores[i : i + n] = result()
             if progress is not None:
                 progress.update(max(0, stop - read) / self.sample_rate)
             read = max(read, stop)
@@ -321,4 +342,5 @@ class Search:
             "time_offset": self.time_offset,
             "var": self.var,
             "timing": "calibrated" if self.timing else "pads",
+            "backend": describe(self.network),
         }

@@ -20,6 +20,8 @@ from typing import Any
 
 from aframe_lib.utils.errors import ConfigError
 
+BACKENDS = ("auto", "torchscript", "onnx")
+
 
 class SearchSettingsError(ConfigError, ValueError):
     """A search setting out of range (the message names the field, the value and the fix)."""
@@ -40,6 +42,10 @@ class SearchSettings:
             ``model.json`` (``timing``), else derives it from the kernel.
         chunk_length: seconds of outputs computed per read of strain (bounds memory).
         device: torch device; null picks a GPU when one is visible, else the CPU.
+        backend: what runs the network (:mod:`~aframe_lib.search.backends`): ``torchscript``
+            (``model.pt``, any device), ``onnx`` (``model.onnx`` in onnxruntime, CPU only) or
+            ``auto`` (``onnx`` on a CPU when ``model.onnx`` exists, onnxruntime is installed and
+            it agrees with ``model.pt`` on a check batch; else ``torchscript``).
     """
 
     inference_sampling_rate: float = 4.0
@@ -50,6 +56,7 @@ class SearchSettings:
     var: float | None = None
     chunk_length: float = 256.0
     device: str | None = None
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("inference_sampling_rate", "integration_length", "cluster_window",
@@ -60,6 +67,10 @@ class SearchSettings:
         if self.batch_size < 1:
             raise SearchSettingsError(
                 f"search setting batch_size={self.batch_size}: must be a positive integer"
+            )
+        if self.backend not in BACKENDS:
+            raise SearchSettingsError(
+                f"search setting backend={self.backend!r}: must be one of {', '.join(BACKENDS)}"
             )
         if self.var is not None and not self.var > 0:
             raise SearchSettingsError(
