@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, IFOS, PSD, SAMPLE_RATE, Energy
+from helpers.search import DATA, IFOS, PSD, SAMPLE_RATE, Energy
 
 pytest.importorskip("onnxruntime")
 
