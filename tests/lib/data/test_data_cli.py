@@ -221,3 +221,32 @@ def test_fetch_refuses_strain_that_does_not_cover_the_segment(tmp_path, monkeypa
     with pytest.raises(DataError, match="do not cover the segment 1000-1016"):
         fetch_background(str(tmp_path / "x.hdf5"), ["H1"], 1000, 1016, 256)
     assert not list(tmp_path.iterdir())
+
+
+def test_sky_distributions_from_a_training_config_data_section(tmp_path):
+    """The injections' sky (``dec``, ``psi``, ``phi``) is configuration too: distributions
+    given as ``class_path`` + ``init_args`` in the data section are what the Dataset's injector
+    draws from; unset, the defaults (isotropic sky, uniform polarisation) stay."""
+    import math
+
+    from jsonargparse import ArgumentParser
+    from ml4gw.distributions import Cosine
+
+    from aframe_lib.data.base import AframeDataset
+
+    config = yaml.safe_load(f"""
+        data:
+          data_dir: {tmp_path / "data"}
+          sample_rate: 256
+          dec: {{class_path: torch.distributions.Uniform, init_args: {{low: 0.1, high: 0.2}}}}
+          psi: {{class_path: ml4gw.distributions.DeltaFunction, init_args: {{peak: 0.5}}}}
+    """)
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(AframeDataset, "data")
+    dataset = parser.instantiate_classes(parser.parse_object(config)).data
+    dec, psi, phi = (x.numpy() for x in dataset.injector.sample_sky(2000))
+    assert dec.min() >= 0.1 and dec.max() <= 0.2
+    assert np.all(psi == 0.5)
+    assert phi.min() >= -math.pi and phi.max() <= math.pi and phi.std() > 1.5  # the default
+    default = AframeDataset(str(tmp_path / "data"), sample_rate=256)
+    assert isinstance(default.injector.dec, Cosine)

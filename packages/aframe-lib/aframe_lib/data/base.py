@@ -99,6 +99,11 @@ class AframeDataset(pl.LightningDataModule):
         inversion_prob: Probability of flipping the sign of each background channel.
         reversal_prob: Probability of time-reversing each background channel.
         snr_sampler: Distribution of target network SNRs; default ``PowerLaw(4, 100, -3)``.
+        dec: Distribution of source declinations (rad) for injections (training and
+            validation); default ``ml4gw.distributions.Cosine()`` (uniform on the sphere).
+        psi: Distribution of polarisation angles (rad); default ``Uniform(0, pi)``.
+        phi: Distribution of right ascensions relative to the geocentre's meridian (rad);
+            default ``Uniform(-pi, pi)``.
         left_pad: Minimum seconds between the kernel's left edge and coalescence.
         right_pad: Minimum seconds between coalescence and the kernel's right edge.
         valid_frac: Fraction of the background duration (latest files) held out for validation.
@@ -157,6 +162,9 @@ class AframeDataset(pl.LightningDataModule):
     inversion_prob: float = setting()
     reversal_prob: float = setting()
     snr_sampler: Distribution = setting()
+    dec: Distribution | None = setting()
+    psi: Distribution | None = setting()
+    phi: Distribution | None = setting()
     left_pad: float = setting()
     right_pad: float = setting()
     valid_frac: float = setting()
@@ -206,6 +214,9 @@ class AframeDataset(pl.LightningDataModule):
         inversion_prob: float = 0.5,
         reversal_prob: float = 0.5,
         snr_sampler: Distribution | None = None,
+        dec: Distribution | None = None,
+        psi: Distribution | None = None,
+        phi: Distribution | None = None,
         left_pad: float = 0.25,
         right_pad: float = 0.05,
         valid_frac: float = 0.25,
@@ -227,13 +238,14 @@ class AframeDataset(pl.LightningDataModule):
         psd: PsdPolicy | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["snr_sampler", "psd"])
+        self.save_hyperparameters(ignore=["snr_sampler", "dec", "psi", "phi", "psd"])
         self.settings = DatasetSettings(
             data_dir=data_dir, ifos=ifos, sample_rate=sample_rate, kernel_length=kernel_length,
             fduration=fduration, psd_length=psd_length, fftlength=fftlength, highpass=highpass,
             lowpass=lowpass, batch_size=batch_size, batches_per_epoch=batches_per_epoch,
             waveform_prob=waveform_prob, swap_prob=swap_prob, mute_prob=mute_prob,
             inversion_prob=inversion_prob, reversal_prob=reversal_prob, snr_sampler=snr_sampler,
+            dec=dec, psi=psi, phi=phi,
             left_pad=left_pad, right_pad=right_pad, valid_frac=valid_frac, test_frac=test_frac,
             test_dir=test_dir, valid_stride=valid_stride, valid_livetime=valid_livetime,
             timeslide_step=timeslide_step, num_valid_views=num_valid_views,
@@ -248,8 +260,9 @@ class AframeDataset(pl.LightningDataModule):
         )
         self.whitener = Whiten(self.fduration, self.sample_rate, self.highpass, self.lowpass)
         self.injector = Injector(
-            self.ifos, self.sample_rate, self.highpass, self.lowpass, self.snr_sampler
-        )
+            self.ifos, self.sample_rate, self.highpass, self.lowpass, self.snr_sampler,
+            dec=self.dec, psi=self.psi, phi=self.phi,
+        )  # fmt: skip
         self.inverter = SignalInverter(self.inversion_prob)
         self.reverser = SignalReverser(self.reversal_prob)
         self.swapper = ChannelSwapper(self.swap_prob)

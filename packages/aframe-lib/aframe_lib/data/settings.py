@@ -53,6 +53,9 @@ class DatasetSettings:
     inversion_prob: float
     reversal_prob: float
     snr_sampler: Distribution | None
+    dec: Distribution | None
+    psi: Distribution | None
+    phi: Distribution | None
     left_pad: float
     right_pad: float
     valid_frac: float
