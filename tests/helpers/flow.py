@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import subprocess
@@ -64,3 +65,11 @@ def law_run(env: dict, *args: str, timeout: float = 600) -> subprocess.Completed
     return subprocess.run(
         [LAW, "run", *args], env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+# a tiny evaluation for law runs: evaluate's own flags, and --search-settings below the spacing
+TINY_EVAL = json.dumps([
+    "--injection_spacing", "10",
+    "--waveform_duration", "4", "--coalescence_time", "3", "--fars_per_year", "[1e3, 1e5]",
+])  # fmt: skip
+TINY_SEARCH = json.dumps({"cluster_window": 4})

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from test_search import DATA, PSD, Energy
+from helpers.search import DATA, PSD, Energy
 
 
 def test_evaluate_writes_report_plots_and_numbers(tmp_path, capsys):

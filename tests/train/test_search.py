@@ -13,17 +13,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.console import aframe_train
-
-IFOS = ["H1", "L1"]
-DATA = {"ifos": IFOS, "sample_rate": 256.0, "kernel_length": 1.0, "fduration": 1.0,
-        "highpass": 32.0, "left_pad": 0.25, "right_pad": 0.05}  # fmt: skip
-PSD = {"length": 16.0, "cadence": 1.0}  # the policy the search takes from model.json
-
-
-class Energy(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[1] * x.shape[2]
-        return ((x.square().mean((1, 2)) - 1.0) * (size / 2) ** 0.5)[:, None]
+from helpers.search import DATA, IFOS, PSD, Energy
 
 
 @pytest.fixture(scope="module")

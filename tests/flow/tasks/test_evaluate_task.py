@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers.flow import QUICKSTART, law_env_for, law_run
+from helpers.flow import QUICKSTART, TINY_EVAL, TINY_SEARCH, law_env_for, law_run
 
 from aframe_flow import Evaluate, HeldOutBackground, Train
 from aframe_flow.base import digest
@@ -16,14 +16,9 @@ from aframe_flow.parameters import ParameterError
 from aframe_flow.tasks.data import stream_seed
 
 CONFIG = str(QUICKSTART / "train.yaml")
+
+
 # seconds of work, not hours: a few timeslides and injections (the PSD policy is the model's)
-TINY_EVAL = json.dumps([
-    "--injection_spacing", "10",
-    "--waveform_duration", "4", "--coalescence_time", "3", "--fars_per_year", "[1e3, 1e5]",
-])  # fmt: skip
-TINY_SEARCH = json.dumps({"cluster_window": 4})  # --search-settings: below the spacing
-
-
 def test_command_scores_trains_model_on_held_out_background_by_default(tmp_path):
     task = Evaluate(config=CONFIG, data_dir="/d", run_dir="/r", report_dir=str(tmp_path / "e"),
                     livetime=5000.0, num_injections=20, seed=3,
@@ -76,7 +71,7 @@ def test_each_search_setting_of_the_task_maps_to_an_evaluate_argument(tmp_path):
     default = SearchSettings()
     given = {"inference_sampling_rate": 8.0, "batch_size": 7, "integration_length": 0.5,
              "cluster_window": 3.0, "threshold": 1.5, "var": 0.25,
-             "chunk_length": 32.0}  # fmt: skip
+             "chunk_length": 32.0, "backend": "torchscript"}  # fmt: skip
     assert set(given) | {"device"} == set(SearchSettings.names())
     assert all(getattr(default, k) != v for k, v in given.items())
     model = tmp_path / "model.pt"

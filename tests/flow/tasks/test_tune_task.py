@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 from helpers.fixtures_ray import RAY_ENV
-from helpers.flow import QUICKSTART, law_env_for, law_run
+from helpers.flow import QUICKSTART, TINY_EVAL, TINY_SEARCH, law_env_for, law_run
 from helpers.k8s_api import RUNNING, Step, deployment_up
-from test_evaluate_task import TINY_EVAL, TINY_SEARCH
 
 from aframe_flow import Tune, TunePipeline
 from aframe_flow.base import RayClusterTask
