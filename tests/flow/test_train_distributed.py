@@ -29,7 +29,7 @@ def test_workers_on_a_local_ray_instance():
     args = make(num_workers=2, distributed_args=["--distributed.max_failures=5"]).command()
     assert args[1] == "fit" and args[2:4] == ["--config", CONFIG]
     assert "--trainer.default_root_dir=/r" in args and "--data.init_args.data_dir=/d" in args
-    tail = args[args.index("--distributed.num_workers=2"):]
+    tail = args[args.index("--distributed.num_workers=2") :]
     assert tail == ["--distributed.num_workers=2", "--distributed.num_gpus=0",
                     "--distributed.max_failures=5"]  # fmt: skip
     # Ray Train sets each worker's devices and strategy

@@ -67,8 +67,10 @@ def test_bad_settings_fail_with_exit_2_naming_them(tmp_path, capsys, setting, na
 
 
 def test_a_bad_training_config_fails_before_ray(tmp_path, capsys):
-    code, err = run_main(capsys, fit_args(tmp_path / "o", tmp_path / "d",
-                                          "--distributed.num_workers=2", "--model.bogus=1"))  # fmt: skip
+    args = fit_args(
+        tmp_path / "o", tmp_path / "d", "--distributed.num_workers=2", "--model.bogus=1"
+    )
+    code, err = run_main(capsys, args)
     assert code == 2 and "bogus" in err
 
 
@@ -186,7 +188,9 @@ def train_worker_pids(temp_marker: str) -> list[int]:
 
 def _cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+        )
     except OSError:
         return ""
 
@@ -197,13 +201,17 @@ def test_a_killed_worker_is_survived_by_rerunning_the_command(head_and_data, tmp
 
     address, root = head_and_data
     out, storage = tmp_path / "run", tmp_path / "ray"
-    args = fit_args(out, root / "data", "--trainer.max_epochs=3",
-                    "--data.init_args.batches_per_epoch=40",
-                    "--distributed.num_workers=2", f"--distributed.address={address}",
-                    f"--distributed.storage_dir={storage}", "--distributed.max_failures=0")  # fmt: skip
-    proc = subprocess.Popen([*console_script(), *args], env=search_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    first = storage / "fit" / "checkpoint_000000"
+    args = fit_args(
+        out, root / "data", "--trainer.max_epochs=3", "--data.init_args.batches_per_epoch=40",
+        "--distributed.num_workers=2", f"--distributed.address={address}",
+        f"--distributed.storage_dir={storage}", "--distributed.max_failures=0",
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [*console_script(), *args], env=search_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    # Ray Train has recorded the first epoch's checkpoint (its manager's snapshot in storage)
+    first = storage / "fit" / "checkpoint_manager_snapshot.json"
     deadline = time.time() + 600
     while not first.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)

@@ -152,7 +152,7 @@ DISTRIBUTED = "--distributed."
 
 
 def fit_distributed(argv: list[str]) -> None:
-    """``fit`` data-parallel over Ray Train workers (``--distributed.*``: aframe_lib.distributed)."""
+    """``fit`` over Ray Train workers (``--distributed.*``, see aframe_lib.distributed)."""
     try:
         import ray  # noqa: F401
     except ImportError as exc:

@@ -205,7 +205,7 @@ class Train(TrainBase, RayClusterTask):
     )
     distributed_args = luigi.ListParameter(
         default=[],
-        description='more --distributed.* settings as a JSON list, e.g. '
+        description="more --distributed.* settings as a JSON list, e.g. "
         '["--distributed.cpus_per_worker=4", "--distributed.max_failures=5"]',
     )
 

@@ -1,4 +1,4 @@
-"""One LightningCLI ``fit`` trained data-parallel over N Ray workers (Ray Train, the ``[tune]`` extra).
+"""One LightningCLI ``fit`` trained data-parallel over N Ray workers (Ray Train; ``[tune]`` extra).
 
     from aframe_lib.distributed import DistributedConfig, run_fit
     run_fit("aframe_train.cli.AframeCLI", ["--config", "train.yaml"],

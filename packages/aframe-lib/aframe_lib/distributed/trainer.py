@@ -89,9 +89,7 @@ class DistributedConfig:
     def __post_init__(self) -> None:
         for key in ("num_workers", "cpus_per_worker", "checkpoints_to_keep"):
             if getattr(self, key) < 1:
-                raise ConfigError(
-                    f"{PREFIX}{key}={getattr(self, key)}: must be at least 1"
-                )
+                raise ConfigError(f"{PREFIX}{key}={getattr(self, key)}: must be at least 1")
         if self.gpus_per_worker < 0:
             raise ConfigError(
                 f"{PREFIX}gpus_per_worker={self.gpus_per_worker:g}: must be >= 0 (0: CPU)"
@@ -185,9 +183,7 @@ def check_placement(settings: DistributedConfig) -> None:
     for node in nodes:
         have = node.get("Resources", {})
         places += min(int(have.get(k, 0) // v) for k, v in need.items())
-        described.append(
-            "{" + ", ".join(f"{k}: {have.get(k, 0):g}" for k in need) + "}"
-        )
+        described.append("{" + ", ".join(f"{k}: {have.get(k, 0):g}" for k in need) + "}")
     if places < settings.num_workers:
         where = settings.address or "the local Ray instance"
         raise ClusterError(
@@ -282,7 +278,10 @@ def run_fit(cli_cls: str | type, args: list[str], settings: DistributedConfig) -
         try:
             result = trainer.fit()
         except Exception as exc:
-            raise _worker_error(exc) or exc
+            ours = _worker_error(exc)
+            if ours is None:
+                raise
+            raise ours from exc
         print(f"finished; the model and checkpoints are in {root}", flush=True)
         return result
     finally:
