@@ -230,3 +230,36 @@ def test_a_killed_worker_is_survived_by_rerunning_the_command(head_and_data, tmp
     epochs = [e for e, _ in logged(out, "valid_auroc")]
     assert epochs[-1] == 2 and epochs.count(0) == 1  # epoch 0 was not trained again
     assert (out / "model.pt").is_file()
+
+
+@pytest.mark.slow
+def test_a_killed_driver_is_survived_by_rerunning_the_command(head_and_data, tmp_path,
+                                                              ray_temp_dir):  # fmt: skip
+    """A local Ray instance: SIGKILL the driver (its Ray goes with it) once epoch 0 is
+    checkpointed; the same command continues from that checkpoint and finishes."""
+    from fixtures_ray import stop_processes
+
+    _, root = head_and_data
+    out, storage = tmp_path / "run", tmp_path / "ray"
+    args = fit_args(
+        out, root / "data", "--trainer.max_epochs=2", "--data.init_args.batches_per_epoch=40",
+        "--distributed.num_workers=2", "--distributed.num_cpus=2", "--distributed.num_gpus=0",
+        f"--distributed.temp_dir={ray_temp_dir}", f"--distributed.storage_dir={storage}",
+    )  # fmt: skip
+    proc = subprocess.Popen([*console_script(), *args], env=search_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    first = storage / "fit" / "checkpoint_manager_snapshot.json"
+    deadline = time.time() + 600
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert first.exists()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stop_processes(ray_temp_dir)  # what of its local Ray instance did not die with it
+    assert not (out / "model.pt").exists()
+    again = aframe_train(args, search_env())
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-5000:]
+    assert "resuming from" in again.stdout + again.stderr
+    epochs = [e for e, _ in logged(out, "valid_auroc")]
+    assert epochs[-1] == 1 and epochs.count(0) == 1
+    assert (out / "model.pt").is_file()
