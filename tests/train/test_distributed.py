@@ -113,17 +113,26 @@ def head_and_data(tmp_path_factory, s3_server):
         yield address, root
 
 
+def csv_and_wandb(tmp_path: Path, out: Path) -> Path:
+    """A config file whose loggers are CSV and W&B (offline), both in ``out``."""
+    loggers = tmp_path / "loggers.yaml"
+    csv_logger = {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": str(out), "name": "logs"},
+    }
+    wandb_logger = {
+        "class_path": "lightning.pytorch.loggers.WandbLogger",
+        "init_args": {"save_dir": str(out), "project": "aframe-tests", "offline": True},
+    }
+    loggers.write_text(json.dumps({"trainer": {"logger": [csv_logger, wandb_logger]}}))
+    return loggers
+
+
 @pytest.mark.slow
 def test_two_workers_score_equals_one_process_and_export(head_and_data, s3_bucket, tmp_path):
     address, root = head_and_data
     out = tmp_path / "run"
-    loggers = tmp_path / "loggers.yaml"
-    loggers.write_text(json.dumps({"trainer": {"logger": [
-        {"class_path": "lightning.pytorch.loggers.CSVLogger",
-         "init_args": {"save_dir": str(out), "name": "logs"}},
-        {"class_path": "lightning.pytorch.loggers.WandbLogger",
-         "init_args": {"save_dir": str(out), "project": "aframe-tests", "offline": True}},
-    ]}}))  # fmt: skip
+    loggers = csv_and_wandb(tmp_path, out)
     args = fit_args(out, root / "data", "--config", str(loggers), "--trainer.max_epochs=1",
                     "--distributed.num_workers=2", f"--distributed.address={address}",
                     f"--distributed.storage_dir={s3_bucket}/ray")  # fmt: skip
@@ -202,7 +211,8 @@ def test_a_killed_worker_is_survived_by_rerunning_the_command(head_and_data, tmp
     address, root = head_and_data
     out, storage = tmp_path / "run", tmp_path / "ray"
     args = fit_args(
-        out, root / "data", "--trainer.max_epochs=3", "--data.init_args.batches_per_epoch=40",
+        out, root / "data", "--config", str(csv_and_wandb(tmp_path, out)),
+        "--trainer.max_epochs=3", "--data.init_args.batches_per_epoch=40",
         "--distributed.num_workers=2", f"--distributed.address={address}",
         f"--distributed.storage_dir={storage}", "--distributed.max_failures=0",
     )  # fmt: skip
@@ -230,6 +240,9 @@ def test_a_killed_worker_is_survived_by_rerunning_the_command(head_and_data, tmp
     epochs = [e for e, _ in logged(out, "valid_auroc")]
     assert epochs[-1] == 2 and epochs.count(0) == 1  # epoch 0 was not trained again
     assert (out / "model.pt").is_file()
+    # one W&B run for the job: the resumed run logs into the first one (same id)
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and len({r.name.rsplit("-", 1)[-1] for r in runs}) == 1
 
 
 @pytest.mark.slow

@@ -15,7 +15,8 @@ What runs where:
 Everything else is the one-node ``fit``: the data module splits its data by the trainer's rank
 (each worker reads its own share of the training chunks and validation batches, equal counts per
 rank), the loggers write on rank zero only (one W&B run for the job), ``ModelCheckpoint`` keeps
-the best checkpoint and ``ExportModel`` exports it on rank zero into ``default_root_dir``.
+the best checkpoint and ``ExportModel`` exports it on rank zero into ``default_root_dir``. A
+restarted or resumed run goes on logging into the same W&B run (:func:`worker_setup`).
 
 Resume: the run's checkpoints live in ``<storage_dir>/<name>`` (local or ``s3://``). A failed
 worker restarts the whole group from the latest checkpoint (``FailureConfig.max_failures``);
@@ -199,15 +200,28 @@ def _fmt(resources: dict[str, float]) -> str:
     return "{" + ", ".join(f"{k}: {v:g}" for k, v in resources.items()) + "}"
 
 
-def worker_setup(cli: str, config_yaml: str, settings: DistributedConfig) -> dict[str, Any]:
-    """What :func:`train_loop` gets (``train_loop_config``): the CLI, the config, the env."""
+def worker_setup(
+    cli: str, config_yaml: str, settings: DistributedConfig, run_dir: str
+) -> dict[str, Any]:
+    """What :func:`train_loop` gets (``train_loop_config``): the CLI, the config, the env.
+
+    W&B: rank zero logs (Lightning's loggers are rank-zero only); a restarted worker group or a
+    resumed run logs into the same W&B run, whose id comes from the run's directory
+    (``WANDB_RUN_ID``, ``WANDB_RESUME=allow``, unless set here already).
+    """
+    import hashlib
+
     search = _search()
+    env = {k: os.environ[k] for k in search.FORWARDED_ENV if k in os.environ}
+    if "WANDB_RUN_ID" not in os.environ:
+        env["WANDB_RUN_ID"] = hashlib.sha1(run_dir.encode()).hexdigest()[:16]
+        env["WANDB_RESUME"] = os.environ.get("WANDB_RESUME", "allow")
     return {
         "cli": cli,
         "config_yaml": config_yaml,
         "accelerator": "gpu" if settings.gpus_per_worker else "cpu",
         "workdir": os.getcwd(),
-        "env": {k: os.environ[k] for k in search.FORWARDED_ENV if k in os.environ},
+        "env": env,
         "default_env": {k: os.environ[k] for k in search.DEFAULT_ENV if k in os.environ},
     }
 
@@ -269,7 +283,7 @@ def run_fit(cli_cls: str | type, args: list[str], settings: DistributedConfig) -
     storage_dir = settings.storage_dir or fs.join(root, "ray_train")
     storage_path, storage_fs = ray_storage(storage_dir)
     run_dir = fs.join(storage_dir if fs.is_remote(storage_dir) else storage_path, settings.name)
-    setup = worker_setup(cli_path(training.cli_cls), config_yaml, settings)
+    setup = worker_setup(cli_path(training.cli_cls), config_yaml, settings, run_dir)
     started = connect(settings)
     try:
         check_placement(settings)
