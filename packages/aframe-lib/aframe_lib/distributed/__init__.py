@@ -8,6 +8,10 @@ The config is the one a one-node ``fit`` takes; Ray Train's Lightning integratio
 (``TorchTrainer``, ``RayDDPStrategy``, ``RayLightningEnvironment``, ``RayTrainReportCallback``,
 ``prepare_trainer``) runs it on the workers. Modules: :mod:`.trainer` (settings, checks, the
 driver, the per-worker loop). Ray is imported only when a run starts.
+
+The engine is not tied to the command line: a Ray Tune trial can train multi-worker through the
+same code, ``make_trainer(worker_setup(cli, config_yaml, settings, run_dir), settings,
+storage_path, storage_fs).fit()`` inside its function trainable (one path, not two).
 """
 
 from .trainer import ClusterError, DistributedConfig, run_fit, train_loop
