@@ -86,6 +86,14 @@ def test_an_unreachable_address_fails_in_seconds(tmp_path, capsys):
     assert time.monotonic() - start < 30
 
 
+def test_a_missing_bucket_fails_before_ray(tmp_path, capsys, s3_bucket):
+    storage = f"{s3_bucket}-missing/ray"
+    code, err = run_main(capsys, fit_args(tmp_path / "o", tmp_path / "d",
+                                          "--distributed.num_workers=2",
+                                          f"--distributed.storage_dir={storage}"))  # fmt: skip
+    assert code == 2 and "does not exist" in err and "--distributed.storage_dir" in err
+
+
 # --- slow: a real Ray head --------------------------------------------------------------------
 
 

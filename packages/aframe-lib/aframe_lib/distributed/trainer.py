@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils import fs
-from ..utils.errors import AframeError, ConfigError, InputError
+from ..utils.errors import AframeError, ConfigError, InputError, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +281,10 @@ def run_fit(cli_cls: str | type, args: list[str], settings: DistributedConfig) -
     training = TrainingConfig(cli_cls, [], args)  # a bad config fails here, before Ray
     config_yaml, root = resolved_config(training)
     storage_dir = settings.storage_dir or fs.join(root, "ray_train")
-    storage_path, storage_fs = ray_storage(storage_dir)
+    try:
+        storage_path, storage_fs = ray_storage(storage_dir)
+    except StorageError as exc:  # its message names the Tune flag
+        raise StorageError(str(exc).replace("--tune.", PREFIX)) from None
     run_dir = fs.join(storage_dir if fs.is_remote(storage_dir) else storage_path, settings.name)
     setup = worker_setup(cli_path(training.cli_cls), config_yaml, settings, run_dir)
     started = connect(settings)
