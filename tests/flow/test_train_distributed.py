@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from flow_helpers import QUICKSTART, law_env_for, law_run
 from k8s_api import Step
-from test_clusters import RUNNING
 
 from aframe_flow import Train
 from aframe_flow.base import RayClusterTask
@@ -19,6 +18,10 @@ from aframe_flow.sandbox import Sandbox
 from aframe_flow.targets import file_target
 
 CONFIG = str(QUICKSTART / "train.yaml")
+# a KubeRay RayCluster's status once it is up
+RUNNING = {"state": "ready", "desiredWorkerReplicas": 2, "readyWorkerReplicas": 2,
+           "conditions": [{"type": "HeadPodReady", "status": "True"},
+                          {"type": "RayClusterProvisioned", "status": "True"}]}  # fmt: skip
 
 
 def make(**kwargs) -> Train:

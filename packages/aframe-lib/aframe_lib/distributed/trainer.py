@@ -144,12 +144,32 @@ def parse_settings(args: list[str]) -> DistributedConfig:
 # --- the driver ------------------------------------------------------------------------------
 
 
-def _search():
-    """The Tune search's Ray helpers (connection with retries and probe, forwarded environment):
-    the one place this module imports them."""
-    from ..tune import search
+def _tune() -> Any:
+    """The Tune package's pieces this module reuses (Ray connection with retries and probe,
+    forwarded environment, the CLI's config parser, the storage check): the one place this
+    module imports them. (Tune's modules were renamed, ``search`` -> ``tuner`` and the
+    ``TrainingConfig`` of ``config`` -> ``training``; both layouts are accepted.)"""
+    from types import SimpleNamespace
 
-    return search
+    try:
+        from ..tune import tuner
+    except ImportError:  # before the rename
+        from ..tune import search as tuner
+    try:
+        from ..tune import training
+    except ImportError:
+        from ..tune import config as training
+    from ..tune import storage
+
+    return SimpleNamespace(
+        connect=tuner.connect,
+        FORWARDED_ENV=tuner.FORWARDED_ENV,
+        DEFAULT_ENV=tuner.DEFAULT_ENV,
+        TrainingConfig=training.TrainingConfig,
+        cli_path=training.cli_path,
+        import_cli=training.import_cli,
+        ray_storage=storage.ray_storage,
+    )
 
 
 def connect(settings: DistributedConfig) -> bool:
@@ -159,7 +179,7 @@ def connect(settings: DistributedConfig) -> bool:
         ClusterError: nothing answers at ``address`` within ``connect_timeout`` seconds.
     """
     try:
-        return _search().connect(settings)
+        return _tune().connect(settings)
     except ConnectionError as exc:
         message = str(exc).replace("--tune.", PREFIX)
         raise ClusterError(message) from None
@@ -211,8 +231,8 @@ def worker_setup(
     """
     import hashlib
 
-    search = _search()
-    env = {k: os.environ[k] for k in search.FORWARDED_ENV if k in os.environ}
+    tune = _tune()
+    env = {k: os.environ[k] for k in tune.FORWARDED_ENV if k in os.environ}
     if "WANDB_RUN_ID" not in os.environ:
         env["WANDB_RUN_ID"] = hashlib.sha1(run_dir.encode()).hexdigest()[:16]
         env["WANDB_RESUME"] = os.environ.get("WANDB_RESUME", "allow")
@@ -222,7 +242,7 @@ def worker_setup(
         "accelerator": "gpu" if settings.gpus_per_worker else "cpu",
         "workdir": os.getcwd(),
         "env": env,
-        "default_env": {k: os.environ[k] for k in search.DEFAULT_ENV if k in os.environ},
+        "default_env": {k: os.environ[k] for k in tune.DEFAULT_ENV if k in os.environ},
     }
 
 
@@ -274,19 +294,17 @@ def run_fit(cli_cls: str | type, args: list[str], settings: DistributedConfig) -
         ClusterError: no cluster at the address, or the workers do not fit on it.
         AframeError: a worker's own error (e.g. bad data) once retries are used up.
     """
-    from ..tune.config import TrainingConfig, cli_path
-    from ..tune.storage import ray_storage
-
+    tune = _tune()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    training = TrainingConfig(cli_cls, [], args)  # a bad config fails here, before Ray
+    training = tune.TrainingConfig(cli_cls, [], args)  # a bad config fails here, before Ray
     config_yaml, root = resolved_config(training)
     storage_dir = settings.storage_dir or fs.join(root, "ray_train")
     try:
-        storage_path, storage_fs = ray_storage(storage_dir)
+        storage_path, storage_fs = tune.ray_storage(storage_dir)
     except StorageError as exc:  # its message names the Tune flag
         raise StorageError(str(exc).replace("--tune.", PREFIX)) from None
     run_dir = fs.join(storage_dir if fs.is_remote(storage_dir) else storage_path, settings.name)
-    setup = worker_setup(cli_path(training.cli_cls), config_yaml, settings, run_dir)
+    setup = worker_setup(tune.cli_path(training.cli_cls), config_yaml, settings, run_dir)
     started = connect(settings)
     try:
         check_placement(settings)
@@ -359,8 +377,6 @@ def train_loop(setup: dict[str, Any]) -> None:
     import ray.train
     from ray.train.lightning import RayTrainReportCallback
 
-    from ..tune.config import import_cli
-
     for key, value in setup["default_env"].items():
         os.environ.setdefault(key, value)
     os.environ.update(setup["env"])
@@ -378,6 +394,6 @@ def train_loop(setup: dict[str, Any]) -> None:
             args.append(f"--ckpt_path={local / RayTrainReportCallback.CHECKPOINT_NAME}")
             print(f"resuming from {checkpoint.path}", flush=True)
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        ray_cli(import_cli(setup["cli"]), setup["accelerator"])(args=args)
+        ray_cli(_tune().import_cli(setup["cli"]), setup["accelerator"])(args=args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

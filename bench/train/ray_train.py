@@ -1,6 +1,6 @@
 """Ray Train's overhead: a 1-worker ``fit --distributed.*`` against a plain one-process ``fit``.
 
-Run by ``nox -s bench`` as ``python bench/ray_train.py``.
+Run by ``nox -s bench`` as ``python bench/train/ray_train.py``.
 
 The quickstart config (its batch of 64, on a small synthetic data set, CPU, one thread) is
 trained for ``--batches`` batches twice per repetition, as real ``aframe-train fit``
@@ -24,9 +24,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import _common
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: _common
+import _common  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "projects" / "quickstart" / "train.yaml"
 TINY_SYNTHETIC = {
     "background_duration": 768.0,
