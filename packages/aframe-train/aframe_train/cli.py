@@ -3,6 +3,8 @@
     aframe-train fit --config projects/quickstart/train.yaml [--data.ifos=[H1,L1] ...]
     aframe-train validate|test --config ... --ckpt_path ...
     aframe-train fit --config ... --print_config
+    aframe-train fit --config ... --distributed.num_workers=4 [--distributed.address=ray://HOST:10001]
+                                  (the same fit, data-parallel over Ray Train workers)
     aframe-train tune --config ... --tune_config tune.yaml   (Ray Tune search: aframe_train.tune)
     aframe-train search --model model.pt --data DATA --out events.hdf5   (aframe_train.search)
     aframe-train evaluate --model model.pt --out RUN_DIR   (background + injections: .evaluate)
@@ -23,6 +25,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from aframe_lib.callbacks import WandbSaveConfig
 from aframe_lib.data import AframeDataset
 from aframe_lib.utils.errors import (
+    ConfigError,
     ModelFileError,
     check_yaml_files,
     console_main,
@@ -145,6 +148,25 @@ SUBCOMMANDS = {
 }
 
 
+DISTRIBUTED = "--distributed."
+
+
+def fit_distributed(argv: list[str]) -> None:
+    """``fit`` over Ray Train workers (``--distributed.*``, see aframe_lib.distributed)."""
+    try:
+        import ray  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"aframe-train fit --distributed.* needs Ray: pip install 'aframe-train[tune]' ({exc})"
+        ) from exc
+    from aframe_lib.distributed.trainer import parse_settings, run_fit, split_args
+
+    ours, rest = split_args(argv)
+    if not any(a.split("=", 1)[0] in ("--config", "-c") for a in rest):
+        raise ConfigError("give the training config with --config FILE (as for one-node `fit`)")
+    run_fit(AframeCLI, rest, parse_settings(ours))
+
+
 @console_main("aframe-train")
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``aframe-train`` console script (errors: aframe_lib.utils.errors)."""
@@ -152,6 +174,9 @@ def main(args: list[str] | None = None) -> None:
     check_yaml_files(argv, ("--config", "-c", "--tune_config"))
     if argv and argv[0] in ("fit", "validate", "test", "predict", "tune"):
         warn_linked(argv)
+    if argv and argv[0] == "fit" and any(a.startswith(DISTRIBUTED) for a in argv):
+        fit_distributed(argv[1:])
+        return
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 

@@ -250,3 +250,19 @@ def test_sky_distributions_from_a_training_config_data_section(tmp_path):
     assert phi.min() >= -math.pi and phi.max() <= math.pi and phi.std() > 1.5  # the default
     default = AframeDataset(str(tmp_path / "data"), sample_rate=256)
     assert isinstance(default.injector.dec, Cosine)
+
+
+def test_console_script_exits_0_on_success(tmp_path):
+    """The installed ``aframe-data`` is ``sys.exit(main())``: main must return None (a returned
+    path would make every successful run exit 1)."""
+    import subprocess
+    import sys
+
+    wrapper = "import sys; from aframe_lib.data.cli import main; sys.exit(main())"
+    proc = subprocess.run(
+        [sys.executable, "-c", wrapper, "waveforms", "--path", str(tmp_path / "w.hdf5"),
+         "--num_waveforms", "4", *WAVEFORMS],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_waveforms(str(tmp_path / "w.hdf5"))) == 4

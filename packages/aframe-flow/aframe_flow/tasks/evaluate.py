@@ -38,7 +38,7 @@ from ..sandbox import run_command
 from ..targets import atomic_local_path, file_target, filesystem, is_remote, join
 from ..targets import write_bytes_atomic as write_atomic
 from .data import EVALUATE, HeldOutBackground, stream_seed
-from .train import Train, TrainBase, aframe_train_executable, resolve_config
+from .train import Train, TrainBase, resolve_config
 
 NUMBER_LINE = re.compile(r"^(\w[\w.]*): (\S+)$")
 # what a remote --report-dir receives (the injected foreground strain stays behind)
@@ -256,7 +256,7 @@ class Evaluate(TrainBase):
         return [*paths, self.report_root]
 
     def command(self, model: str, out: str) -> list[str]:
-        entry = ["aframe-train"] if self.image_path else aframe_train_executable()
+        entry = self.executable("aframe-train")
         args = ["--model", model, "--out", out, "--seed", str(self.eval_seed),
                 "--progress", "false"]  # fmt: skip
         args += self.search_settings_args()

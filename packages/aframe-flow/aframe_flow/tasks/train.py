@@ -7,27 +7,35 @@ written atomically by aframe-lib's exporter at the end of training), by default 
 ``<paths.base_dir>/run/<data key>/<config name>-<hash>``: the hash covers the training config's
 content, ``--train-args`` and an explicit ``--data-dir``, so changing any of them (or a data
 parameter) trains a new model, and rerunning with the same ones finds the finished run.
-Where it runs (``--gpus``, ``--image``, ``--dev``) and how it logs (``--use-wandb`` ...) do not
-key the location.
+Where it runs (``--gpus``, ``--image``, ``--dev``, ``--num-workers`` ...) and how it logs
+(``--use-wandb`` ...) do not key the location.
+
+Beyond one machine: ``--num-workers N`` trains the same config data-parallel over N Ray Train
+workers (``aframe-train fit ... --distributed.num_workers=N``, see aframe_lib.distributed):
+
+- default: a local Ray instance that the command starts (``--gpus`` are its GPUs, one per worker);
+- ``--address ray://HOST:10001``: an existing cluster;
+- ``--kubernetes``: a cluster that this task starts on Kubernetes (as for Tune: settings in
+  ``[kubernetes]``/``[ray_head]``/``[ray_worker]``), waits for, hands to the command as
+  ``--distributed.address`` and deletes afterwards, also when the training fails; the run
+  directory must then be ``s3://`` (the pods cannot write to this machine's disk).
+
+Rerunning an interrupted distributed training resumes it from its latest checkpoint (kept in
+``<run dir>/ray_train``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 import luigi
 
 from .. import config
-from ..base import DataParameters, SandboxTask, digest, file_digest
+from ..base import DataParameters, RayClusterTask, SandboxTask, digest, file_digest
 from ..parameters import ParameterError, PathParameter
-from ..sandbox import local_executable
 from ..targets import file_target, join
 from .data import Data, DataTask
-
-
-def aframe_train_executable() -> list[str]:
-    """The ``aframe-train`` console script beside this interpreter, else on PATH."""
-    return [local_executable("aframe-train")]
 
 
 def resolve_config(path: str, flag: str = "config") -> str:
@@ -141,19 +149,123 @@ class TrainBase(DataParameters, SandboxTask):
                 f"--trainer.logger.save_dir={self.run_root}",
                 "--trainer.logger.name=logs",
             ]
-        if self.gpus:
-            # CUDA_VISIBLE_DEVICES maps the chosen GPUs to 0..n-1 inside the process
-            args += ["--trainer.accelerator=gpu", f"--trainer.devices={len(self.gpus)}"]
-            if len(self.gpus) > 1:
-                args.append("--trainer.strategy=ddp")
-        return args + [str(a) for a in self.train_args]
+        return args + self.device_args() + [str(a) for a in self.train_args]
+
+    def device_args(self) -> list[str]:
+        """The trainer's devices: ``--gpus`` (DDP when several); none for CPU."""
+        if not self.gpus:
+            return []
+        # CUDA_VISIBLE_DEVICES maps the chosen GPUs to 0..n-1 inside the process
+        args = ["--trainer.accelerator=gpu", f"--trainer.devices={len(self.gpus)}"]
+        if len(self.gpus) > 1:
+            args.append("--trainer.strategy=ddp")
+        return args
 
 
-class Train(TrainBase):
+_RAY_ADDRESS = re.compile(r"^ray://[^\s:/]+:\d+$")
+
+
+class Train(TrainBase, RayClusterTask):
     """Train a detector with ``aframe-train fit``; the output is its exported model."""
 
-    def command(self) -> list[str]:
-        return [*self.executable("aframe-train"), "fit", *self.train_overrides()]
+    num_workers = luigi.IntParameter(
+        default=0,
+        description="Ray Train workers to train data-parallel over (on any nodes of the Ray "
+        "cluster); 0: a one-node fit (DDP over --gpus)",
+    )
+    gpus_per_worker = luigi.FloatParameter(
+        default=0.0,
+        description="with --address/--kubernetes: GPUs per Ray Train worker (0: CPU); with a "
+        "local Ray instance each worker gets one of --gpus",
+    )
+    address = luigi.Parameter(
+        default="",
+        description="with --num-workers: the Ray cluster, ray://HOST:10001; empty: a local Ray "
+        "instance (or the Kubernetes cluster of --kubernetes)",
+    )
+    kubernetes = luigi.BoolParameter(
+        default=False,
+        description="with --num-workers: start a Ray cluster on Kubernetes for this training and "
+        "delete it afterwards (settings: [kubernetes], [ray_head], [ray_worker])",
+    )
+    external = luigi.BoolParameter(
+        default=False,
+        description="with --kubernetes: reach the Ray head through a LoadBalancer (when this "
+        "task runs outside the Kubernetes cluster)",
+    )
+    distributed_args = luigi.ListParameter(
+        default=[],
+        description="more --distributed.* settings as a JSON list, e.g. "
+        '["--distributed.cpus_per_worker=4", "--distributed.max_failures=5"]',
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # every check here runs when the task is built: before any upstream task or cluster
+        if self.num_workers < 0:
+            raise ParameterError(f"--num-workers={self.num_workers}: give 0 (one node) or more")
+        ray_only = [f for f, v in (("--address", self.address), ("--kubernetes", self.kubernetes),
+                                   ("--gpus-per-worker", self.gpus_per_worker),
+                                   ("--distributed-args", self.distributed_args)) if v]  # fmt: skip
+        if ray_only and not self.num_workers:
+            raise ParameterError(
+                f"{ray_only[0]} applies to a Ray Train run: add --num-workers N (e.g. "
+                "--num-workers 4; luigi's own --workers is its scheduler's)"
+            )
+        if self.gpus_per_worker < 0:
+            raise ParameterError(f"--gpus-per-worker={self.gpus_per_worker:g}: must be >= 0")
+        if self.address and not _RAY_ADDRESS.match(self.address):
+            raise ParameterError(
+                f"--address={self.address}: expected a Ray client address ray://HOST:PORT, "
+                "e.g. ray://10.0.0.5:10001 (leave it empty for a local Ray instance)"
+            )
+        if self.address and self.kubernetes:
+            raise ParameterError(
+                "--address and --kubernetes exclude each other: use an existing cluster "
+                "(--address) or let the task start one (--kubernetes)"
+            )
+        if self.external and not self.kubernetes:
+            raise ParameterError("--external only applies with --kubernetes")
+        if self.num_workers and self.gpus and (self.address or self.kubernetes):
+            raise ParameterError(
+                f"--gpus={','.join(map(str, self.gpus))}: selects GPUs of the local Ray "
+                "instance; a cluster's GPUs are its workers' (--gpus-per-worker)"
+            )
+        if self.num_workers and self.gpus and len(self.gpus) < self.num_workers:
+            raise ParameterError(
+                f"--num-workers={self.num_workers} on a local Ray instance with --gpus="
+                f"{','.join(map(str, self.gpus))}: one GPU per worker; give as many GPUs"
+            )
+        if self.kubernetes and not self.run_root.startswith("s3://"):
+            raise ParameterError(
+                f"--kubernetes: the run directory {self.run_root} must be s3://..., since the "
+                "cluster's pods cannot write to this machine's disk (--run-dir, or "
+                "paths.base_dir)"
+            )
+
+    def device_args(self) -> list[str]:
+        # a Ray Train run: Ray sets each worker's devices and strategy
+        return [] if self.num_workers else super().device_args()
+
+    def distributed(self, address: str = "") -> list[str]:
+        """The ``--distributed.*`` arguments; ``address`` is the cluster's (empty: local Ray)."""
+        if not self.num_workers:
+            return []
+        args = [f"--distributed.num_workers={self.num_workers}"]
+        if address:
+            args.append(f"--distributed.address={address}")
+            if self.gpus_per_worker:
+                args.append(f"--distributed.gpus_per_worker={self.gpus_per_worker:g}")
+        else:  # the local instance gets exactly the GPUs asked for (none: CPU), like one node
+            args.append(f"--distributed.num_gpus={len(self.gpus)}")
+            if self.gpus:
+                args.append("--distributed.gpus_per_worker=1")
+        return args + [str(a) for a in self.distributed_args]
+
+    def command(self, address: str = "") -> list[str]:
+        address = address or self.address
+        overrides = [*self.train_overrides(), *self.distributed(address)]
+        return [*self.executable("aframe-train"), "fit", *overrides]
 
     def output(self):
         return {
@@ -161,5 +273,16 @@ class Train(TrainBase):
             "info": file_target(join(self.run_root, "model.json")),
         }
 
+    def run_training(self, address: str = "") -> None:
+        # RAY_* (e.g. RAY_AUTH_MODE) reach the driver also inside an image (--cleanenv)
+        env = {k: v for k, v in os.environ.items() if k.startswith("RAY_")}
+        self.sandbox(env).run(self.command(address))
+
     def run(self):
-        self.sandbox().run(self.command())
+        if self.kubernetes:
+            cluster = self.ray_cluster()
+            cluster.external = self.external
+            with cluster:  # created and ready here; deleted on leaving, also after an error
+                self.run_training(cluster.address)
+        else:
+            self.run_training()

@@ -40,7 +40,7 @@ from ..parameters import ParameterError, PathParameter
 from ..targets import file_target, join
 from .evaluate import Evaluate
 from .export import Export
-from .train import TrainBase, aframe_train_executable, resolve_config
+from .train import TrainBase, resolve_config
 
 _RAY_ADDRESS = re.compile(r"^ray://[^\s:/]+:\d+$")
 
@@ -211,7 +211,7 @@ class Tune(TrainBase, RayClusterTask):
         return args + [str(a) for a in self.tune_args]
 
     def command(self, address: str = "") -> list[str]:
-        entry = ["aframe-train"] if self.image_path else aframe_train_executable()
+        entry = self.executable("aframe-train")
         return [*entry, "tune", *self.train_overrides(), *self.search_args(address)]
 
     def run_tune(self, address: str = "") -> None:

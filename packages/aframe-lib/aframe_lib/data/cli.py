@@ -92,7 +92,13 @@ def _summary(name: str, kwargs: dict[str, Any], result: Any) -> None:
 
 
 @console_main(PROG)
-def main(argv: list[str] | None = None) -> Any:
+def main(argv: list[str] | None = None) -> None:
+    """``aframe-data ...``: :func:`run` behind the error boundary. Returns nothing, since the
+    console script exits with what it returns (a path would be exit status 1)."""
+    run(argv)
+
+
+def run(argv: list[str] | None = None) -> Any:
     """Parse ``argv`` (default ``sys.argv[1:]``), check it, and run the subcommand's function.
 
     Returns:
