@@ -26,7 +26,7 @@ def test_a_closed_port_is_a_clear_error_in_seconds():
 
 def test_the_search_retries_its_first_connection_then_names_the_address_and_timeout(caplog):
     from aframe_lib.tune.config import TuneSettings
-    from aframe_lib.tune.tuner import connect
+    from aframe_lib.utils.ray_connect import connect
 
     address = f"ray://127.0.0.1:{free_port()}"
     settings = TuneSettings(space="unused.yaml", address=address, connect_timeout=2.5)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils import fs
-from ..utils.errors import AframeError, ConfigError, InputError, StorageError
+from ..utils.errors import AframeError, ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -144,45 +144,18 @@ def parse_settings(args: list[str]) -> DistributedConfig:
 # --- the driver ------------------------------------------------------------------------------
 
 
-def _tune() -> Any:
-    """The Tune package's pieces this module reuses (Ray connection with retries and probe,
-    forwarded environment, the CLI's config parser, the storage check): the one place this
-    module imports them. (Tune's modules were renamed, ``search`` -> ``tuner`` and the
-    ``TrainingConfig`` of ``config`` -> ``training``; both layouts are accepted.)"""
-    from types import SimpleNamespace
-
-    try:
-        from ..tune import tuner
-    except ImportError:  # before the rename
-        from ..tune import search as tuner
-    try:
-        from ..tune import training
-    except ImportError:
-        from ..tune import config as training
-    from ..tune import storage
-
-    return SimpleNamespace(
-        connect=tuner.connect,
-        FORWARDED_ENV=tuner.FORWARDED_ENV,
-        DEFAULT_ENV=tuner.DEFAULT_ENV,
-        TrainingConfig=training.TrainingConfig,
-        cli_path=training.cli_path,
-        import_cli=training.import_cli,
-        ray_storage=storage.ray_storage,
-    )
-
-
 def connect(settings: DistributedConfig) -> bool:
     """``ray.init`` (local, or ``settings.address`` with retries); whether this call started Ray.
 
     Raises:
         ClusterError: nothing answers at ``address`` within ``connect_timeout`` seconds.
     """
+    from ..utils.ray_connect import connect as ray_connect
+
     try:
-        return _tune().connect(settings)
+        return ray_connect(settings, PREFIX)
     except ConnectionError as exc:
-        message = str(exc).replace("--tune.", PREFIX)
-        raise ClusterError(message) from None
+        raise ClusterError(str(exc)) from None
 
 
 def check_placement(settings: DistributedConfig) -> None:
@@ -231,8 +204,9 @@ def worker_setup(
     """
     import hashlib
 
-    tune = _tune()
-    env = {k: os.environ[k] for k in tune.FORWARDED_ENV if k in os.environ}
+    from ..utils.ray_connect import DEFAULT_ENV, FORWARDED_ENV
+
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     if "WANDB_RUN_ID" not in os.environ:
         env["WANDB_RUN_ID"] = hashlib.sha1(run_dir.encode()).hexdigest()[:16]
         env["WANDB_RESUME"] = os.environ.get("WANDB_RESUME", "allow")
@@ -242,7 +216,7 @@ def worker_setup(
         "accelerator": "gpu" if settings.gpus_per_worker else "cpu",
         "workdir": os.getcwd(),
         "env": env,
-        "default_env": {k: os.environ[k] for k in tune.DEFAULT_ENV if k in os.environ},
+        "default_env": {k: os.environ[k] for k in DEFAULT_ENV if k in os.environ},
     }
 
 
@@ -294,17 +268,16 @@ def run_fit(cli_cls: str | type, args: list[str], settings: DistributedConfig) -
         ClusterError: no cluster at the address, or the workers do not fit on it.
         AframeError: a worker's own error (e.g. bad data) once retries are used up.
     """
-    tune = _tune()
+    from ..tune.storage import ray_storage
+    from ..tune.training import TrainingConfig, cli_path
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    training = tune.TrainingConfig(cli_cls, [], args)  # a bad config fails here, before Ray
+    training = TrainingConfig(cli_cls, [], args)  # a bad config fails here, before Ray
     config_yaml, root = resolved_config(training)
     storage_dir = settings.storage_dir or fs.join(root, "ray_train")
-    try:
-        storage_path, storage_fs = tune.ray_storage(storage_dir)
-    except StorageError as exc:  # its message names the Tune flag
-        raise StorageError(str(exc).replace("--tune.", PREFIX)) from None
+    storage_path, storage_fs = ray_storage(storage_dir, f"{PREFIX}storage_dir")
     run_dir = fs.join(storage_dir if fs.is_remote(storage_dir) else storage_path, settings.name)
-    setup = worker_setup(tune.cli_path(training.cli_cls), config_yaml, settings, run_dir)
+    setup = worker_setup(cli_path(training.cli_cls), config_yaml, settings, run_dir)
     started = connect(settings)
     try:
         check_placement(settings)
@@ -377,6 +350,8 @@ def train_loop(setup: dict[str, Any]) -> None:
     import ray.train
     from ray.train.lightning import RayTrainReportCallback
 
+    from ..tune.training import import_cli
+
     for key, value in setup["default_env"].items():
         os.environ.setdefault(key, value)
     os.environ.update(setup["env"])
@@ -394,6 +369,6 @@ def train_loop(setup: dict[str, Any]) -> None:
             args.append(f"--ckpt_path={local / RayTrainReportCallback.CHECKPOINT_NAME}")
             print(f"resuming from {checkpoint.path}", flush=True)
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        ray_cli(_tune().import_cli(setup["cli"]), setup["accelerator"])(args=args)
+        ray_cli(import_cli(setup["cli"]), setup["accelerator"])(args=args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

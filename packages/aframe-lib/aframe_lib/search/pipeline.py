@@ -271,23 +271,25 @@ class Search:
         num = w.num_windows(span.size)
         scores = np.empty(num, np.float32)
         read = 0
+        # batches scored in the background while the next ones are whitened; kept in flight
+        # across chunks, so reading a chunk overlaps the scoring of the last one's batches
+        pending: list[tuple[int, int, Any]] = []
         for first in range(0, num, self.chunk_windows):
             last = min(first + self.chunk_windows, num)
             start, stop = w.read_range(first, last)
             X = span.load(start, stop, self.device)  # resampled there if need be
             k = first
-            pending: list[tuple[int, int, Any]] = []  # scored in the background meanwhile
             for batch in w.batches(X, self.batch_size, first, last, start):
                 pending.append((k, len(batch), self.network.submit(batch)))
                 k += len(batch)
                 while len(pending) > self.network.max_pending:
                     i, n, result = pending.pop(0)
                     scores[i : i + n] = result()
-            for i, n, result in pending:
-                scores[i : i + n] = result()
             if progress is not None:
                 progress.update(max(0, stop - read) / self.sample_rate)
             read = max(read, stop)
+        for i, n, result in pending:
+            scores[i : i + n] = result()
         if progress is not None:
             progress.update((span.size - read) / self.sample_rate)
         times = span.t0 + (w.kernel_end + np.arange(num) * w.stride) / self.sample_rate

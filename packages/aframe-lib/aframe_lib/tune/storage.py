@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     import pyarrow.fs
 
 
-def ray_storage(storage_dir: str) -> tuple[str, pyarrow.fs.FileSystem | None]:
+def ray_storage(
+    storage_dir: str, flag: str = "--tune.storage_dir"
+) -> tuple[str, pyarrow.fs.FileSystem | None]:
     """``(storage_path, storage_filesystem)`` for ``RunConfig``/``Tuner.restore``.
 
     Raises:
@@ -43,11 +45,11 @@ def ray_storage(storage_dir: str) -> tuple[str, pyarrow.fs.FileSystem | None]:
 
     filesystem, inner = fs.filesystem(storage_dir)
     bucket = inner.split("/", 1)[0]
-    with fs.explain_storage_errors(storage_dir, "--tune.storage_dir"):
+    with fs.explain_storage_errors(storage_dir, flag):
         if not fs.retry(lambda: filesystem.exists(bucket)):
             raise StorageError(
                 f"{storage_dir}: bucket {bucket!r} does not exist at "
-                f"{fs.s3_endpoint() or 'AWS'}; create it or fix --tune.storage_dir"
+                f"{fs.s3_endpoint() or 'AWS'}; create it or fix {flag}"
             )
     return inner.rstrip("/"), PyFileSystem(EnvS3Handler(fallback=fs.s3_endpoint()))
 
