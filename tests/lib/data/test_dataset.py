@@ -162,18 +162,26 @@ def test_nan_in_background_is_reported_with_file_and_ifo(data_dir, tmp_path):
 
 
 def test_settings_are_declared_once_and_readable_not_writable(tmp_path):
-    """Each argument is a typed DatasetSettings field, read back as ``dataset.<name>``, with
-    the sizes derived from independent arithmetic; the settings are frozen."""
+    """Each argument is a typed DatasetSettings field, which jsonargparse (LightningCLI) reads
+    through ``AframeDataset(**settings)`` with its type, default and help; it is read back as
+    ``dataset.<name>``, with the sizes derived from independent arithmetic; the settings are
+    frozen and the Dataset refuses assigning them."""
     import dataclasses
-    import inspect
     import typing
+
+    from jsonargparse import ArgumentParser
 
     from aframe_lib.data.psd import PsdPolicy
     from aframe_lib.data.settings import DatasetSettings
 
-    arguments = list(inspect.signature(AframeDataset.__init__).parameters)[1:]
     fields = [f.name for f in dataclasses.fields(DatasetSettings) if f.init]
-    assert fields == arguments  # the CLI's names (data.init_args.<name>) are the fields'
+    parser = ArgumentParser()
+    parser.add_class_arguments(AframeDataset, "data")
+    cli_defaults = parser.get_defaults()["data"].as_dict()
+    assert list(cli_defaults) == fields  # the CLI's names (data.init_args.<name>) are the fields'
+    assert cli_defaults["sample_rate"] == 2048.0 and cli_defaults["ifos"] == ["H1", "L1"]
+    help_text = " ".join(parser.format_help().split())
+    assert "--data.sample_rate SAMPLE_RATE Hz; must match the files. (type: float" in help_text
     hints = typing.get_type_hints(DatasetSettings)  # resolvable: type checkers can follow them
     assert hints["sample_rate"] is float and hints["ifos"] == list[str]
 
@@ -193,6 +201,13 @@ def test_settings_are_declared_once_and_readable_not_writable(tmp_path):
     assert s.slide_step == 2.0  # ceil(kernel_length + fduration) without timeslide_step
     with pytest.raises(AttributeError, match="sample_rate is a setting of the Dataset"):
         dataset.sample_rate = 512.0
+    with pytest.raises(AttributeError, match="sample_size is a setting of the Dataset"):
+        dataset.sample_size = 3
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.sample_rate = 512.0
-    assert dataset.hparams["sample_rate"] == SAMPLE_RATE  # checkpoints keep the arguments
+    with pytest.raises(AttributeError, match="no attribute 'sample_rat'"):
+        dataset.sample_rat  # noqa: B018 - a typo is an error, not a setting
+    # checkpoints keep every argument as given (defaults included), before resolution
+    assert dataset.hparams["sample_rate"] == SAMPLE_RATE and dataset.hparams["psd_length"] is None
+    assert dataset.hparams["max_memory"] == 4.0 and dataset.hparams["psd"] == psd.to_dict()
+    assert "snr_sampler" not in dataset.hparams

@@ -24,7 +24,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -32,7 +32,6 @@ import torch
 from jaxtyping import Float, Float32, Int
 from ml4gw.transforms import Whiten
 from torch import Tensor
-from torch.distributions import Distribution
 
 from ..augmentations import ChannelMuter, ChannelSwapper, SignalInverter, SignalReverser
 from ..utils import fs
@@ -42,9 +41,8 @@ from .config import DataConfigError, check_chunk_length
 from .injection import Injector, slice_around
 from .loaders import RankBatches
 from .preprocessing import PsdEstimator
-from .psd import PsdPolicy
 from .sampling import BackgroundSampler
-from .settings import DatasetSettings
+from .settings import SETTING_NAMES, DatasetSettings
 from .splits import check_disjoint, split_segments
 from .timeslides import TimeslideWindows, make_timeslides
 from .waveforms import read_waveforms
@@ -52,91 +50,26 @@ from .waveforms import read_waveforms
 logger = logging.getLogger(__name__)
 
 
-class _Setting:
-    """``dataset.<name>``, read-only: ``dataset.settings.<name>`` (see :func:`setting`)."""
+# arguments kept out of hparams: objects (the distributions), and ``psd``, which is added as a dict
+_NOT_HPARAMS = ("snr_sampler", "dec", "psi", "phi", "psd")
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        return self if obj is None else getattr(obj.settings, self.name)
-
-    def __set__(self, obj: Any, value: Any) -> NoReturn:
-        raise AttributeError(
-            f"{type(obj).__name__}.{self.name} is a setting of the Dataset (read-only, from "
-            f"DatasetSettings): pass {self.name}=... when building the Dataset"
-        )
+if TYPE_CHECKING:
+    # for type checkers the Dataset has the settings' typed, read-only (frozen) attributes;
+    # at run time they are read through ``__getattr__`` below
+    _SettingsView = DatasetSettings
+else:
+    _SettingsView = object
 
 
-def setting() -> Any:
-    """Declare ``name: type = setting()`` on the Dataset: the typed, read-only view of
-    ``self.settings.name`` (a field or property of :class:`DatasetSettings`)."""
-    return _Setting()
-
-
-class AframeDataset(pl.LightningDataModule):
+class AframeDataset(pl.LightningDataModule, _SettingsView):
     """LightningDataModule for aframe detectors (see the module docstring for the data path).
 
     Args:
-        data_dir: Directory (local or ``s3://bucket/prefix``) with ``background-*.hdf5``,
-            ``waveforms.hdf5`` and ``val_waveforms.hdf5`` (see ``aframe_lib.data.background``).
-        ifos: Detector codes, in channel order.
-        sample_rate: Hz; must match the files.
-        kernel_length: Seconds of whitened strain the network sees.
-        fduration: Seconds of whitening filter; half is cropped from each side of a window.
-        psd_length: Shorthand for ``psd.length`` (seconds of background per PSD estimate).
-        fftlength: Shorthand for ``psd.fftlength`` (Welch segment length, s; ``None`` means
-            ``kernel_length + fduration``).
-        highpass: Hz; frequencies below are removed by whitening and ignored for SNRs.
-        lowpass: Hz; ``None`` keeps everything up to Nyquist.
-        batch_size: Training samples per batch (per device).
-        batches_per_epoch: Training batches per epoch, over all devices.
-        waveform_prob: Fraction of each batch that ends up labelled as signal.
-        swap_prob: Probability that an injected sample has one IFO's signal swapped with
-            another event's (relabelled noise).
-        mute_prob: Probability that an injected sample has one IFO's signal removed
-            (relabelled noise).
-        inversion_prob: Probability of flipping the sign of each background channel.
-        reversal_prob: Probability of time-reversing each background channel.
-        snr_sampler: Distribution of target network SNRs; default ``PowerLaw(4, 100, -3)``.
-        dec: Distribution of source declinations (rad) for injections (training and
-            validation); default ``ml4gw.distributions.Cosine()`` (uniform on the sphere).
-        psi: Distribution of polarisation angles (rad); default ``Uniform(0, pi)``.
-        phi: Distribution of right ascensions relative to the geocentre's meridian (rad);
-            default ``Uniform(-pi, pi)``.
-        left_pad: Minimum seconds between the kernel's left edge and coalescence.
-        right_pad: Minimum seconds between coalescence and the kernel's right edge.
-        valid_frac: Fraction of the background duration (latest files) held out for validation.
-        test_frac: Fraction of the background duration (the latest files, after which
-            validation takes the next latest) held out for ``aframe-train test``; 0: none.
-        test_dir: Directory (local or ``s3://``) of test background files instead of
-            ``test_frac``; they must not overlap the training/validation data in time. Its
-            ``test_waveforms.hdf5`` (else ``data_dir``'s, else ``val_waveforms.hdf5``) is injected.
-        valid_stride: Seconds between validation windows.
-        valid_livetime: Seconds of timeslid background to score each validation.
-        timeslide_step: Seconds between successive shifts; ``None`` means
-            ``ceil(kernel_length + fduration)`` (must exceed light travel time + kernel).
-        num_valid_views: Positions of coalescence within the kernel for each foreground window.
-        valid_batch_size: Validation windows per batch; ``None`` means ``batch_size``.
-        max_valid_waveforms: Use at most this many validation waveforms; ``None``: all.
-        cache_dir: Local cache for ``s3://`` data; ``None`` means the system temp dir.
-        background_loading: ``memory`` holds all training background and waveforms in memory
-            (and on the device); ``chunked`` streams background from HDF5 in chunks, a bounded
-            buffer per rank (see :mod:`~aframe_lib.data.chunked`); ``auto`` picks ``memory``
-            when the training background and waveforms fit in ``max_memory``.
-        max_memory: GiB of host memory per rank for training background and waveforms: the
-            ``auto`` threshold, and in the chunked path the bound on the chunk buffers (two
-            loads: the one in use and the next) plus waveforms (all of them when they fit in a
-            quarter of it, else a fresh random subset per load).
-        chunk_length: Seconds of background per chunk (chunked path); longer than a window.
-        chunks_per_epoch: Chunks each rank reads per epoch (chunked path), read in loads that
-            fit ``max_memory``; ``None``: one load per epoch, as many chunks as fit.
-        synthetic: ``None`` reads existing data; a dict (``{}`` for defaults) generates synthetic
-            data in ``data_dir`` on first use with those ``ensure_synthetic_dataset`` arguments.
-        seed: Seed of the validation sky positions and SNRs.
-        psd: The PSD policy (:class:`~aframe_lib.data.psd.PsdPolicy`: ``length``,
-            ``fftlength``, ``overlap``, ``average``, ``cadence``) shared with the search through
-            ``model.json``; ``None``: the default policy.
+        *args: ``data_dir``, the one argument that may be given by position.
+        **settings: The arguments by keyword: the fields of
+            :class:`~aframe_lib.data.settings.DatasetSettings`, where each is declared with its
+            type, default and help (``data.init_args.<name>`` in a config; ``aframe-train fit
+            --help`` lists them).
 
     The arguments are checked and kept as :attr:`settings` (a frozen
     :class:`~aframe_lib.data.settings.DatasetSettings`, with the derived sizes as properties);
@@ -144,116 +77,15 @@ class AframeDataset(pl.LightningDataModule):
     """
 
     settings: DatasetSettings
-    # read-only views of self.settings: the arguments, after resolution ...
-    data_dir: str = setting()
-    ifos: list[str] = setting()
-    sample_rate: float = setting()
-    kernel_length: float = setting()
-    fduration: float = setting()
-    psd_length: float = setting()
-    fftlength: float = setting()
-    highpass: float | None = setting()
-    lowpass: float | None = setting()
-    batch_size: int = setting()
-    batches_per_epoch: int = setting()
-    waveform_prob: float = setting()
-    swap_prob: float = setting()
-    mute_prob: float = setting()
-    inversion_prob: float = setting()
-    reversal_prob: float = setting()
-    snr_sampler: Distribution = setting()
-    dec: Distribution | None = setting()
-    psi: Distribution | None = setting()
-    phi: Distribution | None = setting()
-    left_pad: float = setting()
-    right_pad: float = setting()
-    valid_frac: float = setting()
-    test_frac: float = setting()
-    test_dir: str | None = setting()
-    valid_stride: float = setting()
-    valid_livetime: float = setting()
-    timeslide_step: float | None = setting()
-    num_valid_views: int = setting()
-    valid_batch_size: int | None = setting()
-    max_valid_waveforms: int | None = setting()
-    cache_dir: str | None = setting()
-    background_loading: str = setting()
-    max_memory: float = setting()
-    chunk_length: float = setting()
-    chunks_per_epoch: int | None = setting()
-    synthetic: dict[str, Any] | None = setting()
-    seed: int = setting()
-    psd: PsdPolicy = setting()
-    psd_policy: PsdPolicy = setting()
-    # ... and the sizes derived from them
-    num_ifos: int = setting()
-    kernel_size: int = setting()
-    window_size: int = setting()
-    psd_size: int = setting()
-    psd_staleness: int = setting()
-    sample_size: int = setting()
-    sample_length: float = setting()
-    inject_prob: float = setting()
 
-    def __init__(
-        self,
-        data_dir: str,
-        ifos: list[str] = ["H1", "L1"],  # noqa: B006 - jsonargparse shows this default
-        sample_rate: float = 2048.0,
-        kernel_length: float = 1.5,
-        fduration: float = 1.0,
-        psd_length: float | None = None,
-        fftlength: float | None = None,
-        highpass: float | None = 32.0,
-        lowpass: float | None = None,
-        batch_size: int = 384,
-        batches_per_epoch: int = 200,
-        waveform_prob: float = 0.277,
-        swap_prob: float = 0.014,
-        mute_prob: float = 0.055,
-        inversion_prob: float = 0.5,
-        reversal_prob: float = 0.5,
-        snr_sampler: Distribution | None = None,
-        dec: Distribution | None = None,
-        psi: Distribution | None = None,
-        phi: Distribution | None = None,
-        left_pad: float = 0.25,
-        right_pad: float = 0.05,
-        valid_frac: float = 0.25,
-        test_frac: float = 0.0,
-        test_dir: str | None = None,
-        valid_stride: float = 0.5,
-        valid_livetime: float = 3600.0,
-        timeslide_step: float | None = None,
-        num_valid_views: int = 4,
-        valid_batch_size: int | None = None,
-        max_valid_waveforms: int | None = None,
-        cache_dir: str | None = None,
-        background_loading: str = "auto",
-        max_memory: float = 4.0,
-        chunk_length: float = 256.0,
-        chunks_per_epoch: int | None = None,
-        synthetic: dict[str, Any] | None = None,
-        seed: int = 0,
-        psd: PsdPolicy | None = None,
-    ) -> None:
+    def __init__(self, *args: Any, **settings: Any) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["snr_sampler", "dec", "psi", "phi", "psd"])
-        self.settings = DatasetSettings(
-            data_dir=data_dir, ifos=ifos, sample_rate=sample_rate, kernel_length=kernel_length,
-            fduration=fduration, psd_length=psd_length, fftlength=fftlength, highpass=highpass,
-            lowpass=lowpass, batch_size=batch_size, batches_per_epoch=batches_per_epoch,
-            waveform_prob=waveform_prob, swap_prob=swap_prob, mute_prob=mute_prob,
-            inversion_prob=inversion_prob, reversal_prob=reversal_prob, snr_sampler=snr_sampler,
-            dec=dec, psi=psi, phi=phi,
-            left_pad=left_pad, right_pad=right_pad, valid_frac=valid_frac, test_frac=test_frac,
-            test_dir=test_dir, valid_stride=valid_stride, valid_livetime=valid_livetime,
-            timeslide_step=timeslide_step, num_valid_views=num_valid_views,
-            valid_batch_size=valid_batch_size, max_valid_waveforms=max_valid_waveforms,
-            cache_dir=cache_dir, background_loading=background_loading, max_memory=max_memory,
-            chunk_length=chunk_length, chunks_per_epoch=chunks_per_epoch, synthetic=synthetic,
-            seed=seed, psd=psd,
-        )  # fmt: skip
+        # every argument, the defaults included, bound to this frame's ``settings``: what
+        # save_hyperparameters keeps (checkpoints, model.json "data"), with a subclass's own
+        # arguments; under LightningCLI it keeps the config's data section instead
+        settings = DatasetSettings.arguments(*args, **settings)
+        self.save_hyperparameters(ignore=_NOT_HPARAMS)
+        self.settings = DatasetSettings(**settings)
         self.hparams["psd"] = self.psd_policy.to_dict()  # plain data: checkpoints, model.json
         self.psd_estimator = PsdEstimator.from_policy(
             self.psd_policy, self.kernel_length, self.fduration, self.sample_rate, self.highpass
@@ -273,6 +105,21 @@ class AframeDataset(pl.LightningDataModule):
         self._device_cache: dict[str, Any] = {}
         self.chunked: ChunkedTrainingData | None = None
         self._live_waveforms: Tensor | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        """``dataset.<setting>`` is ``dataset.settings.<setting>`` (only called for names that
+        are not the Dataset's own attributes)."""
+        if name in SETTING_NAMES and "settings" in self.__dict__:
+            return getattr(self.settings, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in SETTING_NAMES:
+            raise AttributeError(
+                f"{type(self).__name__}.{name} is a setting of the Dataset (read-only, from "
+                f"DatasetSettings): pass {name}=... when building the Dataset"
+            )
+        super().__setattr__(name, value)
 
     # ------------------------------------------------------------------ data on disk
     @property

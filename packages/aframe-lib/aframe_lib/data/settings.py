@@ -1,17 +1,20 @@
-"""The Dataset's settings, declared: :class:`DatasetSettings`.
+"""The Dataset's arguments, declared once: :class:`DatasetSettings`.
 
-``AframeDataset(sample_rate=..., ...)`` (``data.init_args.sample_rate`` in a config) builds one
-``DatasetSettings``; each setting is a typed field here, checked when it is built
-(:mod:`~aframe_lib.data.config`, the same ``data.<field>=<value>: why`` errors), and the sizes
-derived from the settings (``sample_size``, ``num_ifos``, window lengths ...) are properties.
-The Dataset exposes every field and property read-only under the same name
-(``dataset.sample_rate`` is ``dataset.settings.sample_rate``).
+Each argument of :class:`~aframe_lib.data.AframeDataset` (``data.init_args.<name>`` in a config)
+is a field here, with its type, its default and its help (the ``Args:`` below, which
+jsonargparse shows in ``aframe-train fit --help``): the Dataset takes ``**settings`` and builds
+``DatasetSettings(**settings)``, a call jsonargparse follows to find the arguments. The
+settings are checked when built (:mod:`~aframe_lib.data.config`, the same
+``data.<field>=<value>: why`` errors), and the sizes derived from them (``sample_size``,
+``num_ifos``, window lengths ...) are properties. The Dataset exposes every field and property
+read-only under the same name (``dataset.sample_rate`` is ``dataset.settings.sample_rate``).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-from dataclasses import dataclass, field
+from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
 from ml4gw.distributions import PowerLaw
@@ -23,58 +26,118 @@ from .psd import PsdPolicy, resolve_policy
 
 @dataclass(frozen=True, kw_only=True)
 class DatasetSettings:
-    """The checked settings of an :class:`~aframe_lib.data.AframeDataset`.
+    """The arguments of an :class:`~aframe_lib.data.AframeDataset`, checked and resolved.
 
-    The fields are the Dataset's arguments (documented there, with their defaults) after
-    resolution: ``ifos`` a list, ``psd`` the resolved :class:`~aframe_lib.data.psd.PsdPolicy`
-    (``data.psd`` with the ``psd_length``/``fftlength`` shorthands applied), ``psd_length``
-    and ``fftlength`` its values, ``snr_sampler`` the default ``PowerLaw(4, 100, -3)`` when
-    none was given.
+    After resolution ``ifos`` is a list, ``psd`` the resolved
+    :class:`~aframe_lib.data.psd.PsdPolicy` (``psd`` with the ``psd_length``/``fftlength``
+    shorthands applied), ``psd_length`` and ``fftlength`` its values, and ``snr_sampler`` the
+    default ``PowerLaw(4, 100, -3)`` when none was given.
+
+    Args:
+        data_dir: Directory (local or ``s3://bucket/prefix``) with ``background-*.hdf5``,
+            ``waveforms.hdf5`` and ``val_waveforms.hdf5`` (see ``aframe_lib.data.background``).
+        ifos: Detector codes, in channel order.
+        sample_rate: Hz; must match the files.
+        kernel_length: Seconds of whitened strain the network sees.
+        fduration: Seconds of whitening filter; half is cropped from each side of a window.
+        psd_length: Shorthand for ``psd.length`` (seconds of background per PSD estimate).
+        fftlength: Shorthand for ``psd.fftlength`` (Welch segment length, s; ``None`` means
+            ``kernel_length + fduration``).
+        highpass: Hz; frequencies below are removed by whitening and ignored for SNRs.
+        lowpass: Hz; ``None`` keeps everything up to Nyquist.
+        batch_size: Training samples per batch (per device).
+        batches_per_epoch: Training batches per epoch, over all devices.
+        waveform_prob: Fraction of each batch that ends up labelled as signal.
+        swap_prob: Probability that an injected sample has one IFO's signal swapped with
+            another event's (relabelled noise).
+        mute_prob: Probability that an injected sample has one IFO's signal removed
+            (relabelled noise).
+        inversion_prob: Probability of flipping the sign of each background channel.
+        reversal_prob: Probability of time-reversing each background channel.
+        snr_sampler: Distribution of target network SNRs; default ``PowerLaw(4, 100, -3)``.
+        dec: Distribution of source declinations (rad) for injections (training and
+            validation); default ``ml4gw.distributions.Cosine()`` (uniform on the sphere).
+        psi: Distribution of polarisation angles (rad); default ``Uniform(0, pi)``.
+        phi: Distribution of right ascensions relative to the geocentre's meridian (rad);
+            default ``Uniform(-pi, pi)``.
+        left_pad: Minimum seconds between the kernel's left edge and coalescence.
+        right_pad: Minimum seconds between coalescence and the kernel's right edge.
+        valid_frac: Fraction of the background duration (latest files) held out for validation.
+        test_frac: Fraction of the background duration (the latest files, after which
+            validation takes the next latest) held out for ``aframe-train test``; 0: none.
+        test_dir: Directory (local or ``s3://``) of test background files instead of
+            ``test_frac``; they must not overlap the training/validation data in time. Its
+            ``test_waveforms.hdf5`` (else ``data_dir``'s, else ``val_waveforms.hdf5``) is injected.
+        valid_stride: Seconds between validation windows.
+        valid_livetime: Seconds of timeslid background to score each validation.
+        timeslide_step: Seconds between successive shifts; ``None`` means
+            ``ceil(kernel_length + fduration)`` (must exceed light travel time + kernel).
+        num_valid_views: Positions of coalescence within the kernel for each foreground window.
+        valid_batch_size: Validation windows per batch; ``None`` means ``batch_size``.
+        max_valid_waveforms: Use at most this many validation waveforms; ``None``: all.
+        cache_dir: Local cache for ``s3://`` data; ``None`` means the system temp dir.
+        background_loading: ``memory`` holds all training background and waveforms in memory
+            (and on the device); ``chunked`` streams background from HDF5 in chunks, a bounded
+            buffer per rank (see :mod:`~aframe_lib.data.chunked`); ``auto`` picks ``memory``
+            when the training background and waveforms fit in ``max_memory``.
+        max_memory: GiB of host memory per rank for training background and waveforms: the
+            ``auto`` threshold, and in the chunked path the bound on the chunk buffers (two
+            loads: the one in use and the next) plus waveforms (all of them when they fit in a
+            quarter of it, else a fresh random subset per load).
+        chunk_length: Seconds of background per chunk (chunked path); longer than a window.
+        chunks_per_epoch: Chunks each rank reads per epoch (chunked path), read in loads that
+            fit ``max_memory``; ``None``: one load per epoch, as many chunks as fit.
+        synthetic: ``None`` reads existing data; a dict (``{}`` for defaults) generates synthetic
+            data in ``data_dir`` on first use with those ``ensure_synthetic_dataset`` arguments.
+        seed: Seed of the validation sky positions and SNRs.
+        psd: The PSD policy (:class:`~aframe_lib.data.psd.PsdPolicy`: ``length``,
+            ``fftlength``, ``overlap``, ``average``, ``cadence``) shared with the search through
+            ``model.json``; ``None``: the default policy.
 
     Raises:
         DataConfigError: naming the field, its value and the fix (see
             :func:`~aframe_lib.data.config.check_settings`).
     """
 
-    data_dir: str
-    ifos: list[str]
-    sample_rate: float
-    kernel_length: float
-    fduration: float
-    psd_length: float | None
-    fftlength: float | None
-    highpass: float | None
-    lowpass: float | None
-    batch_size: int
-    batches_per_epoch: int
-    waveform_prob: float
-    swap_prob: float
-    mute_prob: float
-    inversion_prob: float
-    reversal_prob: float
-    snr_sampler: Distribution | None
-    dec: Distribution | None
-    psi: Distribution | None
-    phi: Distribution | None
-    left_pad: float
-    right_pad: float
-    valid_frac: float
-    test_frac: float
-    test_dir: str | None
-    valid_stride: float
-    valid_livetime: float
-    timeslide_step: float | None
-    num_valid_views: int
-    valid_batch_size: int | None
-    max_valid_waveforms: int | None
-    cache_dir: str | None
-    background_loading: str
-    max_memory: float
-    chunk_length: float
-    chunks_per_epoch: int | None
-    synthetic: dict[str, Any] | None
-    seed: int
-    psd: PsdPolicy | dict[str, Any] | None
+    data_dir: str = field(kw_only=False)  # the one positional argument
+    ifos: list[str] = field(default_factory=lambda: ["H1", "L1"])
+    sample_rate: float = 2048.0
+    kernel_length: float = 1.5
+    fduration: float = 1.0
+    psd_length: float | None = None
+    fftlength: float | None = None
+    highpass: float | None = 32.0
+    lowpass: float | None = None
+    batch_size: int = 384
+    batches_per_epoch: int = 200
+    waveform_prob: float = 0.277
+    swap_prob: float = 0.014
+    mute_prob: float = 0.055
+    inversion_prob: float = 0.5
+    reversal_prob: float = 0.5
+    snr_sampler: Distribution | None = None
+    dec: Distribution | None = None
+    psi: Distribution | None = None
+    phi: Distribution | None = None
+    left_pad: float = 0.25
+    right_pad: float = 0.05
+    valid_frac: float = 0.25
+    test_frac: float = 0.0
+    test_dir: str | None = None
+    valid_stride: float = 0.5
+    valid_livetime: float = 3600.0
+    timeslide_step: float | None = None
+    num_valid_views: int = 4
+    valid_batch_size: int | None = None
+    max_valid_waveforms: int | None = None
+    cache_dir: str | None = None
+    background_loading: str = "auto"
+    max_memory: float = 4.0
+    chunk_length: float = 256.0
+    chunks_per_epoch: int | None = None
+    synthetic: dict[str, Any] | None = None
+    seed: int = 0
+    psd: PsdPolicy | None = None
     #: the resolved PSD policy (``psd`` after resolution; the name the search and export use)
     psd_policy: PsdPolicy = field(init=False, repr=False)
 
@@ -89,6 +152,13 @@ class DatasetSettings:
         set_(self, "fftlength", policy.resolve(self.kernel_length, self.fduration).fftlength)
         if self.snr_sampler is None:
             set_(self, "snr_sampler", PowerLaw(4.0, 100.0, -3.0))
+
+    @classmethod
+    def arguments(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """``DatasetSettings(*args, **kwargs)``'s arguments as given, with the defaults of the
+        others, in field order, before resolution (what the Dataset keeps as hparams)."""
+        given = inspect.signature(cls).bind(*args, **kwargs).arguments
+        return {f.name: given.get(f.name, _default(f)) for f in fields(cls) if f.init}
 
     # ---------------------------------------------------------------- derived sizes
     @property
@@ -144,3 +214,17 @@ class DatasetSettings:
     def valid_stride_size(self) -> int:
         """Samples between validation windows (``valid_stride * sample_rate``)."""
         return int(round(self.valid_stride * self.sample_rate))
+
+
+def _default(f: Field) -> Any:
+    """A field's default (``None`` for the one without: ``data_dir``, which is always given)."""
+    if f.default is not MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not MISSING else None
+
+
+#: the names a Dataset reads from its settings: the fields and the derived sizes
+SETTING_NAMES = frozenset(
+    [f.name for f in fields(DatasetSettings)]
+    + [name for name, value in vars(DatasetSettings).items() if isinstance(value, property)]
+)
