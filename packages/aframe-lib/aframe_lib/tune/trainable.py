@@ -1,10 +1,10 @@
-"""What runs inside one Ray Tune trial: the LightningCLI ``fit`` as a child process.
+"""What runs inside one Ray Tune trial: the LightningCLI ``fit`` as a child process (one worker)
+or as a Ray Train run (``workers > 1``, below).
 
 Why a child process rather than the CLI inside the Ray worker: the trial runs the very command a
 user would run by hand (``trial.log`` starts with it), with its own torch threads, seeds and
-global state; DDP inside a trial (``workers_per_trial > 1``) is Lightning's own launcher, started
-from a normal command line (Ray's worker has no script to re-execute); and stopping the trial
-(ASHA, a failure, a killed driver) kills the whole process group. The cost is the CLI's start-up
+global state; and stopping the trial (ASHA, a failure, a killed driver) kills the whole process
+group. The cost is the CLI's start-up
 (a few seconds of imports) per trial.
 
 The child appends one JSON line per validation epoch (:class:`.callbacks.TrialReporter`); this
