@@ -137,6 +137,34 @@ def test_search_on_a_ray_cluster_by_address_with_wandb(tmp_path, data_dir, ray_h
 
 
 @pytest.mark.slow
+def test_search_with_two_workers_per_trial(tmp_path, data_dir, ray_temp_dir):
+    """Multi-worker trials run through the distributed engine (Ray Train workers, gloo)."""
+    cmd = tune_cmd(str(tmp_path / "runs"), "mw", data_dir, "--tune.num_cpus=2",
+                   f"--tune.temp_dir={ray_temp_dir}", "--tune.workers_per_trial=2",
+                   "--tune.cpus_per_worker=1", "--tune.num_samples=1")  # fmt: skip
+    proc = run(cmd, tmp_path)
+    assert "Started training worker group of size 2" in proc.stdout + proc.stderr
+    search_dir = tmp_path / "runs" / "mw"
+    summary = check_search(search_dir, num_trials=1)
+    (trial,) = summary["trials"]
+    assert trial["epochs"] == 2
+    # the sampled values reached the workers' training, as in a single-worker trial
+    (trial_dir,) = search_dir.glob(f"*_{trial['trial_id']}")
+    first = (trial_dir / "trial.log").read_text().splitlines()[0]
+    assert first.startswith(f"Ray Train run {search_dir}/train_runs/{trial['trial_id']}: 2 workers")
+    for key, value in trial["config"].items():
+        assert f"--{key}={value}" in first
+    rows = list(csv.DictReader(open(trial_dir / "logs" / "version_0" / "metrics.csv")))
+    assert len([r for r in rows if r.get("valid_auroc")]) == 2  # rank zero logs, once per epoch
+    # the best trial's exported model (from rank zero, through the final report)
+    assert summary["best"]["model"] == str(search_dir / "model.pt")
+    model = torch.jit.load(str(search_dir / "model.pt"))
+    assert model(torch.randn(3, 2, 512)).shape == (3, 1)
+    (final,) = search_dir.glob(f"*_{trial['trial_id']}/checkpoint_000001")
+    assert {"model.pt", "model.json", "checkpoint.ckpt"} <= {p.name for p in final.iterdir()}
+
+
+@pytest.mark.slow
 @pytest.mark.s3
 def test_search_with_storage_on_s3(tmp_path, data_dir, ray_temp_dir, s3_bucket):
     import s3fs

@@ -1,7 +1,9 @@
 """What a trial gets and what happens when it fails, on real Ray (a local 2-CPU instance).
 
-- ``workers_per_trial=2`` on CPU: the trial holds one 2-CPU bundle (Ray's own record of the
-  trial) and trains with DDP: two gloo ranks, seen by a callback in each rank process.
+- ``workers_per_trial=2`` on CPU: the trial drives a Ray Train run (the distributed engine):
+  two Ray Train workers of one CPU each, one gloo group, seen by a callback in each worker; the
+  trial holds no CPU itself. A fast test checks the resource arithmetic and the refusal of
+  trials whose workers the nodes cannot hold.
 - ``max_failures``: a trial whose training raises once (a callback that leaves a marker file in
   the trial directory before raising) is retried from its last epoch checkpoint and completes;
   with ``max_failures=0`` the same search ends with the trial errored, its own exception in the
@@ -111,46 +113,68 @@ def commands(trial_dir: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_two_workers_per_trial_train_ddp_on_one_two_cpu_bundle(tmp_path, ray_temp_dir):
+def test_two_workers_per_trial_train_as_ray_train_workers(tmp_path, ray_temp_dir):
+    """``workers_per_trial=2``: the trial drives a Ray Train run of the distributed engine."""
     proc, search_dir, seconds = search(
         tmp_path, ray_temp_dir, {"class_path": "tune_probe.RankProbe"},
         "--tune.workers_per_trial=2", "--tune.cpus_per_worker=1", "--tune.max_epochs=1",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    # the trial's resources: one bundle of 2 CPUs, i.e. the whole cluster, by Ray's accounting
-    assert "each trial gets {'CPU': 2.0}; 1 trial(s) fit side by side" in proc.stdout
-    assert "Logical resource usage: 2.0/2 CPUs" in proc.stdout
+    assert "each trial gets 2 Ray Train workers of {'CPU': 1.0}; 1 trial(s) fit side by side" in (
+        proc.stdout
+    )
+    # the trial itself holds no CPU (only some memory): the workers hold the 2 CPUs
     trial = ray_trial(search_dir)
-    assert trial.placement_group_factory.bundles == [{"CPU": 2.0}]
-    assert trial.placement_group_factory.required_resources == {"CPU": 2.0}
+    from aframe_lib.tune.tuner import DRIVER_MEMORY
+
+    assert trial.placement_group_factory.bundles == [{"memory": float(DRIVER_MEMORY)}]
     (trial_dir,) = search_dir.glob("run_trial_*")
-    # the command line of the trial, and the config it names: 2 devices, DDP, CPU, one node
-    (command,) = commands(trial_dir)
-    config_file = command.split(" -- fit --config ")[1].split()[0]
-    assert config_file.endswith(f"/{trial_dir.name}/trial.yaml")  # the trial's own config
-    trainer = yaml.safe_load((trial_dir / "trial.yaml").read_text())["trainer"]
-    assert (trainer["devices"], trainer["strategy"]) == (2, "ddp")
-    assert (trainer["accelerator"], trainer["num_nodes"]) == ("cpu", 1)
-    # the run itself: two rank processes in one gloo process group of size 2
     log = (trial_dir / "trial.log").read_text()
-    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in log
-    assert "distributed_backend=gloo" in log
+    assert f"Ray Train run {search_dir}/train_runs/{trial.trial_id}: 2 workers" in log
+    assert "-m aframe_lib.tune.worker" not in log  # not the child-process path
+    assert (search_dir / "train_runs" / trial.trial_id).is_dir()
     ranks = [json.loads((trial_dir / f"rank-{r}.json").read_text()) for r in (0, 1)]
-    assert not list(trial_dir.glob("rank-2.json"))
     for rank, record in enumerate(ranks):
         assert record["global_rank"] == rank
         assert (record["world_size"], record["group_size"]) == (2, 2)
-        assert (record["strategy"], record["backend"]) == ("DDPStrategy", "gloo")
+        assert (record["strategy"], record["backend"]) == ("RayDDPStrategy", "gloo")
         assert record["rank_sum"] == 1.0  # the all_reduce saw both ranks
-        assert record["omp_num_threads"] == "1"  # one CPU of the bundle per rank
+        assert record["omp_num_threads"] == "1"  # one CPU per worker
     assert ranks[0]["pid"] != ranks[1]["pid"]
-    assert ranks[1]["ppid"] == ranks[0]["pid"]  # Lightning's launcher in rank 0 started rank 1
-    # and it finished with a reported metric
+    assert ranks[1]["ppid"] != ranks[0]["pid"]  # two Ray actors, not a launcher's child
     summary = json.loads((search_dir / "summary.json").read_text())
     (row,) = summary["trials"]
     assert (row["status"], row["epochs"]) == ("completed", 1)
     assert math.isfinite(row["valid_score"]) and summary["best"]["score"] == row["valid_score"]
-    print(f"DDP trial search: {seconds:.0f} s")
+    print(f"Ray Train trial search: {seconds:.0f} s")
+
+
+def test_multi_worker_trials_are_checked_against_the_nodes(ray_temp_dir):
+    """Each of a trial's workers must fit on one node; too many fail before any trial runs."""
+    import ray
+
+    from aframe_lib.tune.config import TuneSettings
+    from aframe_lib.tune.tuner import check_fits
+
+    with pytest.raises(ValueError, match="cpus_per_worker must be at least 1"):
+        TuneSettings(space="s.yaml", workers_per_trial=2, cpus_per_worker=0)
+    settings = TuneSettings(space="s.yaml", workers_per_trial=2, cpus_per_worker=1)
+    assert settings.worker_resources() == {"CPU": 1.0}
+    assert settings.trial_resources() == {"CPU": 2.0}
+    gpus = TuneSettings(space="s.yaml", workers_per_trial=3, gpus_per_worker=0.5, cpus_per_gpu=2)
+    assert gpus.worker_resources() == {"CPU": 1.0, "GPU": 0.5}
+    assert gpus.trial_resources() == {"CPU": 3.0, "GPU": 1.5}
+    ray.init(num_cpus=3, _temp_dir=ray_temp_dir, include_dashboard=False, log_to_driver=False)
+    try:
+        assert check_fits(settings) == 1  # 3 CPUs: one 2-worker trial at a time
+        assert check_fits(TuneSettings(space="s.yaml", workers_per_trial=3)) == 1
+        two_cpus = TuneSettings(space="s.yaml", workers_per_trial=2, cpus_per_worker=2)
+        with pytest.raises(ValueError, match=r"one trial's 2 workers do not fit .* hold 1;"):
+            check_fits(two_cpus)  # 2 x 2 CPUs on one 3-CPU node: one worker fits
+        with pytest.raises(ValueError, match="workers do not fit.*GPU"):
+            check_fits(gpus)
+    finally:
+        ray.shutdown()
 
 
 @pytest.mark.slow

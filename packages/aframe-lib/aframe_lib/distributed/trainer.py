@@ -221,8 +221,9 @@ def worker_setup(
 
 
 def make_trainer(setup: dict[str, Any], settings: DistributedConfig, storage_path: str,
-                 storage_fs: Any) -> Any:  # fmt: skip
-    """The ``TorchTrainer`` of a run (also usable inside a Tune trial: one code path)."""
+                 storage_fs: Any, callbacks: list | tuple = ()) -> Any:  # fmt: skip
+    """The ``TorchTrainer`` of a run (also used inside a multi-worker Tune trial: one code path);
+    ``callbacks``: Ray Train callbacks of the run (a trial's report writer)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -240,6 +241,7 @@ def make_trainer(setup: dict[str, Any], settings: DistributedConfig, storage_pat
             storage_filesystem=storage_fs,
             failure_config=FailureConfig(max_failures=settings.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=settings.checkpoints_to_keep),
+            callbacks=list(callbacks) or None,
         ),
     )
 
@@ -314,8 +316,9 @@ def _worker_error(exc: BaseException) -> AframeError | None:
 # --- on each worker --------------------------------------------------------------------------
 
 
-def ray_cli(cli_cls: type, accelerator: str) -> type:
-    """``cli_cls`` whose trainer runs under Ray Train (strategy, environment, report callback)."""
+def ray_cli(cli_cls: type, accelerator: str, extra_callbacks: list | tuple = ()) -> type:
+    """``cli_cls`` whose trainer runs under Ray Train (strategy, environment, report callback),
+    with ``extra_callbacks`` (a Tune trial's export report) after Ray's."""
 
     class RayTrainCLI(cli_cls):  # type: ignore[misc, valid-type]
         def _instantiate_trainer(self, config, callbacks):
@@ -338,7 +341,8 @@ def ray_cli(cli_cls: type, accelerator: str) -> type:
                 "devices": "auto",  # the GPUs Ray made visible to this worker, or one CPU
                 "num_nodes": 1,
             }
-            trainer = super()._instantiate_trainer(config, [*callbacks, RayTrainReportCallback()])
+            callbacks = [*callbacks, RayTrainReportCallback(), *extra_callbacks]
+            trainer = super()._instantiate_trainer(config, callbacks)
             return prepare_trainer(trainer)
 
     return RayTrainCLI
@@ -346,7 +350,10 @@ def ray_cli(cli_cls: type, accelerator: str) -> type:
 
 def train_loop(setup: dict[str, Any]) -> None:
     """Ray Train's ``train_loop_per_worker``: the CLI's ``fit`` on this worker's rank, from the
-    run's latest checkpoint when there is one (a restarted group, a resumed run)."""
+    run's latest checkpoint when there is one (a restarted group, a resumed run).
+
+    Optional keys a Tune trial adds to ``setup``: ``args`` (its sampled ``--key=value``
+    overrides, after the config) and ``callbacks`` (Lightning callbacks for its trainer)."""
     import ray.train
     from ray.train.lightning import RayTrainReportCallback
 
@@ -361,7 +368,7 @@ def train_loop(setup: dict[str, Any]) -> None:
     try:
         config = Path(tmp, "fit.yaml")
         config.write_text(setup["config_yaml"])
-        args = ["fit", "--config", str(config)]
+        args = ["fit", "--config", str(config), *setup.get("args", ())]
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is not None:
             local = Path(tmp, "restored")
@@ -369,6 +376,7 @@ def train_loop(setup: dict[str, Any]) -> None:
             args.append(f"--ckpt_path={local / RayTrainReportCallback.CHECKPOINT_NAME}")
             print(f"resuming from {checkpoint.path}", flush=True)
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        ray_cli(import_cli(setup["cli"]), setup["accelerator"])(args=args)
+        cli = ray_cli(import_cli(setup["cli"]), setup["accelerator"], setup.get("callbacks", ()))
+        cli(args=args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -57,3 +57,36 @@ class TrialReporter(pl.Callback):
             f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+class ExportReport(pl.Callback):
+    """A multi-worker trial's last Ray Train report: the exported model, from rank zero's node.
+
+    ``ExportModel`` writes the model into ``default_root_dir`` at ``on_train_end`` on rank zero,
+    which may be another node than the trial's; at ``on_fit_end`` every rank reports (a
+    collective in Ray Train) and rank zero's checkpoint carries the exported files, marked by
+    the metric ``aframe_export`` (the trial's side adds them to its final report).
+    """
+
+    def __init__(self, files: tuple[str, ...]) -> None:
+        self.files = tuple(files)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        import shutil
+        import tempfile
+
+        import ray.train
+
+        root = Path(trainer.default_root_dir)
+        found = [root / f for f in self.files if (root / f).is_file()]
+        if not (trainer.is_global_zero and found):
+            ray.train.report({"aframe_export": 1.0}, checkpoint=None)
+            return
+        directory = tempfile.mkdtemp(prefix="aframe-export-")
+        try:
+            for path in found:
+                shutil.copy2(path, Path(directory, path.name))
+            checkpoint = ray.train.Checkpoint.from_directory(directory)
+            ray.train.report({"aframe_export": 1.0}, checkpoint=checkpoint)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)

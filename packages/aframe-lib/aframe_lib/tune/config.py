@@ -24,7 +24,8 @@ class TuneSettings:
         max_epochs: Epochs of a trial that ASHA does not stop (ASHA's ``max_t``).
         grace_period: Epochs every trial runs before ASHA may stop it (``min_epochs``).
         reduction_factor: ASHA keeps 1/reduction_factor of the trials at each rung.
-        workers_per_trial: Training processes per trial (DDP when > 1, on one node).
+        workers_per_trial: Training processes per trial; more than 1: Ray Train workers (the
+            distributed engine of ``aframe_lib.distributed``), each on any node.
         gpus_per_worker: GPUs per process; 0 trains on CPU.
         cpus_per_gpu: CPUs per GPU of a GPU process.
         cpus_per_worker: CPUs per process when ``gpus_per_worker`` is 0.
@@ -72,7 +73,8 @@ class TuneSettings:
     def __post_init__(self) -> None:
         if self.mode not in ("max", "min"):
             raise ValueError(f"tune.mode must be 'max' or 'min', got {self.mode!r}")
-        for key in ("num_samples", "max_epochs", "grace_period", "workers_per_trial"):
+        for key in ("num_samples", "max_epochs", "grace_period", "workers_per_trial",
+                    "cpus_per_worker"):  # fmt: skip
             if getattr(self, key) < 1:
                 raise ValueError(f"tune.{key} must be at least 1, got {getattr(self, key)}")
         if self.grace_period > self.max_epochs:
@@ -81,13 +83,17 @@ class TuneSettings:
                 f"({self.max_epochs}); lower it or raise max_epochs"
             )
 
-    def trial_resources(self) -> dict[str, float]:
-        """One trial's Ray resources: ``workers × (GPUs, CPUs)`` of one process."""
+    def worker_resources(self) -> dict[str, float]:
+        """One training process's Ray resources (CPUs, and GPUs when ``gpus_per_worker``)."""
         if self.gpus_per_worker:
             cpus = math.ceil(self.cpus_per_gpu * self.gpus_per_worker)
         else:
             cpus = self.cpus_per_worker
-        resources = {"CPU": float(self.workers_per_trial * cpus)}
+        resources = {"CPU": float(cpus)}
         if self.gpus_per_worker:
-            resources["GPU"] = self.workers_per_trial * self.gpus_per_worker
+            resources["GPU"] = float(self.gpus_per_worker)
         return resources
+
+    def trial_resources(self) -> dict[str, float]:
+        """One trial's Ray resources: ``workers × (GPUs, CPUs)`` of one process."""
+        return {k: self.workers_per_trial * v for k, v in self.worker_resources().items()}

@@ -1,16 +1,24 @@
-"""What runs inside one Ray Tune trial: the LightningCLI ``fit`` as a child process.
+"""What runs inside one Ray Tune trial: the LightningCLI ``fit`` as a child process (one worker)
+or as a Ray Train run (``workers > 1``, below).
 
 Why a child process rather than the CLI inside the Ray worker: the trial runs the very command a
 user would run by hand (``trial.log`` starts with it), with its own torch threads, seeds and
-global state; DDP inside a trial (``workers_per_trial > 1``) is Lightning's own launcher, started
-from a normal command line (Ray's worker has no script to re-execute); and stopping the trial
-(ASHA, a failure, a killed driver) kills the whole process group. The cost is the CLI's start-up
+global state; and stopping the trial (ASHA, a failure, a killed driver) kills the whole process
+group. The cost is the CLI's start-up
 (a few seconds of imports) per trial.
 
 The child appends one JSON line per validation epoch (:class:`.callbacks.TrialReporter`); this
 side reports each line with its checkpoint to ``ray.tune.report``. A line that may be the last
 one is held back until the child has exited, so that the final report carries the exported
 model (``model.pt`` ...) too: once the last epoch is reported, ASHA stops the trial at ``max_t``.
+
+A multi-worker trial (``workers > 1``) trains through the distributed engine instead
+(:mod:`aframe_lib.distributed`: ``worker_setup``, ``make_trainer``, ``train_loop``): a Ray Train
+``TorchTrainer`` run inside this function trainable (Ray Train V2's way of tuning distributed
+runs), whose N workers may sit on any nodes. Its controller (on this trial's node) writes the
+same JSON lines from each Ray Train report (:func:`_report_writer`), and the same code hands
+them to Tune; the exported model comes from rank zero's node in one more Ray Train report
+(:class:`.callbacks.ExportReport`).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +48,7 @@ class TrialSetup:
         config_yaml: the resolved ``fit`` config (files + overrides) as YAML text.
         search_name: the search's name: the W&B group of every trial.
         max_epochs: epochs per trial (ASHA's ``max_t``).
-        workers: processes per trial (DDP when > 1; all on one node).
+        workers: processes per trial (> 1: Ray Train workers, on any nodes).
         gpus_per_worker: GPUs per process (0: CPU).
         threads_per_worker: ``OMP_NUM_THREADS`` of each process (its CPUs).
         workdir: directory the trials run in, so that relative paths of the config mean what
@@ -50,6 +58,9 @@ class TrialSetup:
             has none of that name (the driver's S3 endpoint: a cluster's own wins).
         export_files: files the training writes in ``default_root_dir`` at the end (the
             exported model) that go into the trial's final checkpoint.
+        storage_path: the search's Ray storage path (multi-worker trials keep their Ray Train
+            run in ``<it>/<search_name>/train_runs/<trial id>``, where every worker reaches it).
+        storage_filesystem: its pyarrow file system (``None``: local).
     """
 
     cli: str
@@ -63,6 +74,8 @@ class TrialSetup:
     env: dict[str, str] = field(default_factory=dict)
     default_env: dict[str, str] = field(default_factory=dict)
     export_files: tuple[str, ...] = ("model.pt", "model.json", "model.onnx")
+    storage_path: str | None = None
+    storage_filesystem: Any = None
 
 
 def trial_config(setup: TrialSetup, trial_dir: Path, trial_name: str) -> dict[str, Any]:
@@ -115,8 +128,10 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     config_file = trial_dir / "trial.yaml"
     config_file.write_text(yaml.safe_dump(trial_config(setup, trial_dir, name), sort_keys=False))
 
-    args = ["fit", "--config", str(config_file)]
-    args += [f"--{key}={format_value(value)}" for key, value in params.items()]
+    sampled = [f"--{key}={format_value(value)}" for key, value in params.items()]
+    if setup.workers > 1:
+        return _run_distributed(setup, trial_dir, name, sampled, report_file, checkpoint_dir, start)
+    args = ["fit", "--config", str(config_file), *sampled]
     restored = tune.get_checkpoint()
     if restored is not None:  # a retried failure or a resumed search: go on from the last epoch
         local = trial_dir / "restored"
@@ -130,8 +145,6 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     env["OMP_NUM_THREADS"] = str(max(1, setup.threads_per_worker))
     workdir = setup.workdir if setup.workdir and Path(setup.workdir).is_dir() else trial_dir
 
-    reported: dict[str, Any] | None = None
-    held: dict[str, Any] | None = None
     log = trial_dir / "trial.log"
     with open(log, "a") as out:
         out.write(" ".join(cmd) + "\n")
@@ -140,16 +153,7 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
             cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            for record in _follow(report_file, proc):
-                if held is not None:
-                    _report(held, start)
-                    reported = held
-                    held = None
-                if record["last"]:
-                    held = record
-                else:
-                    _report(record, start)
-                    reported = record
+            reported, held, _ = _relay(_follow(report_file, lambda: proc.poll() is not None), start)
         finally:
             if proc.poll() is None:  # stopped by Ray or failed here: take the children along
                 _kill_group(proc)
@@ -161,16 +165,141 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
             f"trial {name}: training exited with {proc.returncode}"
             f"{_reason(lines, proc.returncode)}; see its trial.log\n{tail}"
         )
+    exported = [trial_dir / f for f in setup.export_files if (trial_dir / f).is_file()]
+    _final_report(name, log, reported, held, exported, checkpoint_dir, start)
+
+
+def _final_report(name, log, reported, held, exported, checkpoint_dir: Path, start) -> None:
     final = held or reported
     if final is None:
         raise RuntimeError(
             f"trial {name}: the training reported no validation epoch (see {log}); "
             "does the model run validation and log the search metric?"
         )
-    exported = [trial_dir / f for f in setup.export_files if (trial_dir / f).is_file()]
     if held is None:  # stopped early by a callback after its last report: one more report
         final = {**final, "checkpoint": str(checkpoint_dir / "final")}
     _report(final, start, exported)
+
+
+def _relay(records: Iterator[dict], start: float) -> tuple[dict | None, dict | None, str | None]:
+    """Report each epoch's record to Tune, holding back one that may be the last (so that the
+    final report carries the exported model); ``(last reported, held, export directory)``."""
+    reported: dict[str, Any] | None = None
+    held: dict[str, Any] | None = None
+    export_dir = None
+    for record in records:
+        if record.get("export"):  # a multi-worker trial's exported model (after its last epoch)
+            export_dir = record["checkpoint"]
+            continue
+        if held is not None:
+            _report(held, start)
+            reported = held
+            held = None
+        if record["last"]:
+            held = record
+        else:
+            _report(record, start)
+            reported = record
+    return reported, held, export_dir
+
+
+def _run_distributed(setup: TrialSetup, trial_dir: Path, name: str, sampled: list[str],
+                     report_file: Path, checkpoint_dir: Path, start: float) -> None:  # fmt: skip
+    """A multi-worker trial: the distributed engine's ``TorchTrainer`` run inside this trial."""
+    import threading
+
+    import yaml
+    from ray import tune
+
+    from ..distributed.trainer import (
+        DistributedConfig,
+        _worker_error,
+        make_trainer,
+        worker_setup,
+    )
+    from .callbacks import ExportReport
+
+    trial_id = tune.get_context().get_trial_id()
+    settings = DistributedConfig(
+        num_workers=setup.workers,
+        gpus_per_worker=setup.gpus_per_worker,
+        cpus_per_worker=max(1, setup.threads_per_worker),
+        name=trial_id,
+        max_failures=0,  # Tune retries the trial (tune.max_failures); the run resumes then
+        checkpoints_to_keep=1,
+    )
+    storage = f"{(setup.storage_path or str(trial_dir)).rstrip('/')}/{setup.search_name}/train_runs"
+    config_yaml = yaml.safe_dump(trial_config(setup, trial_dir, name), sort_keys=False)
+    loop_config = worker_setup(setup.cli, config_yaml, settings, f"{storage}/{trial_id}")
+    loop_config["env"].update(setup.env)
+    loop_config["default_env"] = {**setup.default_env, **loop_config["default_env"]}
+    loop_config["env"]["OMP_NUM_THREADS"] = str(max(1, setup.threads_per_worker))
+    if setup.workdir:
+        loop_config["workdir"] = setup.workdir
+    loop_config["args"] = sampled
+    loop_config["callbacks"] = [ExportReport(setup.export_files)]
+    writer = _report_writer(report_file, checkpoint_dir, setup.max_epochs)
+    trainer = make_trainer(loop_config, settings, storage, setup.storage_filesystem, [writer])
+    log = trial_dir / "trial.log"
+    with open(log, "a") as out:
+        out.write(f"Ray Train run {storage}/{trial_id}: {setup.workers} workers, "
+                  f"fit --config trial.yaml {' '.join(sampled)}\n")  # fmt: skip
+    outcome: dict[str, Any] = {}
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as exc:  # handed to the trial's thread below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=fit, name=f"ray-train-{trial_id}", daemon=True)
+    thread.start()
+    reported, held, export_dir = _relay(_follow(report_file, lambda: not thread.is_alive()), start)
+    if "error" in outcome:
+        exc = outcome["error"]
+        ours = _worker_error(exc)
+        raise RuntimeError(f"trial {name}: training failed ({ours or exc})") from exc
+    exported = [p for p in Path(export_dir).iterdir() if p.is_file()] if export_dir else []
+    _final_report(name, log, reported, held, exported, checkpoint_dir, start)
+    if export_dir:
+        shutil.rmtree(export_dir, ignore_errors=True)
+
+
+def _report_writer(report_file: Path, checkpoint_dir: Path, max_epochs: int) -> Any:
+    """A Ray Train callback (run by the run's controller, on the trial's node) that writes one
+    JSON line per Ray Train report, with its checkpoint copied into ``checkpoint_dir``."""
+    from ray.train import UserCallback
+
+    class TrialReportWriter(UserCallback):
+        def after_report(self, run_context, metrics, checkpoint) -> None:
+            import math
+
+            values = dict(metrics[0]) if metrics else {}
+            export = bool(values.pop("aframe_export", 0))
+            epoch = int(values.get("epoch", 0))
+            directory = checkpoint_dir / ("export" if export else f"epoch={epoch:04d}")
+            shutil.rmtree(directory, ignore_errors=True)
+            if checkpoint is not None:
+                fs.retry(lambda: checkpoint.to_directory(str(directory)), attempts=5, delay=1.0)
+            directory.mkdir(parents=True, exist_ok=True)
+            numbers = {
+                k: float(v) for k, v in values.items()
+                if isinstance(v, int | float) and math.isfinite(v) and k not in ("epoch", "step")
+            }  # fmt: skip
+            record = {
+                "epoch": epoch,
+                "metrics": numbers,
+                "checkpoint": str(directory),
+                "last": epoch + 1 >= max_epochs,
+                "time": time.time(),
+                "export": export,
+            }
+            with open(report_file, "a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+    return TrialReportWriter()
 
 
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(:.*)?$")
@@ -184,11 +313,11 @@ def _reason(lines: list[str], returncode: int) -> str:
     return f" (killed by signal {-returncode})" if returncode < 0 else ""
 
 
-def _follow(path: Path, proc: subprocess.Popen, poll: float = 0.2) -> Iterator[dict]:
-    """The JSON lines appended to ``path`` while ``proc`` runs (and any left when it ends)."""
+def _follow(path: Path, finished: Callable[[], bool], poll: float = 0.2) -> Iterator[dict]:
+    """The JSON lines appended to ``path`` until ``finished()`` (and any left then)."""
     offset = 0
     while True:
-        done = proc.poll() is not None
+        done = finished()
         if path.exists():
             with open(path) as f:
                 f.seek(offset)

@@ -29,10 +29,22 @@ def trial_dirname(trial: Any) -> str:
     return f"{trial.trainable_name}_{trial.trial_id}"
 
 
-def check_fits(settings: TuneSettings) -> None:
-    """Refuse (local Ray) or warn (a cluster that may scale up) if one trial can never fit."""
+DRIVER_MEMORY = 256 * 2**20  # Ray resources of a multi-worker trial's driver (bytes)
+FIX = "lower tune.workers_per_trial / gpus_per_worker / cpus_per_gpu / cpus_per_worker"
+
+
+def check_fits(settings: TuneSettings) -> int:
+    """Refuse (local Ray) or warn (a cluster that may scale up) if one trial can never fit;
+    returns how many trials fit side by side.
+
+    A single-worker trial is one bundle; a multi-worker trial is ``workers_per_trial`` Ray
+    Train workers, each on one node: the workers the live nodes can hold are counted node by
+    node (as ``aframe-train fit --distributed.*`` does).
+    """
     import ray
 
+    if settings.workers_per_trial > 1:
+        return _check_workers_fit(settings)
     total = ray.cluster_resources()
     need = settings.trial_resources()
     short = {k: (v, total.get(k, 0)) for k, v in need.items() if v > total.get(k, 0)}
@@ -40,15 +52,40 @@ def check_fits(settings: TuneSettings) -> None:
         text = ", ".join(
             f"{k}: needs {v:g}, cluster has {have:g}" for k, (v, have) in short.items()
         )
-        message = (
-            f"one trial does not fit in the Ray cluster ({text}); lower "
-            "tune.workers_per_trial / gpus_per_worker / cpus_per_gpu / cpus_per_worker"
-        )
-        if not settings.address:
-            raise ValueError(message)
-        logger.warning(message + " (waiting for the cluster to scale up)")
+        _refuse(settings, f"one trial does not fit in the Ray cluster ({text}); {FIX}")
     side_by_side = min(int(total.get(k, 0) // v) for k, v in need.items() if v)
     print(f"each trial gets {need}; {side_by_side} trial(s) fit side by side", flush=True)
+    return side_by_side
+
+
+def _check_workers_fit(settings: TuneSettings) -> int:
+    import ray
+
+    need = settings.worker_resources()
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    places = sum(
+        min(int(n.get("Resources", {}).get(k, 0) // v) for k, v in need.items() if v) for n in nodes
+    )
+    workers = settings.workers_per_trial
+    if places < workers:
+        _refuse(
+            settings,
+            f"one trial's {workers} workers do not fit in the Ray cluster: each needs {need} on "
+            f"one node and its {len(nodes)} node(s) hold {places}; {FIX}",
+        )
+    side_by_side = places // workers
+    print(
+        f"each trial gets {workers} Ray Train workers of {need}; {side_by_side} trial(s) fit "
+        "side by side",
+        flush=True,
+    )
+    return side_by_side
+
+
+def _refuse(settings: TuneSettings, message: str) -> None:
+    if not settings.address:
+        raise ValueError(message)
+    logger.warning(message + " (waiting for the cluster to scale up)")
 
 
 def prepare_data(training: TrainingConfig) -> None:
@@ -83,10 +120,10 @@ def run_tune(
                          storage_path, settings.name)  # fmt: skip
     started = connect(settings)
     try:
-        check_fits(settings)
+        side_by_side = check_fits(settings)
         if settings.prepare_data:
             prepare_data(training)
-        results = _fit(training, space, settings, storage_path, storage_fs)
+        results = _fit(training, space, settings, storage_path, storage_fs, side_by_side)
         return summarize(results, settings, search_dir)
     finally:
         if started:
@@ -95,7 +132,8 @@ def run_tune(
             ray.shutdown()
 
 
-def _fit(training, space, settings: TuneSettings, storage_path: str, storage_fs) -> Any:
+def _fit(training, space, settings: TuneSettings, storage_path: str, storage_fs,
+         side_by_side: int = 1) -> Any:  # fmt: skip
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -112,7 +150,16 @@ def _fit(training, space, settings: TuneSettings, storage_path: str, storage_fs)
         workdir=os.getcwd(),
         env={k: os.environ[k] for k in FORWARDED_ENV if k in os.environ},
         default_env={k: os.environ[k] for k in DEFAULT_ENV if k in os.environ},
+        storage_path=storage_path,
+        storage_filesystem=storage_fs,
     )
+    concurrent = settings.max_concurrent_trials
+    if settings.workers_per_trial > 1:
+        # the trial only drives a Ray Train run: no CPU of its own (Ray refuses an empty
+        # bundle, so it asks for some memory); the workers ask for theirs, and the trials run
+        # side by side are capped at what the workers fit
+        need = {"memory": float(DRIVER_MEMORY)}
+        concurrent = concurrent or max(1, side_by_side)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, setup=setup),
         tune.PlacementGroupFactory([need]),
@@ -142,7 +189,7 @@ def _fit(training, space, settings: TuneSettings, storage_path: str, storage_fs)
                 mode=settings.mode,
                 num_samples=settings.num_samples,
                 scheduler=scheduler,
-                max_concurrent_trials=settings.max_concurrent_trials,
+                max_concurrent_trials=concurrent,
                 trial_dirname_creator=trial_dirname,
             ),
             run_config=tune.RunConfig(
