@@ -189,7 +189,9 @@ def test_test_module_basenames_are_unique():
 
 def test_tests_import_helpers_not_conftest_nor_other_folders_test_modules():
     """``from conftest import`` picks whichever conftest.py was imported first when pytest is
-    given several folders; shared test code lives in tests/helpers/ (``from helpers.x import``)."""
+    given several folders; shared test code lives in tests/helpers/ (``from helpers.x import``,
+    never by its bare name, which only resolves from some folders)."""
+    helpers = {p.stem for p in (ROOT / "tests" / "helpers").glob("*.py")} - {"__init__"}
     bad = []
     for path in sorted((ROOT / "tests").rglob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
@@ -203,6 +205,7 @@ def test_tests_import_helpers_not_conftest_nor_other_folders_test_modules():
             for mod in mods:
                 top = mod.split(".")[0]
                 neighbour = (path.parent / f"{top}.py").exists()
-                if top == "conftest" or (top.startswith("test_") and not neighbour):
+                bare_helper = top in helpers and not neighbour
+                if top == "conftest" or bare_helper or (top.startswith("test_") and not neighbour):
                     bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: import {mod}")
     assert not bad, "\n".join(bad)

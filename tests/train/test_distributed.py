@@ -225,7 +225,7 @@ def _cmdline(pid: int) -> str:
 
 @pytest.mark.slow
 def test_a_killed_worker_is_survived_by_rerunning_the_command(head_and_data, tmp_path):
-    from fixtures_ray import HEADS
+    from helpers.fixtures_ray import HEADS
 
     address, root = head_and_data
     out, storage = tmp_path / "run", tmp_path / "ray"
@@ -269,7 +269,7 @@ def test_a_killed_driver_is_survived_by_rerunning_the_command(head_and_data, tmp
                                                               ray_temp_dir):  # fmt: skip
     """A local Ray instance: SIGKILL the driver (its Ray goes with it) once epoch 0 is
     checkpointed; the same command continues from that checkpoint and finishes."""
-    from fixtures_ray import stop_processes
+    from helpers.fixtures_ray import stop_processes
 
     _, root = head_and_data
     out, storage = tmp_path / "run", tmp_path / "ray"

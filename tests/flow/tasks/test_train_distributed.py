@@ -150,7 +150,7 @@ def test_bad_parameters_fail_before_anything_runs_under_law(tmp_path):
 @pytest.mark.slow
 def test_law_run_train_on_two_ray_workers(tmp_path, ray_head):
     """The tiny pipeline's data, then 2 Ray Train workers on a real head: the exported model."""
-    from fixtures_ray import RAY_ENV
+    from helpers.fixtures_ray import RAY_ENV
 
     env = {**law_env_for(tmp_path), **RAY_ENV}
     proc = law_run(env, "aframe_flow.Train", "--num-workers", "2", "--address", ray_head,
