@@ -65,7 +65,8 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
     """LightningDataModule for aframe detectors (see the module docstring for the data path).
 
     Args:
-        *args: ``data_dir``, the one argument that may be given by position.
+        *args: The first arguments by position, in the order of the fields of
+            :class:`~aframe_lib.data.settings.DatasetSettings` (``data_dir``, ``ifos``, ...).
         **settings: The arguments by keyword: the fields of
             :class:`~aframe_lib.data.settings.DatasetSettings`, where each is declared with its
             type, default and help (``data.init_args.<name>`` in a config; ``aframe-train fit

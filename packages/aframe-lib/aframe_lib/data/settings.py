@@ -24,7 +24,7 @@ from .config import check_settings
 from .psd import PsdPolicy, resolve_policy
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class DatasetSettings:
     """The arguments of an :class:`~aframe_lib.data.AframeDataset`, checked and resolved.
 
@@ -99,7 +99,7 @@ class DatasetSettings:
             :func:`~aframe_lib.data.config.check_settings`).
     """
 
-    data_dir: str = field(kw_only=False)  # the one positional argument
+    data_dir: str  # the arguments may be given by position, in this order
     ifos: list[str] = field(default_factory=lambda: ["H1", "L1"])
     sample_rate: float = 2048.0
     kernel_length: float = 1.5
