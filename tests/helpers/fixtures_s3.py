@@ -12,6 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
+# what the moto server accepts (any non-empty keys), for the processes the tests start
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
@@ -40,9 +44,8 @@ def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
     name = f"test-{uuid.uuid4().hex[:16]}"
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
     return f"s3://{name}"

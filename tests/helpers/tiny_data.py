@@ -11,6 +11,18 @@ SYNTHETIC = dict(
     waveform_duration=4.0,
     coalescence_time=3.0,
 )
+# `aframe-train fit` overrides of the quickstart config for a few-step run on the tiny data set
+TINY_FIT = [
+    "--trainer.enable_progress_bar=false",
+    "--data.init_args.batches_per_epoch=4",
+    "--data.init_args.batch_size=16",
+    "--data.init_args.valid_livetime=300",
+    "--data.init_args.valid_batch_size=32",
+    "--data.init_args.synthetic.background_duration=768",
+    "--data.init_args.synthetic.segment_duration=256",
+    "--data.init_args.synthetic.num_waveforms=64",
+    "--data.init_args.synthetic.num_val_waveforms=16",
+]
 
 
 def dataset_kwargs(**overrides) -> dict:

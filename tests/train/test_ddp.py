@@ -15,20 +15,10 @@ from pathlib import Path
 
 import pytest
 from helpers.console import aframe_train as console_script
+from helpers.tiny_data import TINY_FIT as TINY
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "projects" / "quickstart" / "train.yaml"
-TINY = [
-    "--trainer.enable_progress_bar=false",
-    "--data.init_args.batches_per_epoch=4",
-    "--data.init_args.batch_size=16",
-    "--data.init_args.valid_livetime=300",
-    "--data.init_args.valid_batch_size=32",
-    "--data.init_args.synthetic.background_duration=768",
-    "--data.init_args.synthetic.segment_duration=256",
-    "--data.init_args.synthetic.num_waveforms=64",
-    "--data.init_args.synthetic.num_val_waveforms=16",
-]
 
 
 def aframe_train_cmd(subcommand: str, out: Path, data: Path, *extra: str) -> list[str]:

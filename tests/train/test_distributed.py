@@ -21,25 +21,13 @@ from pathlib import Path
 import pytest
 from helpers.console import aframe_train as console_script
 from helpers.fixtures_ray import free_port, pids_using, search_env, start_ray_head
+from helpers.fixtures_s3 import CREDENTIALS
+from helpers.tiny_data import TINY_FIT as TINY
 
 from aframe_train.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "projects" / "quickstart" / "train.yaml"
-# the tiny data set and a few-step quickstart-size model (as tests/train/test_ddp.py)
-TINY = [
-    "--trainer.enable_progress_bar=false",
-    "--data.init_args.batches_per_epoch=4",
-    "--data.init_args.batch_size=16",
-    "--data.init_args.valid_livetime=300",
-    "--data.init_args.valid_batch_size=32",
-    "--data.init_args.synthetic.background_duration=768",
-    "--data.init_args.synthetic.segment_duration=256",
-    "--data.init_args.synthetic.num_waveforms=64",
-    "--data.init_args.synthetic.num_val_waveforms=16",
-]
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
 
 
 def fit_args(out: Path, data: Path, *extra: str) -> list[str]:

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import pytest
 from helpers.fixtures_ray import search_env, start_ray_head
+from helpers.fixtures_s3 import CREDENTIALS
 
 pytest.importorskip("ray.tune")
 pytest.importorskip("s3fs")
 
 HERE = Path(__file__).resolve().parent
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
 
 
 class RecordingS3:
