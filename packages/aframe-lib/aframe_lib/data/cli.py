@@ -22,7 +22,7 @@ ml4gw distribution (``--population.masses torch.distributions.Uniform
 JSON/YAML). Bad input (an unknown option, a value of the wrong type, arguments that do not fit
 together) is one message and exit status 2 (:mod:`aframe_lib.utils.errors`).
 
-``aframe-synthetic`` (:func:`synthetic_main`) is the old name of ``aframe-synthetic``, kept for
+``aframe-synthetic`` (:func:`synthetic_main`) is the old name of ``aframe-data synthetic``, kept for
 one release with its old options.
 """
 
