@@ -168,16 +168,11 @@ def check_placement(settings: DistributedConfig) -> None:
     Raises:
         ClusterError: naming what one worker needs, what each node has, and the fix.
     """
-    import ray
+    from ..utils.ray_connect import worker_places
 
     need = settings.worker_resources()
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    places = 0
-    described = []
-    for node in nodes:
-        have = node.get("Resources", {})
-        places += min(int(have.get(k, 0) // v) for k, v in need.items())
-        described.append("{" + ", ".join(f"{k}: {have.get(k, 0):g}" for k in need) + "}")
+    places, nodes = worker_places(need)
+    described = [_fmt(node) for node in nodes]
     if places < settings.num_workers:
         where = settings.address or "the local Ray instance"
         raise ClusterError(

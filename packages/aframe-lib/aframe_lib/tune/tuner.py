@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from ..utils import fs
-from ..utils.ray_connect import DEFAULT_ENV, FORWARDED_ENV, connect
+from ..utils.ray_connect import DEFAULT_ENV, FORWARDED_ENV, connect, worker_places
 from .config import TuneSettings
 from .space import load_space
 from .storage import ray_storage
@@ -59,13 +59,8 @@ def check_fits(settings: TuneSettings) -> int:
 
 
 def _check_workers_fit(settings: TuneSettings) -> int:
-    import ray
-
     need = settings.worker_resources()
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    places = sum(
-        min(int(n.get("Resources", {}).get(k, 0) // v) for k, v in need.items() if v) for n in nodes
-    )
+    places, nodes = worker_places(need)
     workers = settings.workers_per_trial
     if places < workers:
         _refuse(

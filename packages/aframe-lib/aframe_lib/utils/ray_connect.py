@@ -121,3 +121,14 @@ def _probe(address: str, timeout: float = 5.0) -> None:
             pass
     except OSError as exc:
         raise ConnectionError(f"nothing answers at {host}:{port} ({exc})") from None
+
+
+def worker_places(need: dict[str, float]) -> tuple[int, list[dict[str, float]]]:
+    """How many workers each needing ``need`` (``{"CPU": 1, "GPU": 1, ...}``, all on one node)
+    the live nodes of the connected Ray cluster hold, counted node by node; and each live
+    node's amounts of those resources (for messages)."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    places = sum(min(int(have.get(k, 0) // v) for k, v in need.items() if v) for have in nodes)
+    return places, [{k: have.get(k, 0) for k in need} for have in nodes]
