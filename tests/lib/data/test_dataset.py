@@ -75,6 +75,27 @@ def test_validation_batches(data_dir):
     assert all(any(s != 0 for s in t.shifts) for t in windows.timeslides)
 
 
+def test_validation_snrs_follow_valid_snr_sampler_whatever_the_training_snrs(data_dir):
+    """With valid_snr_sampler set, two Datasets that train on different SNRs validate on the
+    same injections (a tuned or scheduled snr_sampler keeps valid_auroc comparable); without
+    it the validation SNRs are the training distribution's, as before."""
+    from ml4gw.distributions import PowerLaw
+
+    valid = PowerLaw(30.0, 40.0, -3.0)
+    batches = []
+    for training in (PowerLaw(4.0, 5.0, -3.0), PowerLaw(60.0, 80.0, -3.0)):
+        ds = make(data_dir, snr_sampler=training, valid_snr_sampler=valid)
+        ds.setup("fit")
+        batches.append(ds.validation_batch(*next(iter(ds.val_dataloader()))))
+        assert ((ds.valid_snrs >= 30) & (ds.valid_snrs <= 40)).all()
+        assert "valid_snr_sampler" not in ds.hparams  # an object, like snr_sampler
+    torch.testing.assert_close(batches[0]["snr"], batches[1]["snr"])
+    torch.testing.assert_close(batches[0]["foreground"], batches[1]["foreground"])
+    default = make(data_dir, snr_sampler=PowerLaw(60.0, 80.0, -3.0))
+    default.setup("fit")
+    assert ((default.valid_snrs >= 60) & (default.valid_snrs <= 80)).all()
+
+
 def test_split_across_ranks_gives_equal_batch_counts(data_dir):
     class FakeTrainer:  # only the two attributes the data module reads
         global_rank, world_size = 0, 3

@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 
 # arguments kept out of hparams: objects (the distributions), and ``psd``, which is added as a dict
-_NOT_HPARAMS = ("snr_sampler", "dec", "psi", "phi", "psd")
+_NOT_HPARAMS = ("snr_sampler", "valid_snr_sampler", "dec", "psi", "phi", "psd")
 
 if TYPE_CHECKING:
     # for type checkers the Dataset has the settings' typed, read-only (frozen) attributes;
@@ -311,7 +311,8 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
             torch.manual_seed(self.seed)
             cross, plus = torch.as_tensor(val.cross[keep]), torch.as_tensor(val.plus[keep])
             self.valid_responses = self.injector.project(cross, plus).float()
-            self.valid_snrs = self.snr_sampler.sample((len(cross),))
+            sampler = self.valid_snr_sampler or self.snr_sampler
+            self.valid_snrs = sampler.sample((len(cross),))
         self.valid_coalescence_index = int(round(val.coalescence_time * self.sample_rate))
 
     def _livetime_segments(self, valid: list) -> list:

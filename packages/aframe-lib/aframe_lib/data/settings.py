@@ -93,6 +93,9 @@ class DatasetSettings:
         psd: The PSD policy (:class:`~aframe_lib.data.psd.PsdPolicy`: ``length``,
             ``fftlength``, ``overlap``, ``average``, ``cadence``) shared with the search through
             ``model.json``; ``None``: the default policy.
+        valid_snr_sampler: Distribution of the validation injections' network SNRs; ``None``
+            means ``snr_sampler``. Set it when ``snr_sampler`` is tuned or scheduled, so that
+            ``valid_auroc`` is measured on the same signals whatever the training SNRs were.
 
     Raises:
         DataConfigError: naming the field, its value and the fix (see
@@ -138,6 +141,7 @@ class DatasetSettings:
     synthetic: dict[str, Any] | None = None
     seed: int = 0
     psd: PsdPolicy | None = None
+    valid_snr_sampler: Distribution | None = None
     #: the resolved PSD policy (``psd`` after resolution; the name the search and export use)
     psd_policy: PsdPolicy = field(init=False, repr=False)
 
