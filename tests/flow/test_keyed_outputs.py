@@ -237,3 +237,22 @@ def test_an_explicit_directory_refuses_outputs_of_other_parameters(tmp_path, cls
     assert first.complete() and cls(**kwargs).complete()
     with pytest.raises(ParameterError, match=r"holds the outputs of other parameters.*seed7"):
         cls(**kwargs, seed=7).complete()
+
+
+def test_the_bbh_cpu_recipe_cfg_resolves():
+    """projects/bbh-cpu/bbh-cpu.cfg inherits the quickstart's task graph with its own values:
+    training at 512 Hz from its train.yaml, the ASHA search of its tune.yaml, and an evaluation
+    on 3 days of held-out 2048 Hz noise at 1, 10 and 100 false alarms per month."""
+    bbh = QUICKSTART.parent / "bbh-cpu"
+    config, tune_config, rate, heldout, args, direct = _resolved(
+        bbh / "bbh-cpu.cfg", bbh, "af.Evaluate().config", "af.Tune().tune_config",
+        "af.Train().sample_rate",
+        "(lambda d: (d.heldout_rate, d.heldout_length, d.sample_rate))"
+        "(af.Evaluate().requires()['data'])",
+        "list(af.Evaluate().eval_args)",
+        "(lambda d: (d.heldout_rate, d.heldout_length, d.seed))(af.HeldOutBackground())",
+    )  # fmt: skip
+    assert config == str(bbh / "train.yaml") and tune_config == str(bbh / "tune.yaml")
+    assert rate == "512.0" and heldout == "(2048.0, 259200.0, 512.0)"
+    assert "[12, 120, 1200]" in args  # per year: 1, 10 and 100 per month
+    assert direct == "(2048.0, 259200.0, 2029)"  # run alone, the same held-out data

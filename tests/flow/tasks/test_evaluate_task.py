@@ -43,6 +43,39 @@ def test_command_scores_trains_model_on_held_out_background_by_default(tmp_path)
     assert out["numbers"].path == str(tmp_path / "e" / "numbers.txt")
 
 
+def test_held_out_background_at_the_deployment_rate_and_length(tmp_path):
+    """--heldout-sample-rate/--heldout-duration: a held-out background at 4x the training rate
+    (the search resamples it) in its own directory, keyed in the report location; the old
+    location and key stay put when they are not given; bad values fail at construction."""
+    common = dict(config=CONFIG, data_dir="/d", run_dir="/r", sample_rate=512.0,
+                  segment_duration=1024.0, background_duration=4096.0, seed=3)  # fmt: skip
+    task = Evaluate(**common, heldout_sample_rate=2048.0, heldout_duration=259200.0)
+    data = task.requires()["data"]
+    assert data.output().path == "/d/heldout-2048Hz-259200s/synthetic.json"
+    args = data.arguments()
+    assert args["sample_rate"] == 2048.0 and args["background_duration"] == 259200.0
+    assert args["segment_duration"] == 1024.0 and args["seed"] == 3003
+    cmd = task.command("/r/model.pt", "/out")
+    assert cmd[cmd.index("--data") + 1] == "/d/heldout-2048Hz-259200s"
+    info = task.eval_data_info()
+    assert info["sample_rate"] == 2048.0 and info["duration"] == 259200.0
+    plain = Evaluate(**common)
+    assert plain.requires()["data"].arguments()["sample_rate"] == 512.0
+    assert plain.data_path == "/d/heldout"
+    assert plain.store_parts() != task.store_parts()
+    key = digest("heldout", None, None, [])  # the key every existing report has
+    assert plain.store_parts()[-1] == f"heldout-{key}"
+    for bad, match in (
+        (dict(heldout_sample_rate=1000.0), "whole multiple of --sample-rate=512"),
+        (dict(heldout_sample_rate=256.0), "only downsamples"),
+        (dict(heldout_duration=100.0), "at least --segment-duration=1024"),
+    ):
+        with pytest.raises(ParameterError, match=match):
+            Evaluate(**common, **bad)
+    with pytest.raises(ParameterError, match="--eval-data=synthetic does not use"):
+        Evaluate(**common, eval_data="synthetic", heldout_duration=8192.0)
+
+
 def test_a_given_model_and_synthetic_background_need_no_upstream_task(tmp_path):
     model = tmp_path / "m" / "model.pt"
     model.parent.mkdir()

@@ -201,15 +201,56 @@ class ValidationWaveforms(WaveformTask):
 
 
 class HeldOutBackground(DataTask):
-    """Synthetic background that training never saw, for evaluation: the same IFOs, rate and
-    duration as the training background, from the held-out seed stream, in ``<data>/heldout``
-    (``aframe-data synthetic`` with no waveforms)."""
+    """Synthetic background that training never saw, for evaluation: the same IFOs as the
+    training background, from the held-out seed stream, in ``<data>/heldout`` (``aframe-data
+    synthetic`` with no waveforms). Its rate and length are the training background's unless
+    ``--heldout-sample-rate`` (an integer multiple of the model's rate: the search resamples it,
+    as deployment on 2048 Hz strain would) or ``--heldout-duration`` are given; the directory
+    is then ``<data>/heldout-<rate>Hz-<seconds>s``."""
 
     subcommand = "synthetic"
 
+    heldout_sample_rate = luigi.OptionalFloatParameter(
+        default=None,
+        description="rate (Hz) of the held-out strain; empty: --sample-rate (the training "
+        "data's). A multiple of the model's rate, e.g. 2048 for a 512 Hz model",
+    )
+    heldout_duration = luigi.OptionalFloatParameter(
+        default=None,
+        description="seconds of held-out strain; empty: --background-duration",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        rate, duration = self.heldout_sample_rate, self.heldout_duration
+        if rate is not None:
+            ratio = rate / self.sample_rate
+            if not (rate > 0 and ratio >= 1 and math.isclose(ratio, round(ratio))):
+                raise ParameterError(
+                    f"--heldout-sample-rate={rate:g}: must be a whole multiple of "
+                    f"--sample-rate={self.sample_rate:g} (the search only downsamples), "
+                    f"e.g. {4 * self.sample_rate:g}"
+                )
+        if duration is not None and not duration >= self.segment_duration:
+            raise ParameterError(
+                f"--heldout-duration={duration:g}: must be at least --segment-duration="
+                f"{self.segment_duration:g} (one file)"
+            )
+
+    @property
+    def heldout_rate(self) -> float:
+        return self.heldout_sample_rate or self.sample_rate
+
+    @property
+    def heldout_length(self) -> float:
+        return self.heldout_duration or self.background_duration
+
     @property
     def heldout_root(self) -> str:
-        return join(self.data_root, "heldout")
+        if self.heldout_sample_rate is None and self.heldout_duration is None:
+            return join(self.data_root, "heldout")  # where it always was
+        rate, length = _num(self.heldout_rate), _num(self.heldout_length)
+        return join(self.data_root, f"heldout-{rate}Hz-{length}s")
 
     @property
     def heldout_seed(self) -> int:
@@ -217,8 +258,8 @@ class HeldOutBackground(DataTask):
 
     def arguments(self) -> dict[str, Any]:
         return dict(
-            data_dir=self.heldout_root, ifos=list(self.ifos), sample_rate=self.sample_rate,
-            background_duration=self.background_duration, segment_duration=self.segment_duration,
+            data_dir=self.heldout_root, ifos=list(self.ifos), sample_rate=self.heldout_rate,
+            background_duration=self.heldout_length, segment_duration=self.segment_duration,
             num_waveforms=0, num_val_waveforms=0, seed=self.heldout_seed,
         )  # fmt: skip
 

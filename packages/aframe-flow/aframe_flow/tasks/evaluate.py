@@ -84,6 +84,8 @@ class Evaluate(TrainBase):
         "evaluate generates, seed disjoint from training's), or a local background directory "
         "(never the training data's)",
     )
+    heldout_sample_rate = HeldOutBackground.heldout_sample_rate
+    heldout_duration = HeldOutBackground.heldout_duration
     report_dir = PathParameter(
         default="",
         description="report directory, local or s3://, used as it is; empty: "
@@ -130,6 +132,16 @@ class Evaluate(TrainBase):
                     f"--eval-data={self.eval_data} is the training background: its numbers "
                     "would be biased; give held-out strain, 'heldout' or 'synthetic'"
                 )
+        heldout_shape = {"--heldout-sample-rate": self.heldout_sample_rate,
+                         "--heldout-duration": self.heldout_duration}  # fmt: skip
+        given = [k for k, v in heldout_shape.items() if v is not None]
+        if given and eval_data != "heldout":
+            raise ParameterError(
+                f"{', '.join(given)} shape the held-out background, which --eval-data="
+                f"{self.eval_data} does not use; drop them or use --eval-data heldout"
+            )
+        if given:
+            HeldOutBackground.req(self)  # checks them now, not when the graph runs
         if eval_data == "heldout" and is_remote(self.data_root):
             raise ParameterError(
                 f"the held-out background would be written under {self.data_root}, which is "
@@ -195,7 +207,12 @@ class Evaluate(TrainBase):
     def store_parts(self) -> tuple[str, ...]:
         kind = self.eval_data if self.eval_data in ("", *KEYWORDS) else "data"
         settings = [dict(self.search_settings)] if self.search_settings else []  # old keys kept
-        key = digest(self.eval_data, self.livetime, self.num_injections, self.eval_args, *settings)
+        # the held-out shape only when given: the keys of existing reports stay put
+        shape = [self.heldout_sample_rate, self.heldout_duration]
+        shape = [shape] if any(x is not None for x in shape) else []
+        key = digest(
+            self.eval_data, self.livetime, self.num_injections, self.eval_args, *settings, *shape
+        )
         return ("eval", self.data_key, self.model_key(), f"{kind or 'heldout'}-{key}")
 
     def explicit_dir(self) -> str:
@@ -211,7 +228,7 @@ class Evaluate(TrainBase):
         if self.eval_data == "synthetic":
             return None
         if self.eval_data in ("", "heldout"):
-            return join(self.data_root, "heldout")
+            return HeldOutBackground.req(self).heldout_root
         return self.eval_data
 
     def eval_data_info(self) -> dict:
@@ -221,8 +238,11 @@ class Evaluate(TrainBase):
                     "training_seeds": [self.seed, stream_seed(self.seed, 1),
                                        stream_seed(self.seed, 2)]}  # fmt: skip
         if self.eval_data in ("", "heldout"):
+            heldout = HeldOutBackground.req(self)
             return {"kind": "heldout", "path": self.data_path,
-                    "seed": stream_seed(self.seed, 3), "training_data": self.data_root}  # fmt: skip
+                    "seed": stream_seed(self.seed, 3), "training_data": self.data_root,
+                    "sample_rate": heldout.heldout_rate,
+                    "duration": heldout.heldout_length}  # fmt: skip
         return {"kind": "directory", "path": self.data_path, "training_data": self.data_root}
 
     def model_requirement(self):
