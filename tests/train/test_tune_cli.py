@@ -112,8 +112,13 @@ def test_shipped_tune_configs_parse_and_their_spaces_fit_the_cli():
     from aframe_lib.tune.space import load_space
     from aframe_lib.tune.training import TrainingConfig, validate_space
 
-    training = TrainingConfig("aframe_train.cli.AframeCLI", [str(QUICKSTART / "train.yaml")])
-    for tune_yaml in (CONFIGS / "tune.yaml", QUICKSTART / "tune.yaml"):
+    bbh = ROOT / "projects" / "bbh-cpu"
+    for train_yaml, tune_yaml in (
+        (QUICKSTART / "train.yaml", CONFIGS / "tune.yaml"),
+        (QUICKSTART / "train.yaml", QUICKSTART / "tune.yaml"),
+        (bbh / "train.yaml", bbh / "tune.yaml"),
+    ):
+        training = TrainingConfig("aframe_train.cli.AframeCLI", [str(train_yaml)])
         cfg = parser("aframe_train.cli.AframeCLI").parse_args(["--tune_config", str(tune_yaml)])
         space = load_space(tune_yaml.parent / cfg.tune.space)
         validate_space(training, space)
