@@ -36,3 +36,25 @@ def test_shipped_config_parses_and_instantiates(config, tmp_path):
     assert arch.sample_rate == data.sample_rate
     assert arch.kernel_length == data.kernel_length
     assert model.metric.stride == data.valid_stride
+
+
+def test_an_snr_curriculum_is_configuration(tmp_path):
+    """``data.snr_sampler`` takes aframe-lib's SnrCurriculum by class_path like any
+    distribution."""
+    import json
+
+    from aframe_lib.data import SnrCurriculum
+
+    quickstart = ROOT / "projects" / "quickstart" / "train.yaml"
+    schedule = {
+        "class_path": "aframe_lib.data.SnrCurriculum",
+        "init_args": {"start_minimum": 12, "minimum": 4, "maximum": 50, "steps": 500},
+    }
+    cli = AframeCLI(
+        args=["--config", str(quickstart), f"--data.init_args.data_dir={tmp_path}",
+              f"--data.init_args.snr_sampler={json.dumps(schedule)}"],
+        run=False,
+    )  # fmt: skip
+    sampler = cli.datamodule.snr_sampler
+    assert isinstance(sampler, SnrCurriculum) and sampler.current_minimum == 12.0
+    assert sampler.at(250).current_minimum == 8.0

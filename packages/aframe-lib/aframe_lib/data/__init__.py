@@ -8,6 +8,8 @@
 - :mod:`~aframe_lib.data.injection`: sky projection, SNR rescaling and injection (on device).
 - :mod:`~aframe_lib.data.psd`: :class:`PsdPolicy`, how each window's PSD is estimated (shared
   by training and the search through ``model.json``).
+- :mod:`~aframe_lib.data.snr`: :class:`SnrCurriculum`, training SNRs whose minimum falls over
+  training (a ``snr_sampler``).
 - :mod:`~aframe_lib.data.base`: :class:`AframeDataset`, the LightningDataModule to subclass.
 
 Submodules are imported lazily: ``from aframe_lib.data import AframeDataset`` works, but
@@ -32,6 +34,7 @@ _EXPORTS = {
     "write_waveforms": "waveforms",
     "Injector": "injection",
     "PsdPolicy": "psd",
+    "SnrCurriculum": "snr",
     "Timeslide": "timeslides",
     "make_timeslides": "timeslides",
 }
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
     from .base import AframeDataset
     from .injection import Injector
     from .psd import PsdPolicy
+    from .snr import SnrCurriculum
     from .timeslides import Timeslide, make_timeslides
     from .waveforms import WaveformSet, read_waveforms, write_waveforms
 
@@ -60,6 +64,7 @@ __all__ = [  # noqa: F822 - resolved lazily by __getattr__
     "BackgroundSegment",
     "Injector",
     "PsdPolicy",
+    "SnrCurriculum",
     "Timeslide",
     "WaveformSet",
     "list_segments",

@@ -43,6 +43,7 @@ from .loaders import RankBatches
 from .preprocessing import PsdEstimator
 from .sampling import BackgroundSampler
 from .settings import SETTING_NAMES, DatasetSettings
+from .snr import SnrCurriculum
 from .splits import check_disjoint, split_segments
 from .timeslides import TimeslideWindows, make_timeslides
 from .waveforms import read_waveforms
@@ -312,6 +313,8 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
             cross, plus = torch.as_tensor(val.cross[keep]), torch.as_tensor(val.plus[keep])
             self.valid_responses = self.injector.project(cross, plus).float()
             sampler = self.valid_snr_sampler or self.snr_sampler
+            if isinstance(sampler, SnrCurriculum):  # validation: the schedule's end, fixed
+                sampler = sampler.target
             self.valid_snrs = sampler.sample((len(cross),))
         self.valid_coalescence_index = int(round(val.coalescence_time * self.sample_rate))
 
@@ -384,6 +387,8 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
         trainer = getattr(self, "trainer", None)
         device = trainer.lightning_module.device if trainer is not None else torch.device("cpu")
         if trainer is not None and trainer.training:
+            if isinstance(self.snr_sampler, SnrCurriculum):  # the same step on every rank
+                self.snr_sampler.at(trainer.global_step)
             if self.chunked is not None:  # windows drawn on the device by the chunk iterator
                 X, self._live_waveforms = batch
                 return self.augment(X)
