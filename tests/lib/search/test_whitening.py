@@ -71,6 +71,24 @@ def test_streaming_windows_equal_training_windows(psd, highpass, tmp_path):
     assert streaming.kernel_end == int(SAMPLE_RATE * 0.5) + data.kernel_size
 
 
+@pytest.mark.parametrize("batch_size,psd_batch", [(50, 3), (3, 50), (16, 4)])
+def test_batches_make_filters_as_needed_and_equal_the_whole_stream(batch_size, psd_batch):
+    """Filters are made per batch (a batch may need several blocks of ``psd_batch`` PSDs, or
+    share one with the next): the windows of any window range, read from any offset, equal
+    those of the whole stream whitened at once."""
+    policy = {"length": 8.0, "cadence": 1.0}
+    reference = StreamingWhitener(SAMPLE_RATE, 1.0, 1.0, policy, STRIDE, highpass=32.0)
+    w = StreamingWhitener(SAMPLE_RATE, 1.0, 1.0, policy, STRIDE, highpass=32.0, psd_batch=psd_batch)
+    torch.manual_seed(3)
+    X = torch.randn(2, int(60 * SAMPLE_RATE)) * 1e-21
+    whole = reference(X)
+    first, last = 37, len(whole) - 5
+    start, stop = w.read_range(first, last)
+    batches = list(w.batches(X[:, start:stop], batch_size, first, last, offset=start))
+    assert [len(b) for b in batches[:-1]] == [batch_size] * (len(batches) - 1)
+    torch.testing.assert_close(torch.cat(batches), whole[first:last], atol=1e-6, rtol=1e-5)
+
+
 def test_chunked_search_outputs_equal_the_whole_stream(oracle, noise_dir):
     """Scores of a linear model through Search (7 s chunks, batches of 5) == the whitener run
     over the whole span at once, stamped with the GPS times their kernels end."""

@@ -170,16 +170,27 @@ class StreamingWhitener(torch.nn.Module):
                 f"[{offset}, {offset + X.shape[-1]})"
             )
         b0, b1 = self.psd_of(first), self.psd_of(last - 1) + 1
-        filters = torch.cat(
-            [self._filters(X, b, min(b + self.psd_batch, b1), offset)
-             for b in range(b0, b1, self.psd_batch)]
-        )  # fmt: skip
         w0 = first * self.stride - offset
         windows = X[:, w0:].unfold(-1, self.window_size, self.stride).transpose(0, 1)
-        which = torch.tensor([self.psd_of(k) - b0 for k in range(first, last)], device=X.device)
+        # filters are made as the batches need them, ``psd_batch`` PSDs at a time: a scoring
+        # network running beside the caller (the search's ONNX backend) never waits for a
+        # whole chunk's PSDs, and memory holds the filters of about one batch
+        blocks: list[tuple[int, Tensor]] = []  # (first PSD, its filters), in order
+        made = b0
         for k in range(first, last, batch_size):
-            j = slice(k - first, min(k + batch_size, last) - first)
-            yield apply_filters(windows[j], filters[which[j]], self.whitener)
+            end = min(k + batch_size, last)
+            lo, hi = self.psd_of(k), self.psd_of(end - 1) + 1
+            while made < hi:
+                blocks.append(
+                    (made, self._filters(X, made, min(made + self.psd_batch, b1), offset))
+                )
+                made = min(made + self.psd_batch, b1)
+            while blocks[0][0] + len(blocks[0][1]) <= lo:
+                blocks.pop(0)
+            base = blocks[0][0]
+            filters = blocks[0][1] if len(blocks) == 1 else torch.cat([f for _, f in blocks])
+            which = torch.tensor([self.psd_of(i) - base for i in range(k, end)], device=X.device)
+            yield apply_filters(windows[k - first : end - first], filters[which], self.whitener)
 
     def psds(
         self, X: Float[Tensor, "ifo time"], b0: int, b1: int, offset: int = 0
