@@ -14,6 +14,10 @@ streams).
    by ``i * k * timeslide_step`` for ``k = 1, -1, 2, ...`` until ``livetime`` seconds are
    searched (``timeslide_step`` must exceed the kernel plus the light travel time).
    -> ``background_events.hdf5`` (``time``, ``stat``, ``var``, ``shift``, ``far``).
+   Each timeslide's events are saved as it ends (``background.parts/``, keyed by the model's
+   files and the search settings): a rerun after a kill searches only the timeslides not yet
+   done. Strain above the model's rate is resampled once, into ``resampled/`` (kept for such
+   a rerun; deleted when the evaluation ends), rather than once per timeslide.
 2. Foreground, either
    - its own population: IMRPhenomD binaries (ml4gw; masses uniform in ``mass_range``,
      distances uniform in volume over ``distance_range`` Mpc) injected every
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,7 +109,7 @@ def evaluate(
         progress: show progress bars.
         seed: seed of the synthetic noise, the population and the sky positions.
     """
-    from aframe_lib.search import Search, find_spans, timeslide_spans
+    from aframe_lib.search import Search, find_spans, materialize, timeslide_spans
     from aframe_lib.search.timeslides import check_step
 
     if not ideal_snr > 0:
@@ -125,8 +130,13 @@ def evaluate(
     spans = find_spans(
         data, engine.ifos, engine.sample_rate, engine.min_duration, engine.min_duration_desc
     )
+    # strain above the model's rate is resampled once for all its timeslides
+    spans = materialize(spans, str(run / "resampled"))
     shifted = timeslide_spans(spans, step, livetime, engine.livetime_of)
-    background = engine.run(shifted, progress=progress, desc="background")
+    background = engine.run(
+        shifted, progress=progress, desc="background", checkpoint=run / "background.parts",
+        key=_model_digest(model),
+    )  # fmt: skip
     if background.livetime < livetime:
         logging.warning(
             "every timeslide of %s with step %s s gives %.0f s of background, less than the "
@@ -162,9 +172,24 @@ def evaluate(
     _write_outputs(run, engine, background, foreground, injections, curves)
     _plots(run, curves, fars_per_year, background.livetime)
     _report(run, model, data, numbers)
+    shutil.rmtree(run / "resampled", ignore_errors=True)  # a cache for reruns after a kill
     for key, value in numbers.items():
         print(f"{key}: {value:.6g}")
     return numbers
+
+
+def _model_digest(model: str) -> str:
+    """sha256 of the exported model's files (``model.pt``, and ``.json``/``.onnx`` beside it)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    stem = model[: -len(".pt")] if model.endswith(".pt") else model
+    for path in (model, stem + ".json", stem + ".onnx"):
+        if Path(path).exists():
+            with open(path, "rb") as f:
+                for block in iter(lambda f=f: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
 
 
 def _synthetic_background(engine, where: Path, duration, segment_duration, seed) -> str:

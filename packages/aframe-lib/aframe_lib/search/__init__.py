@@ -40,6 +40,7 @@ _EXPORTS = {
     "Span": "strain",
     "StrainError": "strain",
     "find_spans": "strain",
+    "materialize": "strain",
     "StreamingWhitener": "whitening",
     "timeslide_spans": "timeslides",
     "inject_population": "injections",
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from .injections import inject_population
     from .pipeline import Search, SearchResult
     from .settings import SearchSettings
-    from .strain import Span, StrainError, find_spans
+    from .strain import Span, StrainError, find_spans, materialize
     from .timeslides import timeslide_spans
     from .whitening import StreamingWhitener
 
@@ -68,6 +69,7 @@ __all__ = [  # noqa: F822 - resolved lazily by __getattr__
     "StreamingWhitener",
     "find_spans",
     "inject_population",
+    "materialize",
     "read_events",
     "timeslide_spans",
     "write_events",

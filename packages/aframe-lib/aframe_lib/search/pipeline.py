@@ -27,12 +27,15 @@ data that follows), so only ``fduration / 2`` at each end of a span and the firs
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -305,24 +308,59 @@ class Search:
         return Events(peak - self.time_offset, stat[idx], np.full(len(idx), self.var), shift)
 
     def run(
-        self, spans: Iterable[Span], progress: bool = True, desc: str = "search"
+        self,
+        spans: Iterable[Span],
+        progress: bool = True,
+        desc: str = "search",
+        checkpoint: str | os.PathLike | None = None,
+        key: str = "",
     ) -> SearchResult:
-        """Search every span; events are clustered within each span (spans never mix)."""
+        """Search every span; events are clustered within each span (spans never mix).
+
+        Args:
+            spans: what to search.
+            progress: show a progress bar.
+            desc: its label.
+            checkpoint: a directory where each span's events are saved as it ends
+                (:class:`SpanCheckpoint`): a rerun after a kill or crash loads the spans
+                already searched and searches only the rest. ``None``: nothing is saved.
+            key: what else the saved events depend on (e.g. a digest of the model's files);
+                with :meth:`settings`, it must match for saved events to be reused.
+        """
         spans = list(spans)
         total = sum(s.duration for s in spans)
         bar = _Progress(total, progress, desc)
+        store = None
+        if checkpoint is not None:
+            fingerprint = {"key": key, "settings": self.settings(),
+                           "psd": self.whitener.policy.to_dict()}  # fmt: skip
+            store = SpanCheckpoint(checkpoint, fingerprint)
         start = time.perf_counter()
-        parts, livetime = [], 0.0
+        parts, livetime, saved_wall, resumed = [], 0.0, 0.0, 0
         try:
-            for span in spans:
-                times, scores = self.outputs(span, bar)
-                parts.append(self.events_of(times, scores, span))
-                livetime += self.livetime_of(span)
+            for i, span in enumerate(spans):
+                saved = store.load(i, span) if store is not None else None
+                if saved is not None:
+                    events, span_livetime, wall = saved
+                    saved_wall += wall
+                    resumed += 1
+                    bar.update(span.duration)
+                else:
+                    began = time.perf_counter()
+                    times, scores = self.outputs(span, bar)
+                    events = self.events_of(times, scores, span)
+                    span_livetime = self.livetime_of(span)
+                    if store is not None:
+                        store.save(i, span, events, span_livetime, time.perf_counter() - began)
+                parts.append(events)
+                livetime += span_livetime
         finally:
             bar.close()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        wall = time.perf_counter() - start
+        if resumed:
+            logger.info("%s: %d of %d spans loaded from %s", desc, resumed, len(spans), checkpoint)
+        wall = time.perf_counter() - start + saved_wall
         events = Events.concatenate(parts)
         if not any(any(s.shifts) for s in spans):
             events.shift = None  # unshifted data: the MDC columns only
@@ -346,3 +384,61 @@ class Search:
             "timing": "calibrated" if self.timing else "pads",
             "backend": describe(self.network),
         }
+
+
+class SpanCheckpoint:
+    """Events of searched spans in a directory, so that a killed search keeps its work.
+
+    ``fingerprint.json`` holds what the events depend on (the model, the search settings);
+    when it differs from the current one, the saved spans are deleted first. Span ``i``'s
+    events are ``span-<i>.npz`` (written atomically, with the span's description, its
+    livetime and the wall seconds it took) and are reused only for the same span.
+    """
+
+    def __init__(self, where: str | os.PathLike, fingerprint: dict[str, Any]) -> None:
+        from aframe_lib.utils.fs import atomic_local_path
+
+        self.where = Path(where)
+        self.where.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(fingerprint, sort_keys=True, default=str)
+        stored = self.where / "fingerprint.json"
+        if not stored.exists() or stored.read_text() != text:
+            for old in self.where.glob("span-*.npz"):
+                old.unlink()
+            with atomic_local_path(stored) as tmp:
+                tmp.write_text(text)
+
+    @staticmethod
+    def describe(span: Span) -> str:
+        """What identifies a span's data: times, shifts and where each IFO's samples are."""
+        return repr((span.t0, span.size, span.sample_rate, span.shifts, span.channels))
+
+    def _path(self, i: int) -> Path:
+        return self.where / f"span-{i:06d}.npz"
+
+    def load(self, i: int, span: Span) -> tuple[Events, float, float] | None:
+        """Span ``i``'s saved ``(events, livetime, wall seconds)``, if saved for this span."""
+        path = self._path(i)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path) as z:
+                if str(z["span"]) != self.describe(span):
+                    return None
+                shift = z["shift"] if bool(z["has_shift"]) else None
+                events = Events(z["time"], z["stat"], z["var"], shift)
+                return events, float(z["livetime"]), float(z["wall"])
+        except (OSError, KeyError, ValueError) as exc:
+            logger.warning("%s: unreadable (%s): searching the span again", path, exc)
+            return None
+
+    def save(self, i: int, span: Span, events: Events, livetime: float, wall: float) -> None:
+        from aframe_lib.utils.fs import atomic_local_path
+
+        shift = events.shift if events.shift is not None else np.zeros((len(events), 0))
+        with atomic_local_path(self._path(i)) as tmp, open(tmp, "wb") as f:
+            np.savez(
+                f, time=events.time, stat=events.stat, var=events.var, shift=shift,
+                has_shift=events.shift is not None, livetime=livetime, wall=wall,
+                span=self.describe(span),
+            )  # fmt: skip

@@ -29,6 +29,7 @@ sample rate the model's cannot be reached from, or IFO samples that do not line 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import warnings
@@ -412,3 +413,55 @@ def write_mdc(path: str, strain: dict[str, list[tuple[float, np.ndarray]]], samp
             for t0, x in segments:
                 ds = group.create_dataset(f"{int(round(t0))}", data=np.asarray(x, np.float32))
                 ds.attrs.update(start_time=float(t0), delta_t=1.0 / sample_rate)
+
+
+def materialize(spans: Sequence[Span], where: str, chunk_length: float = 4096.0) -> list[Span]:
+    """Resampled spans written once at the model's rate; other spans come back as they are.
+
+    Timeslides read every stretch of the data many times over (a month of background from three
+    days of strain: ten times); reading a resampled view (:func:`resampled`) pays for the
+    low-pass filter each time. Here each resampled span is filtered once, chunk by chunk
+    (bounded memory, the same samples as resampling it whole), into a file of the background
+    layout in ``where`` (``background-{t0}-{duration}.hdf5``, one float32 dataset per IFO with
+    ``x0``/``dx``; written atomically) and read back as a span at the model's rate. A shifted
+    copy of such a span is then the resampled data shifted: its ends hold the filtered data
+    beyond them rather than the zero-padding ringing a shifted view would have.
+
+    A file whose ``source`` attribute matches the span (its channels, size, rate and the stored
+    files' sizes and modification times) is reused.
+    """
+    from aframe_lib.data.background import background_fname
+    from aframe_lib.utils.fs import atomic_local_path
+
+    out = []
+    for span in spans:
+        if span.factor == 1:
+            out.append(span)
+            continue
+        stats = [Path(c.path).stat() for c in span.channels]
+        source = repr(
+            (span.t0, span.size, span.sample_rate, span.channels,
+             [(st.st_size, st.st_mtime_ns) for st in stats])
+        )  # fmt: skip
+        path = Path(where) / background_fname(span.t0, span.duration)
+        current = False
+        if path.exists():
+            with contextlib.suppress(OSError), h5py.File(path, "r") as f:
+                current = f.attrs.get("source") == source
+        if not current:
+            step = max(1, int(chunk_length * span.sample_rate))
+            with atomic_local_path(path) as tmp, h5py.File(tmp, "w") as f:
+                f.attrs["source"] = source
+                datasets = [f.create_dataset(ifo, (span.size,), np.float32) for ifo in span.ifos]
+                for ifo, ds in zip(span.ifos, datasets, strict=True):
+                    ds.attrs.update(x0=span.t0, dx=1.0 / span.sample_rate, xunit="s", unit="")
+                    ds.attrs.update(name=ifo, channel=ifo)
+                for start in range(0, span.size, step):
+                    stop = min(span.size, start + step)
+                    x = span.load(start, stop).numpy()
+                    for row, ds in enumerate(datasets):
+                        ds[start:stop] = x[row]
+            logger.info("%s: %s resampled to %g Hz", path, span.channels[0].path, span.sample_rate)
+        channels = tuple(Channel(str(path), ifo, 0) for ifo in span.ifos)
+        out.append(dataclasses.replace(span, channels=channels))
+    return out
