@@ -101,3 +101,41 @@ def test_search_resamples_faster_strain_and_says_so(setup, tmp_path, caplog):
     assert result.livetime == pytest.approx(((60 - 2) * 4 - 2) / 4)  # searched from the start
     with h5py.File(tmp_path / "e.hdf5") as f:
         assert len(f["time"]) > 0 and f.attrs["sample_rate"] == 256.0
+
+
+def test_a_killed_search_resumes_from_its_saved_spans(setup, tmp_path, monkeypatch):
+    """``OUT.parts/`` holds each span's events as it ends: a rerun after a kill searches only
+    the spans not yet done, gives the events of an uninterrupted run, and removes the parts."""
+    from aframe_lib.data.noise import generate_background
+    from aframe_lib.search import Search
+    from aframe_train.search import search
+
+    data = tmp_path / "data"
+    generate_background(str(data), IFOS, 120.0, 256.0, segment_duration=60.0, seed=4)
+    model, out = str(setup / "model.pt"), tmp_path / "events.hdf5"
+    clean = search(model, str(data), str(tmp_path / "clean.hdf5"), progress=False, resume=False)
+    assert not (tmp_path / "clean.hdf5.parts").exists()
+
+    outputs, calls = Search.outputs, []
+
+    def killed_at_the_second_span(self, span, progress=None):
+        calls.append(span.t0)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return outputs(self, span, progress)
+
+    monkeypatch.setattr(Search, "outputs", killed_at_the_second_span)
+    with pytest.raises(KeyboardInterrupt):
+        search(model, str(data), str(out), progress=False)
+    assert not out.exists()
+    assert [p.name for p in (tmp_path / "events.hdf5.parts").glob("span-*")] == ["span-000000.npz"]
+
+    calls.clear()
+    monkeypatch.setattr(Search, "outputs", lambda self, span, progress=None: (
+        calls.append(span.t0), outputs(self, span, progress))[1])  # fmt: skip
+    resumed = search(model, str(data), str(out), progress=False)
+    assert len(calls) == 1  # only the second span is searched again
+    np.testing.assert_array_equal(resumed.events.time, clean.events.time)
+    np.testing.assert_array_equal(resumed.events.stat, clean.events.stat)
+    assert resumed.livetime == clean.livetime
+    assert out.exists() and not (tmp_path / "events.hdf5.parts").exists()

@@ -110,6 +110,7 @@ def evaluate(
         seed: seed of the synthetic noise, the population and the sky positions.
     """
     from aframe_lib.search import Search, find_spans, materialize, timeslide_spans
+    from aframe_lib.search.checkpoint import model_digest
     from aframe_lib.search.timeslides import check_step
 
     if not ideal_snr > 0:
@@ -135,7 +136,7 @@ def evaluate(
     shifted = timeslide_spans(spans, step, livetime, engine.livetime_of)
     background = engine.run(
         shifted, progress=progress, desc="background", checkpoint=run / "background.parts",
-        key=_model_digest(model),
+        key=model_digest(model),
     )  # fmt: skip
     if background.livetime < livetime:
         logging.warning(
@@ -176,20 +177,6 @@ def evaluate(
     for key, value in numbers.items():
         print(f"{key}: {value:.6g}")
     return numbers
-
-
-def _model_digest(model: str) -> str:
-    """sha256 of the exported model's files (``model.pt``, and ``.json``/``.onnx`` beside it)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    stem = model[: -len(".pt")] if model.endswith(".pt") else model
-    for path in (model, stem + ".json", stem + ".onnx"):
-        if Path(path).exists():
-            with open(path, "rb") as f:
-                for block in iter(lambda f=f: f.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
 
 
 def _synthetic_background(engine, where: Path, duration, segment_duration, seed) -> str:

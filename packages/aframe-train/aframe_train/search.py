@@ -15,7 +15,8 @@ as in training. Strain at an integer multiple of the model's rate (e.g. 2048 Hz 
 model) is low-passed and decimated as it streams, on the search's device
 (:mod:`aframe_lib.search.resample`). Events are written in the mock-data-challenge convention
 (``time``, ``stat``, ``var``); the real-time factor is printed at the end as
-``realtime_factor: X``.
+``realtime_factor: X``. Each span's events are saved in ``OUT.parts/`` as it ends, so the same
+command rerun after a kill searches only the spans not yet done (``--resume false``: not).
 
 Bad data: a missing IFO, a sample rate the model's cannot be reached from (slower than the
 model's, or a non-integer multiple of it), or IFOs whose samples do not line up raise an error
@@ -39,6 +40,7 @@ def search(
     out: str,
     settings: SearchSettings | None = None,
     progress: bool = True,
+    resume: bool = True,
 ) -> SearchResult:
     """Search long strain with an exported model and write the events.
 
@@ -49,16 +51,25 @@ def search(
         settings: how the search runs (``None``: the defaults); the preprocessing is the
             model's.
         progress: show a progress bar.
+        resume: save each span's events in ``OUT.parts/`` as it ends, and load those saved by
+            an earlier run of the same model and settings that was killed (the directory is
+            deleted once ``out`` is written); false: search everything, save nothing.
     """
+    import shutil
+
     from aframe_lib.search import Search, find_spans, write_events
+    from aframe_lib.search.checkpoint import model_digest
 
     engine = Search.from_exported(model, settings)
     spans = find_spans(
         data, engine.ifos, engine.sample_rate, engine.min_duration, engine.min_duration_desc
     )
-    result = engine.run(spans, progress=progress)
+    parts = f"{out}.parts" if resume else None
+    result = engine.run(spans, progress=progress, checkpoint=parts, key=model_digest(model))
     attrs = {**engine.settings(), "livetime": result.livetime, "model": str(model)}
     write_events(out, result.events, {**attrs, "data": str(data)})
+    if parts is not None:
+        shutil.rmtree(parts, ignore_errors=True)
     print(f"events: {len(result.events)} written to {out}")
     print(f"livetime_s: {result.livetime:.6g}")
     print(f"strain_s: {result.strain_seconds:.6g}")
