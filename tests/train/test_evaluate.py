@@ -133,41 +133,43 @@ def test_evaluate_injects_its_own_population_into_a_fast_mdc_file(tmp_path, caps
     )
     _fast_mdc(tmp_path / "mdc.hdf5", 13, tmp_path)
     out = tmp_path / "eval"
-    main([
+    argv = [
         "evaluate", "--model", str(tmp_path / "model.pt"), "--out", str(out),
         "--data", str(tmp_path / "mdc.hdf5"), "--livetime", "300",
         "--cluster_window", "4", "--injection_spacing", "10", "--waveform_duration", "4",
         "--coalescence_time", "3", "--distance_range", "[50, 300]", "--fars_per_year", "[1e5]",
         "--progress", "false",
-    ])  # fmt: skip
+    ]  # fmt: skip
+    main(argv)
     numbers = dict(re.findall(r"^(\w[\w.]*): (\S+)$", capsys.readouterr().out, re.M))
     assert float(numbers["num_injections"]) >= 10
     with h5py.File(next((out / "foreground").glob("background-*.hdf5"))) as f:
         assert f["H1"].attrs["dx"] == 1 / 256  # injected at the model's rate
-    # each timeslide's events were saved as it ended; the timeslides read the 1024 Hz strain
+    # each timeslide's events were saved as it ended; the timeslides read the 512 Hz strain
     # resampled once (a cache, deleted at the end), not through the resampler
     parts = sorted((out / "background.parts").glob("span-*.npz"))
     assert len(parts) == int(float(numbers["num_timeslides"])) >= 2
     for part in parts:
         with np.load(part) as z:
             assert str(out / "resampled" / "background-") in str(z["span"])
-            assert "factor=4" not in str(z["span"])
+            assert "factor=1)" in str(z["span"]) and "mdc.hdf5" not in str(z["span"])
     assert not (out / "resampled").exists()
 
     # a rerun (e.g. after a kill) loads the saved timeslides: the same background
     with h5py.File(out / "background_events.hdf5") as f:
         first = f["stat"][:]
     stamps = [p.stat().st_mtime_ns for p in parts]
-    main([
-        "evaluate", "--model", str(tmp_path / "model.pt"), "--out", str(out),
-        "--data", str(tmp_path / "mdc.hdf5"), "--livetime", "300",
-        "--cluster_window", "4", "--injection_spacing", "10", "--waveform_duration", "4",
-        "--coalescence_time", "3", "--distance_range", "[50, 300]", "--fars_per_year", "[1e5]",
-        "--progress", "false",
-    ])  # fmt: skip
+    main(argv)
     assert [p.stat().st_mtime_ns for p in parts] == stamps
     with h5py.File(out / "background_events.hdf5") as f:
         np.testing.assert_array_equal(f["stat"][:], first)
+
+    # one timeslide reads its strain once: streamed through the resampler, nothing written
+    once = tmp_path / "once"
+    main([*argv[:4], str(once), *argv[5:8], "20", *argv[9:]])
+    (part,) = (once / "background.parts").glob("span-*.npz")
+    with np.load(part) as z:
+        assert "factor=2)" in str(z["span"]) and "resampled" not in str(z["span"])
 
 
 def test_external_injection_tables_are_checked(tmp_path):

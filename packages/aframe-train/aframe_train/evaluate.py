@@ -16,8 +16,9 @@ streams).
    -> ``background_events.hdf5`` (``time``, ``stat``, ``var``, ``shift``, ``far``).
    Each timeslide's events are saved as it ends (``background.parts/``, keyed by the model's
    files and the search settings): a rerun after a kill searches only the timeslides not yet
-   done. Strain above the model's rate is resampled once, into ``resampled/`` (kept for such
-   a rerun; deleted when the evaluation ends), rather than once per timeslide.
+   done. Strain above the model's rate that the timeslides read more than once is resampled
+   once, into ``resampled/`` (kept for such a rerun; deleted when the evaluation ends),
+   rather than once per timeslide.
 2. Foreground, either
    - its own population: IMRPhenomD binaries (ml4gw; masses uniform in ``mass_range``,
      distances uniform in volume over ``distance_range`` Mpc) injected every
@@ -45,6 +46,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,9 +133,15 @@ def evaluate(
     spans = find_spans(
         data, engine.ifos, engine.sample_rate, engine.min_duration, engine.min_duration_desc
     )
-    # strain above the model's rate is resampled once for all its timeslides
-    spans = materialize(spans, str(run / "resampled"))
     shifted = timeslide_spans(spans, step, livetime, engine.livetime_of)
+    # strain above the model's rate that timeslides read more than once is resampled once
+    uses = Counter(_source(s) for s in shifted)
+    reread = [s for s in spans if s.factor != 1 and uses[_source(s)] > 1]
+    if reread:
+        copies = materialize(reread, str(run / "resampled"))
+        written = dict(zip(map(_source, reread), copies, strict=True))
+        spans = [written.get(_source(s), s) for s in spans]
+        shifted = timeslide_spans(spans, step, livetime, engine.livetime_of)  # the same slides
     background = engine.run(
         shifted, progress=progress, desc="background", checkpoint=run / "background.parts",
         key=model_digest(model),
@@ -177,6 +185,12 @@ def evaluate(
     for key, value in numbers.items():
         print(f"{key}: {value:.6g}")
     return numbers
+
+
+def _source(span) -> tuple:
+    """Where a span's IFO 0 samples come from (the same for its timeslides)."""
+    c = span.channels[0]
+    return c.path, c.dataset, c.origin
 
 
 def _synthetic_background(engine, where: Path, duration, segment_duration, seed) -> str:
