@@ -112,3 +112,25 @@ def test_materialized_resampled_spans_hold_the_resampled_samples(tmp_path):
     assert (native.t0, native.size, native.factor) == (span.t0, span.size, 1)
     assert materialize([native], str(tmp_path / "unused")) == [native]
     assert not (tmp_path / "unused").exists()
+
+
+def test_model_digest_covers_the_models_files_local_or_on_s3(oracle, tmp_path, s3_bucket):
+    import hashlib
+    import shutil
+
+    from aframe_lib.search.checkpoint import model_digest
+    from aframe_lib.utils import fs
+
+    local = tmp_path / "model.pt"
+    for suffix in (".pt", ".json"):
+        shutil.copy(oracle.with_suffix(suffix), local.with_suffix(suffix))
+    expected = hashlib.sha256(local.read_bytes() + local.with_suffix(".json").read_bytes())
+    assert model_digest(local) == expected.hexdigest()
+
+    filesystem, inner = fs.filesystem(f"{s3_bucket}/run")
+    for suffix in (".pt", ".json"):
+        filesystem.put_file(str(local.with_suffix(suffix)), f"{inner}/model{suffix}")
+    assert model_digest(f"{s3_bucket}/run/model.pt") == expected.hexdigest()
+
+    local.with_suffix(".json").write_text("{}")  # another model.json: another key
+    assert model_digest(local) != expected.hexdigest()

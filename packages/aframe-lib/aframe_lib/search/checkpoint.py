@@ -23,13 +23,19 @@ logger = logging.getLogger(__name__)
 
 
 def model_digest(model: str | os.PathLike) -> str:
-    """sha256 of an exported model's files: ``model.pt`` and ``.json``/``.onnx`` beside it."""
+    """sha256 of an exported model's files, local or ``s3://``: ``model.pt`` and the
+    ``.json``/``.onnx`` beside it (those that exist)."""
+    from aframe_lib.utils import fs
+
+    from .backends import onnx_path
+
     model = str(model)
     digest = hashlib.sha256()
     stem = model[: -len(".pt")] if model.endswith(".pt") else model
-    for path in (model, stem + ".json", stem + ".onnx"):
-        if Path(path).exists():
-            with open(path, "rb") as f:
+    for path in (model, stem + ".json", onnx_path(model)):
+        filesystem, inner = fs.filesystem(path)
+        if filesystem.exists(inner):
+            with filesystem.open(inner, "rb") as f:
                 for block in iter(lambda f=f: f.read(1 << 20), b""):
                     digest.update(block)
     return digest.hexdigest()
