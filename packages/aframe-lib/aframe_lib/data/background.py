@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -78,6 +79,13 @@ def background_fname(t0: float, duration: float) -> str:
     return f"background-{_num(t0)}-{_num(duration)}.hdf5"
 
 
+def dataset_attrs(ifo: str, t0: float, sample_rate: float) -> dict[str, Any]:
+    """An IFO dataset's attributes in the background layout: those gwpy's
+    ``TimeSeriesDict.write(format="hdf5")`` writes (``x0``, ``dx``, units, name)."""
+    return {"x0": float(t0), "dx": 1.0 / sample_rate, "xunit": "s", "unit": "",
+            "name": ifo, "channel": ifo}  # fmt: skip
+
+
 def write_background(
     path: str,
     strain: Mapping[str, np.ndarray],
@@ -107,9 +115,7 @@ def write_background(
     with atomic_local_path(path) as tmp, h5py.File(tmp, "w") as f:
         for ifo, x in arrays.items():
             ds = f.create_dataset(ifo, data=x, chunks=(min(shape[0], chunk_size),))
-            # the attributes gwpy's TimeSeriesDict.write(format="hdf5") writes
-            ds.attrs.update(x0=float(t0), dx=1.0 / sample_rate, xunit="s", unit="")
-            ds.attrs.update(name=ifo, channel=ifo)
+            ds.attrs.update(dataset_attrs(ifo, t0, sample_rate))
 
 
 @contextlib.contextmanager

@@ -430,7 +430,7 @@ def materialize(spans: Sequence[Span], where: str, chunk_length: float = 4096.0)
     A file whose ``source`` attribute matches the span (its channels, size, rate and the stored
     files' sizes and modification times) is reused.
     """
-    from aframe_lib.data.background import background_fname
+    from aframe_lib.data.background import background_fname, dataset_attrs
     from aframe_lib.utils.fs import atomic_local_path
 
     out = []
@@ -454,8 +454,7 @@ def materialize(spans: Sequence[Span], where: str, chunk_length: float = 4096.0)
                 f.attrs["source"] = source
                 datasets = [f.create_dataset(ifo, (span.size,), np.float32) for ifo in span.ifos]
                 for ifo, ds in zip(span.ifos, datasets, strict=True):
-                    ds.attrs.update(x0=span.t0, dx=1.0 / span.sample_rate, xunit="s", unit="")
-                    ds.attrs.update(name=ifo, channel=ifo)
+                    ds.attrs.update(dataset_attrs(ifo, span.t0, span.sample_rate))
                 for start in range(0, span.size, step):
                     stop = min(span.size, start + step)
                     x = span.load(start, stop).numpy()
