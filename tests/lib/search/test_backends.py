@@ -83,6 +83,37 @@ def test_parallel_onnx_calls_give_the_serial_scores(resnet_model, noise_dir):
     np.testing.assert_array_equal(scores[0], scores[1])
 
 
+def test_saved_spans_survive_another_onnx_thread_count(resnet_model, noise_dir, tmp_path):
+    """A rerun on another thread count (the same scores) keeps the saved spans; the other
+    backend searches again."""
+    from aframe_lib.export import load_exported
+    from aframe_lib.search.backends import load_network
+
+    model, _ = load_exported(resnet_model)
+    spans = find_spans(str(noise_dir), IFOS, SAMPLE_RATE)
+    parts = tmp_path / "parts"
+    searches = []
+    for threads in (2, 1):
+        search = Search.from_exported(resnet_model, device="cpu", threshold=None)
+        search.network = load_network(resnet_model, model, "cpu", (2, KERNEL), "onnx", threads)
+        searches.append(search)
+    assert searches[0].settings()["backend"] != searches[1].settings()["backend"]
+    first = searches[0].run(spans, progress=False, checkpoint=parts, key="k")
+    calls = []
+    searches[1].outputs = lambda span, progress=None: calls.append(span)
+    again = searches[1].run(spans, progress=False, checkpoint=parts, key="k")
+    assert calls == [] and np.array_equal(again.events.stat, first.events.stat)
+    torchscript = Search.from_exported(
+        resnet_model, device="cpu", backend="torchscript", threshold=None
+    )
+    outputs = torchscript.outputs
+    torchscript.outputs = lambda span, progress=None: (calls.append(span), outputs(span))[1]
+    torchscript.run(spans, progress=False, checkpoint=parts, key="k")
+    assert calls == spans
+    for search in searches:
+        search.network.close()
+
+
 def test_onnx_gives_torchscripts_events(tmp_path, foreground):
     directory, injections = foreground
     path = export_both(tmp_path / "energy", Energy())

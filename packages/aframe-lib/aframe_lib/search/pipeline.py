@@ -331,8 +331,9 @@ class Search:
         bar = _Progress(total, progress, desc)
         store = None
         if checkpoint is not None:
-            fingerprint = {"key": key, "settings": self.settings(),
-                           "psd": self.whitener.policy.to_dict()}  # fmt: skip
+            # the backend by name: its thread count does not change the scores
+            settings = {**self.settings(), "backend": self.network.name}
+            fingerprint = {"key": key, "settings": settings, "psd": self.whitener.policy.to_dict()}
             store = SpanCheckpoint(checkpoint, fingerprint)
         start = time.perf_counter()
         parts, livetime, saved_wall, resumed = [], 0.0, 0.0, 0
