@@ -144,7 +144,12 @@ def test_evaluate_injects_its_own_population_into_a_fast_mdc_file(tmp_path, caps
     numbers = dict(re.findall(r"^(\w[\w.]*): (\S+)$", capsys.readouterr().out, re.M))
     assert float(numbers["num_injections"]) >= 10
     with h5py.File(next((out / "foreground").glob("background-*.hdf5"))) as f:
-        assert f["H1"].attrs["dx"] == 1 / 256  # injected at the model's rate
+        assert f["H1"].attrs["dx"] == 1 / 256  # written at the model's rate
+    # the population is made at the file's rate and resampled with the strain, as real signals
+    with h5py.File(out / "foreground" / "waveforms.hdf5") as f:
+        assert f.attrs["sample_rate"] == 512
+    with h5py.File(out / "foreground" / "injections.hdf5") as f:
+        assert f.attrs["waveform_sample_rate"] == 512 and f.attrs["sample_rate"] == 256
     # each timeslide's events were saved as it ended; the timeslides read the 512 Hz strain
     # resampled once (a cache, deleted at the end), not through the resampler
     parts = sorted((out / "background.parts").glob("span-*.npz"))

@@ -136,6 +136,7 @@ def evaluate(
     shifted = timeslide_spans(spans, step, livetime, engine.livetime_of)
     # strain above the model's rate that timeslides read more than once is resampled once
     uses = Counter(_source(s) for s in shifted)
+    recorded = spans  # the injections go into the strain as recorded, then are resampled
     reread = [s for s in spans if s.factor != 1 and uses[_source(s)] > 1]
     if reread:
         copies = materialize(reread, str(run / "resampled"))
@@ -164,7 +165,7 @@ def evaluate(
     else:
         distance_range = tuple(distance_range or (100.0, 3000.0))
         injections = _inject(
-            engine, spans, run / "foreground", num_injections, injection_spacing,
+            engine, recorded, run / "foreground", num_injections, injection_spacing,
             waveform_duration, coalescence_time, mass_range, distance_range, seed,
         )  # fmt: skip
         fg_data = str(run / "foreground")
@@ -247,10 +248,16 @@ def _inject(engine, spans, where, num, spacing, wf_duration, tc, masses, distanc
         max(0, math.ceil((s.duration - start_pad - (wf_duration - tc)) / spacing)) for s in spans
     )
     where.mkdir(parents=True, exist_ok=True)
+    rates = {s.sample_rate * s.factor for s in spans}
+    if len(rates) != 1:
+        raise ValueError(
+            f"--data: its strain is stored at several rates ({sorted(rates)} Hz); the "
+            "population is generated at the stored rate, so give data at one rate"
+        )
     waveforms = generate_waveforms(
         str(where / "waveforms.hdf5"),
         max(1, min(num, fits)),
-        engine.sample_rate,
+        rates.pop(),
         duration=wf_duration,
         coalescence_time=tc,
         seed=seed + 1,

@@ -114,3 +114,42 @@ def test_events_from_fast_data_equal_those_of_the_strain_pre_resampled(engine, f
         assert len(a) == len(b) == 1, t
         assert abs(fast.time[a[0]] - slow.time[b[0]]) < 0.02
         assert fast.stat[a[0]] == pytest.approx(slow.stat[b[0]], rel=0.05)
+
+
+def test_injecting_into_resampled_strain_equals_resampling_the_injected_strain(
+    fast_foreground, tmp_path
+):
+    """Waveforms go into the strain as recorded and pass the resampler with the noise: the
+    foreground written at the model's rate equals the fast injected strain resampled by the
+    search, and the SNRs are those in the recorded strain (the generator's PSD at 1024 Hz).
+
+    Added after resampling instead, the waveforms kept the 243-256 Hz power the resampler
+    takes from the noise, their SNR against the resampled strain's PSD came out up to 10x
+    too high and whitening amplified that band by the filter's stopband."""
+    from aframe_lib.data.waveforms import read_waveforms
+    from aframe_lib.search import inject_population
+
+    root, fast_table = fast_foreground
+    waveforms = read_waveforms(str(root / "waveforms.hdf5"))
+    views = find_spans(str(root / "noise"), IFOS, SAMPLE_RATE)
+    assert views[0].factor == FACTOR
+    table = inject_population(
+        views, str(tmp_path / "fg"), waveforms, IFOS, spacing=12.0,
+        start_pad=PSD_LENGTH + 6.0, highpass=32.0, seed=6,
+    )  # fmt: skip
+    np.testing.assert_array_equal(table["time"], fast_table["time"])
+    np.testing.assert_allclose(table["snr"], fast_table["snr"], rtol=1e-5)
+
+    (ours,) = find_spans(str(tmp_path / "fg"), IFOS, SAMPLE_RATE)
+    assert ours.factor == 1 and ours.sample_rate == SAMPLE_RATE
+    (theirs,) = find_spans(str(root / "fg"), IFOS, SAMPLE_RATE)  # fast strain, resampled
+    expected = theirs.read().astype(np.float64)
+    signal = expected - views[0].read()  # the resampled responses alone
+    assert np.abs(signal).max() > np.abs(views[0].read()).std()  # loud binaries
+    diff = ours.read().astype(np.float64) - expected
+    assert np.abs(diff).max() < 1e-4 * np.abs(signal).max()
+
+    with pytest.raises(ValueError, match="stored rate"):
+        slow = read_waveforms(str(root / "waveforms.hdf5"))
+        slow = type(slow)(**{**vars(slow), "sample_rate": SAMPLE_RATE, "duration": 16.0})
+        inject_population(views, str(tmp_path / "x"), slow, IFOS, 12.0, PSD_LENGTH + 6.0)

@@ -2,18 +2,20 @@
 injections already in the strain (:func:`read_injection_table`).
 
 :func:`inject_population` copies each span of strain (any layout the search reads, resampled
-to the waveforms' rate when faster) with waveforms added at regular times (``spacing`` seconds
+to the search's rate when faster) with waveforms added at regular times (``spacing`` seconds
 apart, the first ``start_pad`` seconds after the span starts, the last ending before it
-does), projected onto the IFOs at random sky positions with ml4gw
+does) to the strain as recorded (resampled with it, as a real signal is), projected onto the IFOs at random sky positions with ml4gw
 (:class:`~aframe_lib.data.injection.Injector`) and kept at their physical amplitude (their
 distance is the one they were generated at). The result is a directory in the background
 layout (so the search reads it like any other) and ``injections.hdf5`` beside it:
 
 - ``time``: GPS time of coalescence at the geocentre (s);
-- ``snr``: network optimal SNR (against ``psd.hdf5`` when the background directory has one,
-  else the median Welch PSD of the span it was injected into), ``ifo_snr`` ``(N, num_ifos)``;
+- ``snr``: network optimal SNR in the strain as recorded (against ``psd.hdf5`` beside the
+  strain files when it is at their rate, else the median Welch PSD of the recorded samples of
+  the span it was injected into), ``ifo_snr`` ``(N, num_ifos)``;
 - ``dec``, ``psi``, ``phi`` (rad) and every source parameter of the waveform file;
-- attributes: ``ifos``, ``sample_rate``, ``spacing``, ``distance_range`` (when given).
+- attributes: ``ifos``, ``sample_rate`` (of the written strain), ``waveform_sample_rate``
+  (of the recorded strain and the waveforms), ``spacing``, ``distance_range`` (when given).
 """
 
 from __future__ import annotations
@@ -39,16 +41,65 @@ INJECTIONS_FILE = "injections.hdf5"
 
 
 def _psd_of(psd_dir: str | None, ifos: Sequence[str], strain: np.ndarray, sample_rate: float):
-    """``(num_ifos, freqs)`` float64 PSD from 0 Hz to Nyquist for the SNRs."""
+    """``(num_ifos, freqs)`` float64 PSD from 0 Hz to Nyquist for the SNRs: ``psd.hdf5`` in
+    ``psd_dir`` when it holds every IFO at ``sample_rate``, else the median Welch PSD of
+    ``strain`` (sampled at ``sample_rate``)."""
     path = Path(psd_dir, "psd.hdf5") if psd_dir else None
     if path is not None and path.exists():
         with h5py.File(path, "r") as f:
-            if all(ifo in f for ifo in ifos):
+            rate = f.attrs.get("sample_rate")
+            if all(ifo in f for ifo in ifos) and rate is not None and np.isclose(rate, sample_rate):
                 return torch.as_tensor(np.stack([f[ifo][:] for ifo in ifos]), dtype=torch.float64)
     from ml4gw.transforms import SpectralDensity
 
     sd = SpectralDensity(sample_rate, 4.0, average="median")
     return sd(torch.as_tensor(strain, dtype=torch.float64))
+
+
+def _stored(span: Span) -> np.ndarray:
+    """The samples a span is read from, at their recorded rate: float64 ``(num_ifos, size *
+    factor)`` (for a resampled span, the stretch its resampler reads, without margins)."""
+    q = span.factor
+    if q == 1:
+        return span.read().astype(np.float64)
+    out = np.empty((len(span.channels), span.size * q))
+    for row, c in enumerate(span.channels):
+        first = c.origin + c.start * q
+        with h5py.File(c.path, "r") as f:
+            out[row] = f[c.dataset][first : first + span.size * q]
+    return out
+
+
+def _add(strain: np.ndarray, responses: np.ndarray, starts: np.ndarray, factor: int) -> None:
+    """Add each response (at ``factor`` times the rate of ``strain``), starting at recorded
+    sample ``starts[i]``, to ``strain`` as the search's resampler would pass it.
+
+    Resampling is linear, so resampling the recorded strain with a response added equals the
+    resampled strain plus the resampled response placed on the same polyphase grid: each
+    response is zero-padded by the filter's reach on both sides, aligned to a multiple of
+    ``factor``, and decimated by :func:`.resample.decimate` (the search's filter).
+    """
+    size = strain.shape[-1]
+    if factor == 1:
+        width = responses.shape[-1]
+        for response, start in zip(responses, starts, strict=True):
+            lo, hi = max(start, 0), min(start + width, size)
+            if hi > lo:
+                strain[:, lo:hi] += response[:, lo - start : hi - start]
+        return
+    from .resample import decimate, margin
+
+    pad = margin(factor)
+    for response, start in zip(responses, starts, strict=True):
+        first = (start // factor) * factor - pad  # recorded index of the buffer's sample 0
+        stop = -(-(start + response.shape[-1] + pad) // factor) * factor
+        buffer = np.zeros((len(response), stop - first))
+        buffer[:, start - first : start - first + response.shape[-1]] = response
+        added = decimate(torch.from_numpy(buffer), factor).numpy()
+        at = first // factor  # span sample of the decimated buffer's sample 0
+        lo, hi = max(at, 0), min(at + added.shape[-1], size)
+        if hi > lo:
+            strain[:, lo:hi] += added[:, lo - at : hi - at]
 
 
 def inject_population(
@@ -61,16 +112,25 @@ def inject_population(
     highpass: float | None = None,
     distance_range: tuple[float, float] | None = None,
     seed: int = 0,
+    sample_rate: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Write ``out_dir``: the strain of ``data`` plus injections, and their table.
 
+    The waveforms are added to the strain as recorded: at the rate it is stored at, which must
+    be the waveforms' rate. Where the strain is resampled (spans slower than their files), the
+    injected responses pass through the search's resampler with the noise, as a signal in real
+    strain does. (A waveform added after resampling would keep the power the resampler's
+    low-pass removes from the noise above ~0.95 of the new Nyquist; whitening then amplifies
+    it by the filter's stopband, up to 1e5.)
+
     Args:
-        data: strain to inject into: spans (:func:`.strain.find_spans`, at the waveforms'
-            rate, resampled views included), or a path :func:`.strain.find_spans` reads (a
-            background directory or file, or a mock-data-challenge file).
+        data: strain to inject into: spans (:func:`.strain.find_spans`, resampled views
+            included), or a path :func:`.strain.find_spans` reads (a background directory or
+            file, or a mock-data-challenge file) at ``sample_rate``.
         out_dir: local directory for the injected files (one background file per span, at
-            the waveforms' rate) and ``injections.hdf5``.
-        waveforms: the population, used in order (at most one injection per waveform).
+            the spans' rate) and ``injections.hdf5``.
+        waveforms: the population, used in order (at most one injection per waveform), at
+            the rate the strain is recorded at.
         ifos: IFOs to project onto, in channel order.
         spacing: seconds between consecutive injections (more than the search's cluster
             window, so each injection is its own event).
@@ -79,31 +139,34 @@ def inject_population(
         highpass: Hz below which nothing counts towards the SNRs.
         distance_range: ``(min, max)`` Mpc the distances were drawn from, stored for volumes.
         seed: seed of the sky positions.
+        sample_rate: rate of the written strain when ``data`` is a path (``None``: the
+            waveforms' rate); spans keep their own.
 
     Returns:
         The injection table (also written to ``out_dir/injections.hdf5``).
     """
     rate = waveforms.sample_rate
-    psd_dir = None
     if isinstance(data, str | Path):
-        psd_dir = str(data) if Path(data).is_dir() else None
-        spans = find_spans(str(data), ifos, rate)
+        spans = find_spans(str(data), ifos, sample_rate or rate)
     else:
         spans = list(data)
     for span in spans:
-        if not np.isclose(span.sample_rate, rate):
+        if not np.isclose(span.sample_rate * span.factor, rate):
             raise ValueError(
                 f"waveforms are sampled at {rate} Hz but the strain of {span.channels[0].path} "
-                f"at {span.sample_rate} Hz"
+                f"is stored at {span.sample_rate * span.factor} Hz: generate the waveforms at "
+                "the strain's stored rate (they are resampled with it)"
             )
     injector = Injector(ifos, rate, highpass)
     index = round(waveforms.coalescence_time * rate)
     after = waveforms.duration - waveforms.coalescence_time
     used, table = 0, []
+    out_rate = spans[0].sample_rate if spans else rate
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for seg in spans:
+            q = seg.factor
             times = np.arange(seg.t0 + start_pad, seg.t0 + seg.duration - after, spacing)
             times = times[: len(waveforms.plus) - used]
             strain = seg.read().astype(np.float64)
@@ -113,8 +176,10 @@ def inject_population(
                 plus = torch.as_tensor(waveforms.plus[rows], dtype=torch.float32)
                 sky = injector.sample_sky(len(times))
                 responses = injector.project(cross, plus, sky)
-                # the generator's PSD only where the strain is as stored (not resampled)
-                psd = _psd_of(psd_dir if seg.factor == 1 else None, ifos, strain, rate)
+                # SNRs in the strain as recorded: the generator's PSD beside the files (at
+                # their rate), else the PSD of the recorded samples themselves
+                psd_dir = str(Path(seg.channels[0].path).parent)
+                psd = _psd_of(psd_dir, ifos, _stored(seg) if q > 1 else strain, rate)
                 ifo_snr = torch.stack(
                     [
                         injector.snr(responses[:, i : i + 1], psd[i : i + 1])
@@ -122,12 +187,10 @@ def inject_population(
                     ],
                     1,
                 )
-                starts = np.round((times - seg.t0) * rate).astype(int) - index
-                size = responses.shape[-1]
-                for response, start in zip(responses.numpy(), starts, strict=True):
-                    lo, hi = max(start, 0), min(start + size, seg.size)
-                    strain[:, lo:hi] += response[:, lo - start : hi - start]
-                exact = seg.t0 + (starts + index) / rate  # on the sample grid
+                # coalescence on the span's grid: recorded sample peaks[i], a multiple of q
+                peaks = np.round((times - seg.t0) * seg.sample_rate).astype(int) * q
+                _add(strain, responses.double().numpy(), peaks - index, q)
+                exact = seg.t0 + peaks / rate
                 params = {k: v[rows] for k, v in waveforms.parameters.items()}
                 table.append(
                     {
@@ -142,7 +205,7 @@ def inject_population(
                 )
                 used += len(times)
             path = str(Path(out_dir, background_fname(seg.t0, seg.duration)))
-            write_background(path, dict(zip(ifos, strain, strict=True)), seg.t0, rate)
+            write_background(path, dict(zip(ifos, strain, strict=True)), seg.t0, seg.sample_rate)
     if not table:
         raise ValueError(
             f"no injection fits {data if isinstance(data, str | Path) else 'the spans'}: they "
@@ -152,7 +215,9 @@ def inject_population(
     with atomic_local_path(Path(out_dir, INJECTIONS_FILE)) as tmp, h5py.File(tmp, "w") as f:
         for key, value in injections.items():
             f.create_dataset(key, data=value)
-        f.attrs.update(ifos=",".join(ifos), sample_rate=rate, spacing=spacing)
+        f.attrs.update(
+            ifos=",".join(ifos), sample_rate=out_rate, waveform_sample_rate=rate, spacing=spacing
+        )
         if distance_range is not None:
             f.attrs["distance_range"] = np.asarray(distance_range, np.float64)
     logger.info("injected %d waveforms into %s", len(injections["time"]), out_dir)
