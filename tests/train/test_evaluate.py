@@ -56,7 +56,32 @@ def test_evaluate_writes_report_plots_and_numbers(tmp_path, capsys):
     assert fraction == pytest.approx(
         numbers["sensitive_distance_mpc_at_far_100000_per_yr"] / ideal, rel=1e-5
     )
+    # an injection counts with its loudest event within max(var, match_window): 0.5 s here
+    assert numbers["match_window_s"] == 0.5
+    with h5py.File(out / "injection_results.hdf5") as f:
+        t_inj, found = f["time"][:], f["stat"][:]
+    with h5py.File(out / "foreground_events.hdf5") as f:
+        t_ev, s_ev, v_ev = f["time"][:], f["stat"][:], f["var"][:]
+    for t, s in zip(t_inj, found, strict=True):
+        near = np.abs(t_ev - t) <= np.maximum(v_ev, 0.5)
+        assert s == (s_ev[near].max() if near.any() else -np.inf)
     assert "fraction_of_ideal_distance" in (out / "report.md").read_text()
+
+
+def test_evaluate_refuses_a_match_window_that_reaches_the_next_injection(tmp_path, capsys):
+    from aframe_lib.export import export_torchscript
+    from aframe_train.cli import main
+
+    export_torchscript(
+        Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", {"data": DATA, "psd": PSD}
+    )
+    with pytest.raises(SystemExit) as exc:
+        main([
+            "evaluate", "--model", str(tmp_path / "model.pt"), "--out", str(tmp_path / "e"),
+            "--injection_spacing", "10", "--match_window", "6",
+        ])  # fmt: skip
+    assert exc.value.code == 2
+    assert "match_window: 6" in capsys.readouterr().err
 
 
 def _fast_mdc(path, seed: int, tmp_path, injected: bool = False):

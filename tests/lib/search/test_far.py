@@ -35,6 +35,14 @@ def test_injections_match_the_loudest_event_within_its_var():
     var = np.array([0.3, 0.3, 0.3, 0.1])
     found = m.match_injections(np.array([10.1, 30.5, 50.05]), times, stat, var)
     np.testing.assert_array_equal(found, [2.0, -np.inf, 7.0])
+    # a window is a floor under each event's var: the event 0.5 s off now counts, the loudest
+    # within reach still wins, and an event beyond both stays out
+    found = m.match_injections(np.array([10.1, 30.5, 50.05, 70.0]), times, stat, var, 0.5)
+    np.testing.assert_array_equal(found, [2.0, 5.0, 7.0, -np.inf])
+    found = m.match_injections(np.array([30.5]), times, stat, var, 0.49)
+    np.testing.assert_array_equal(found, [-np.inf])
+    with pytest.raises(ValueError, match="match window"):
+        m.match_injections(np.array([1.0]), times, stat, var, -1.0)
 
 
 def test_efficiency_and_sensitive_distance():

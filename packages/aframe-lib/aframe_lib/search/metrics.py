@@ -43,17 +43,25 @@ def threshold_at_far(background: np.ndarray, livetime: float, far: float) -> flo
 
 
 def match_injections(
-    injection_times: np.ndarray, event_times: np.ndarray, stat: np.ndarray, var: np.ndarray
+    injection_times: np.ndarray,
+    event_times: np.ndarray,
+    stat: np.ndarray,
+    var: np.ndarray,
+    window: float = 0.0,
 ) -> np.ndarray:
-    """Stat of the loudest event within ``var`` of each injection (``-inf`` if none)."""
+    """Stat of the loudest event within ``max(var, window)`` s of each injection (``-inf`` if
+    none): ``var`` is each event's own timing tolerance, ``window`` a floor under it."""
+    if not window >= 0:
+        raise ValueError(f"match window: {window} s is not a time >= 0")
     order = np.argsort(event_times)
-    times, stat, var = event_times[order], stat[order], var[order]
+    times, stat = event_times[order], stat[order]
+    reach_of = np.maximum(np.asarray(var, np.float64)[order], window)
     out = np.full(len(injection_times), -np.inf)
-    reach = float(var.max()) if len(var) else 0.0
+    reach = float(reach_of.max()) if len(reach_of) else 0.0
     lo = np.searchsorted(times, injection_times - reach, side="left")
     hi = np.searchsorted(times, injection_times + reach, side="right")
     for i, (a, b) in enumerate(zip(lo, hi, strict=True)):
-        near = np.abs(times[a:b] - injection_times[i]) <= var[a:b]
+        near = np.abs(times[a:b] - injection_times[i]) <= reach_of[a:b]
         if near.any():
             out[i] = stat[a:b][near].max()
     return out
