@@ -110,8 +110,9 @@ def evaluate(
             distances are compared with (a matched filter in Gaussian noise sits near 8-9).
         match_window: seconds either side of an injection within which its loudest event
             counts as finding it, at least each event's own ``var`` (the model's timing
-            calibration, whose 16 loud injections can miss the late tail of heavy binaries'
-            event times: up to 0.2 s for the bbh-cpu model, where its ``var`` is 0.12 s).
+            calibration, on injections at SNR 20-40, which time better than the SNR 8-20 ones
+            that decide sensitivity: for the bbh-cpu model ``var`` is 0.12 s and a quarter of
+            those have their event 0.13-0.23 s off).
         settings: how the search runs (``None``: the defaults; keep ``cluster_window`` below
             ``injection_spacing``); the preprocessing is the model's.
         progress: show progress bars.
