@@ -189,8 +189,13 @@ def test_evaluate_injects_its_own_population_into_a_fast_mdc_file(tmp_path, caps
     with h5py.File(out / "background_events.hdf5") as f:
         first = f["stat"][:]
     stamps = [p.stat().st_mtime_ns for p in parts]
-    main(argv)
+    with h5py.File(out / "foreground" / "injections.hdf5") as f:
+        snr_20 = f["snr"][:]  # the default: SNRs from 20 Hz, where the waveforms start
+    main([*argv, "--snr_highpass", "32"])  # only the SNRs' band changes
     assert [p.stat().st_mtime_ns for p in parts] == stamps
+    with h5py.File(out / "foreground" / "injections.hdf5") as f:
+        snr_32 = f["snr"][:]
+    assert (snr_20 > snr_32).all() and 1.01 < np.median(snr_20 / snr_32) < 1.3
     with h5py.File(out / "background_events.hdf5") as f:
         np.testing.assert_array_equal(f["stat"][:], first)
 

@@ -77,6 +77,7 @@ def evaluate(
     foreground: str | None = None,
     fars_per_year: list[float] = [1.0, 12.0, 365.25, 8766.0],  # noqa: B006 - shown in --help
     ideal_snr: float = 8.0,
+    snr_highpass: float | None = None,
     match_window: float = 0.5,
     settings: SearchSettings | None = None,
     progress: bool = True,
@@ -108,6 +109,10 @@ def evaluate(
         fars_per_year: false-alarm rates at which efficiencies and distances are reported.
         ideal_snr: network optimal SNR (true PSD) of the ideal threshold detector the
             distances are compared with (a matched filter in Gaussian noise sits near 8-9).
+        snr_highpass: Hz above which the own injections' optimal SNRs count (their ``snr``,
+            the SNR bins and the ideal detector); null: 20 Hz, where the waveforms start, so
+            the ideal sees the whole signal rather than only the model's band (its
+            ``highpass``).
         match_window: seconds either side of an injection within which its loudest event
             counts as finding it, at least each event's own ``var`` (the model's timing
             calibration, on injections at SNR 20-40, which time better than the SNR 8-20 ones
@@ -126,6 +131,8 @@ def evaluate(
 
     if not ideal_snr > 0:
         raise ConfigError(f"ideal_snr: {ideal_snr} is not a positive SNR; pass e.g. 8")
+    if snr_highpass is not None and not snr_highpass >= 0:
+        raise ConfigError(f"snr_highpass: {snr_highpass} is not a frequency >= 0 Hz; pass e.g. 20")
     if not (match_window >= 0 and match_window < injection_spacing / 2):
         raise ConfigError(
             f"match_window: {match_window} s must be >= 0 and below half the "
@@ -180,7 +187,7 @@ def evaluate(
         distance_range = tuple(distance_range or (100.0, 3000.0))
         injections = _inject(
             engine, recorded, run / "foreground", num_injections, injection_spacing,
-            waveform_duration, coalescence_time, mass_range, distance_range, seed,
+            waveform_duration, coalescence_time, mass_range, distance_range, seed, snr_highpass,
         )  # fmt: skip
         fg_data = str(run / "foreground")
     fg_spans = find_spans(fg_data, engine.ifos, engine.sample_rate, engine.min_duration)
@@ -254,8 +261,10 @@ def _external(engine, table: str, foreground: str | None, data: str, distance_ra
     return {k: v[inside] for k, v in columns.items()}, distance_range, int((~inside).sum()), fg
 
 
-def _inject(engine, spans, where, num, spacing, wf_duration, tc, masses, distances, seed):
-    from aframe_lib.data.synthetic import generate_waveforms
+def _inject(
+    engine, spans, where, num, spacing, wf_duration, tc, masses, distances, seed, snr_highpass
+):
+    from aframe_lib.data.synthetic import F_MIN, generate_waveforms
     from aframe_lib.search import inject_population
 
     start_pad = engine.min_duration + 1.0
@@ -298,7 +307,7 @@ def _inject(engine, spans, where, num, spacing, wf_duration, tc, masses, distanc
         engine.ifos,
         spacing,
         start_pad=start_pad,
-        highpass=engine.whitener.whitener.highpass,
+        highpass=F_MIN if snr_highpass is None else snr_highpass,
         distance_range=tuple(distances),
         seed=seed + 2,
     )
