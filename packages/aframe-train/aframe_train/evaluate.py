@@ -126,7 +126,6 @@ def evaluate(
     from aframe_lib.search import Search, find_spans, materialize, timeslide_spans
     from aframe_lib.search.checkpoint import model_digest
     from aframe_lib.search.timeslides import check_step
-
     from aframe_lib.utils.errors import ConfigError
 
     if not ideal_snr > 0:
@@ -194,7 +193,12 @@ def evaluate(
     foreground = engine.run(fg_spans, progress=progress, desc="foreground")
 
     numbers, curves = _metrics(
-        background, foreground, injections, distance_range, fars_per_year, ideal_snr,
+        background,
+        foreground,
+        injections,
+        distance_range,
+        fars_per_year,
+        ideal_snr,
         match_window,
     )
     numbers["injections_outside_data"] = float(outside)
@@ -274,7 +278,9 @@ def _inject(
     where.mkdir(parents=True, exist_ok=True)
     rates = {s.sample_rate * s.factor for s in spans}
     if len(rates) != 1:
-        raise ValueError(
+        from aframe_lib.utils.errors import ConfigError
+
+        raise ConfigError(
             f"--data: its strain is stored at several rates ({sorted(rates)} Hz); the "
             "population is generated at the stored rate, so give data at one rate"
         )

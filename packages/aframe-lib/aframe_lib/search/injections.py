@@ -4,10 +4,11 @@ injections already in the strain (:func:`read_injection_table`).
 :func:`inject_population` copies each span of strain (any layout the search reads, resampled
 to the search's rate when faster) with waveforms added at regular times (``spacing`` seconds
 apart, the first ``start_pad`` seconds after the span starts, the last ending before it
-does) to the strain as recorded (resampled with it, as a real signal is), projected onto the IFOs at random sky positions with ml4gw
-(:class:`~aframe_lib.data.injection.Injector`) and kept at their physical amplitude (their
-distance is the one they were generated at). The result is a directory in the background
-layout (so the search reads it like any other) and ``injections.hdf5`` beside it:
+does) to the strain as recorded (resampled with it, as a real signal is), projected onto the
+IFOs at random sky positions with ml4gw (:class:`~aframe_lib.data.injection.Injector`) and
+kept at their physical amplitude (their distance is the one they were generated at). The
+result is a directory in the background layout (so the search reads it like any other) and
+``injections.hdf5`` beside it:
 
 - ``time``: GPS time of coalescence at the geocentre (s);
 - ``snr``: network optimal SNR in the strain as recorded (against ``psd.hdf5`` beside the
@@ -21,7 +22,7 @@ layout (so the search reads it like any other) and ``injections.hdf5`` beside it
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import h5py
@@ -40,10 +41,15 @@ logger = logging.getLogger(__name__)
 INJECTIONS_FILE = "injections.hdf5"
 
 
-def _psd_of(psd_dir: str | None, ifos: Sequence[str], strain: np.ndarray, sample_rate: float):
+def _psd_of(
+    psd_dir: str | None,
+    ifos: Sequence[str],
+    strain: Callable[[], np.ndarray],
+    sample_rate: float,
+):
     """``(num_ifos, freqs)`` float64 PSD from 0 Hz to Nyquist for the SNRs: ``psd.hdf5`` in
     ``psd_dir`` when it holds every IFO at ``sample_rate``, else the median Welch PSD of
-    ``strain`` (sampled at ``sample_rate``)."""
+    ``strain()`` (sampled at ``sample_rate``; only read then)."""
     path = Path(psd_dir, "psd.hdf5") if psd_dir else None
     if path is not None and path.exists():
         with h5py.File(path, "r") as f:
@@ -53,7 +59,7 @@ def _psd_of(psd_dir: str | None, ifos: Sequence[str], strain: np.ndarray, sample
     from ml4gw.transforms import SpectralDensity
 
     sd = SpectralDensity(sample_rate, 4.0, average="median")
-    return sd(torch.as_tensor(strain, dtype=torch.float64))
+    return sd(torch.as_tensor(strain(), dtype=torch.float64))
 
 
 def _stored(span: Span) -> np.ndarray:
@@ -179,7 +185,8 @@ def inject_population(
                 # SNRs in the strain as recorded: the generator's PSD beside the files (at
                 # their rate), else the PSD of the recorded samples themselves
                 psd_dir = str(Path(seg.channels[0].path).parent)
-                psd = _psd_of(psd_dir, ifos, _stored(seg) if q > 1 else strain, rate)
+                recorded = (lambda x=strain: x) if q == 1 else (lambda s=seg: _stored(s))
+                psd = _psd_of(psd_dir, ifos, recorded, rate)
                 ifo_snr = torch.stack(
                     [
                         injector.snr(responses[:, i : i + 1], psd[i : i + 1])
