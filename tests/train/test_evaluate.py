@@ -97,7 +97,7 @@ def _fast_mdc(path, seed: int, tmp_path, injected: bool = False):
     table = None
     if injected:
         waveforms = generate_waveforms(
-            str(tmp_path / "wf.hdf5"), 12, 512.0, duration=4.0, coalescence_time=3.0,
+            str(tmp_path / "wf.hdf5"), 12, 512.0, waveform_duration=4.0, coalescence_time=3.0,
             population={"distance": {"class_path": "ml4gw.distributions.PowerLaw",
             "init_args": {"minimum": 50.0, "maximum": 200.0, "index": 2.0}}}, seed=seed,
         )  # fmt: skip

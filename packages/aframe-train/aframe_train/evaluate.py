@@ -288,7 +288,7 @@ def _inject(
         str(where / "waveforms.hdf5"),
         max(1, min(num, fits)),
         rates.pop(),
-        duration=wf_duration,
+        waveform_duration=wf_duration,
         coalescence_time=tc,
         seed=seed + 1,
         population={
