@@ -110,6 +110,10 @@ class ExportModel(pl.Callback):
             Only for data modules with a background directory (``local_dir``); a failure is a
             warning and ``timing: {"skipped": reason}``.
         calibration_injections: Injections of the timing calibration.
+        var_injections: Injections at network SNR 8-20 (where alerts live) that calibrate
+            each event's ``var`` per bin of its stat (``timing["var_bins"]``: at least 95 % of
+            them lie within their bin's ``var`` of their event); 0: one ``var``, from the
+            loud injections.
     """
 
     def __init__(
@@ -122,6 +126,7 @@ class ExportModel(pl.Callback):
         tolerance: float = 1e-3,
         calibrate_timing: bool = True,
         calibration_injections: int = 16,
+        var_injections: int = 48,
     ):
         self.dirpath = dirpath
         self.filename = filename
@@ -131,6 +136,7 @@ class ExportModel(pl.Callback):
         self.tolerance = tolerance
         self.calibrate_timing = calibrate_timing
         self.calibration_injections = calibration_injections
+        self.var_injections = var_injections
         self.timing: dict[str, Any] | None = None
         self._example: torch.Tensor | None = None
         self._previous: torch.Tensor | None = None
@@ -239,7 +245,11 @@ class ExportModel(pl.Callback):
         start = time.perf_counter()
         try:
             timing = calibrate_exported(
-                self.path, data_dir, num_injections=self.calibration_injections, device=device
+                self.path,
+                data_dir,
+                num_injections=self.calibration_injections,
+                device=device,
+                var_injections=self.var_injections,
             )
         except Exception as exc:  # the export itself succeeded: say why, keep it
             timing = {"skipped": f"{type(exc).__name__}: {exc}"}
