@@ -1,32 +1,37 @@
 """Which code a task's command runs, as a hash: what keys evaluation outputs.
 
 Every package is a static ``0.1.0`` and a git revision misses uncommitted or ``--dev`` code, so
-the hash is of the sources themselves: every ``.py``, ``.yaml`` and ``.json`` file of
-``aframe_lib`` and ``aframe_train`` as this host would import them (or, with ``--dev`` and an
-image, as the working tree binds them over the image's). A command in an image without
-``--dev`` runs the image's packages: the image file stands for them (its path, size and
-modification time: rebuilding it gives another hash). Nothing here imports aframe-lib.
+the hash is of the sources themselves: every ``.py``, ``.yaml`` and ``.json`` file of every
+``aframe_*`` package this interpreter would import (the first of each name on ``sys.path``, as
+``pkgutil`` finds them), or, with ``--dev`` and an image, of those the working tree binds over
+the image's (``packages/*/aframe_*``). A command in an image without ``--dev`` runs the image's
+packages: the image file stands for them (its path, size and modification time: rebuilding it
+gives another hash). Nothing here imports the packages it hashes.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
+import pkgutil
 from pathlib import Path
 
-MODULES = ("aframe_lib", "aframe_train")  # what aframe-train evaluate runs
+PREFIX = "aframe_"  # the packages hashed: aframe-lib's, aframe-train's, aframe-flow's
 SUFFIXES = (".py", ".yaml", ".json")
 
 
-def _package_dir(module: str, root: Path | None) -> Path | None:
-    if root is not None:  # the working tree: packages/aframe-lib/aframe_lib ...
-        path = root / "packages" / module.replace("_", "-") / module
-        return path if path.is_dir() else None
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
+def packages(root: Path | None = None) -> dict[str, Path]:
+    """The ``aframe_*`` packages a command would import: those of the working tree ``root``
+    (``packages/*/aframe_*``), else the first of each name on this interpreter's path."""
+    if root is not None:
+        found = sorted(root.glob(f"packages/*/{PREFIX}*/__init__.py"))
+        return {p.parent.name: p.parent for p in found}
+    out = {}
+    for info in pkgutil.iter_modules():  # sys.path order; a name's first location only
+        path = getattr(info.module_finder, "path", None)
+        if info.ispkg and info.name.startswith(PREFIX) and path:
+            out[info.name] = Path(path) / info.name
+    return dict(sorted(out.items()))
 
 
 @functools.lru_cache(maxsize=16)
@@ -48,7 +53,7 @@ def source_digest(image: Path | None = None, dev: bool = False, root: Path | Non
         root: The working tree ``--dev`` binds (default: :func:`~aframe_flow.sandbox.repo_root`).
 
     Returns:
-        12 hex digits; packages that cannot be found count as ``missing``.
+        12 hex digits.
     """
     parts = []
     if image is not None:
@@ -60,7 +65,6 @@ def source_digest(image: Path | None = None, dev: bool = False, root: Path | Non
 
             root = repo_root()
         tree = root if (dev and image is not None) else None
-        for module in MODULES:
-            path = _package_dir(module, tree)
-            parts.append(f"{module} {_tree_digest(path) if path else 'missing'}")
+        for name, path in packages(tree).items():
+            parts.append(f"{name} {_tree_digest(path)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]

@@ -108,7 +108,7 @@ class Evaluate(TrainBase):
     code_hash = luigi.Parameter(
         default="",
         description="hash of the code the report is keyed by; empty: that of the installed "
-        "aframe-lib and aframe-train sources (or the image, and with --dev the working tree's), "
+        "aframe packages' sources (or the image, and with --dev the working tree's), "
         "so a report made by other code is not reused. Give an older report's hash (the "
         "code-<hash> part of its directory) to reuse it",
     )
