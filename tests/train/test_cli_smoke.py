@@ -54,6 +54,11 @@ def test_run_directory_has_model_checkpoints_metrics_and_config(run_dir):
     assert model(torch.randn(3, 2, 512)).shape == (3, 1)
     # the timing calibration ran on the exported model (2 epochs rarely respond: then skipped)
     assert "offset" in info["timing"] or "calibration injections" in info["timing"]["skipped"]
+    # what it trained and validated on, and its population: evaluate's defaults and refusals
+    (train,), (valid,) = info["provenance"]["train"], info["provenance"]["valid"]
+    assert (train["kind"], train["stream"], valid["stream"]) == ("synthetic", 0, 0)
+    assert train["spans"]["H1"][-1][1] <= valid["spans"]["H1"][0][0]
+    assert set(info["population"]) >= {"masses", "spins", "distance"}
     version = run_dir / "logs" / "version_0"
     assert list((version / "checkpoints").glob("*.ckpt"))
     rows = list(csv.DictReader(open(version / "metrics.csv")))

@@ -24,7 +24,7 @@ from aframe_lib.data.synthetic import (
 from aframe_lib.data.waveforms import read_waveforms
 from aframe_lib.utils.errors import DataError
 
-WAVEFORMS = ["--sample_rate", "256", "--duration", "4", "--coalescence_time", "3"]
+WAVEFORMS = ["--sample_rate", "256", "--waveform_duration", "4", "--coalescence_time", "3"]
 NARROW = [
     "--population.masses", "torch.distributions.Uniform",
     "--population.masses.low", "10", "--population.masses.high", "50",

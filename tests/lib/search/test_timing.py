@@ -124,7 +124,9 @@ def test_calibrate_exported_stores_the_timing_that_the_search_then_uses(
     model.write_bytes(oracle.read_bytes())
     model.with_suffix(".json").write_bytes(oracle.with_suffix(".json").read_bytes())
     waveforms = tmp_path / "val_waveforms.hdf5"
-    generate_waveforms(str(waveforms), 8, SAMPLE_RATE, duration=4.0, coalescence_time=3.0, seed=2)
+    generate_waveforms(
+        str(waveforms), 8, SAMPLE_RATE, waveform_duration=4.0, coalescence_time=3.0, seed=2
+    )
     timing = calibrate_exported(
         str(model), str(noise_dir), str(waveforms), num_injections=12, device="cpu",
     )  # fmt: skip
@@ -135,3 +137,52 @@ def test_calibrate_exported_stores_the_timing_that_the_search_then_uses(
     assert search.time_offset == pytest.approx(timing["offset"] + 0.375)
     assert search.settings()["timing"] == "calibrated"
     assert search.var == pytest.approx(max(timing["var"], 0.0625))
+
+
+def test_var_per_stat_bin_covers_the_quantile_in_every_bin():
+    from aframe_lib.search.calibration import lookup_var, var_by_stat
+
+    rng = np.random.default_rng(0)
+    stat = rng.uniform(0, 10, 400)
+    errors = rng.normal(0, 0.5 / (1 + stat))  # quieter events time worse
+    bins = var_by_stat(errors, stat, 0.95, bins=4)
+    assert len(bins["var"]) == 4 and len(bins["edges"]) == 3
+    assert bins["var"] == sorted(bins["var"], reverse=True)  # not one constant
+    var = lookup_var(bins, stat)
+    for lo, hi in zip([-np.inf, *bins["edges"]], [*bins["edges"], np.inf], strict=True):
+        inside = (stat >= lo) & (stat < hi)
+        assert np.mean(np.abs(errors[inside]) <= var[inside]) >= 0.95
+    # too few injections for 4 bins of 8: fewer bins
+    assert len(var_by_stat(errors[:20], stat[:20], bins=4)["var"]) == 2
+
+
+def test_calibration_at_snr_8_to_20_gives_each_event_the_var_of_its_stat(
+    focus, noise_dir, tmp_path
+):
+    """Item 4 of issue 21: var is calibrated where alerts live (SNR 8-20), per bin of the stat,
+    and the search writes each event's var from its bin."""
+    from aframe_lib.search import Search, find_spans
+    from aframe_lib.search.calibration import calibrate_timing, lookup_var, update_metadata
+
+    search = Search.from_exported(str(focus), device="cpu")
+    spans = find_spans(str(noise_dir), IFOS, SAMPLE_RATE, search.min_duration)
+    b = burst()
+    timing = calibrate_timing(
+        search, spans, b[None], b[None], int(SAMPLE_RATE / 2), num_injections=12,
+        snr_range=(40.0, 60.0), highpass=32.0, seed=1, var_injections=24,
+    )  # fmt: skip
+    bins = timing["var_bins"]
+    assert bins["snr_range"] == [8.0, 20.0] and bins["quantile"] == 0.95
+    assert bins["num_matched"] >= 16 and len(bins["var"]) == len(bins["edges"]) + 1 >= 2
+    model = tmp_path / "model.pt"
+    model.write_bytes(focus.read_bytes())
+    model.with_suffix(".json").write_bytes(focus.with_suffix(".json").read_bytes())
+    update_metadata(str(model), {"timing": timing})
+    calibrated = Search.from_exported(str(model), device="cpu", cluster_window=2.0)
+    events = calibrated.run(spans[:1], progress=False).events
+    floor = 0.25 / 4  # at least a quarter step
+    expected = np.maximum(lookup_var(bins, events.stat), floor)
+    assert len(events) > 5 and np.array_equal(events.var, expected)
+    # noise events are quiet: the lowest bin's var; a loud event would take the top bin's
+    loud = np.array([min(bins["edges"]) - 1.0, max(bins["edges"]) + 1.0])
+    assert lookup_var(bins, loud).tolist() == [bins["var"][0], bins["var"][-1]]

@@ -7,6 +7,7 @@ from .data import (
     HeldOutBackground,
     SyntheticBackground,
     SyntheticData,
+    TestWaveforms,
     TrainingWaveforms,
     ValidationWaveforms,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "SyntheticBackground",
     "SyntheticData",
     "Train",
+    "TestWaveforms",
     "TrainingWaveforms",
     "Tune",
     "TunePipeline",

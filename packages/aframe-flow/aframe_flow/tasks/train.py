@@ -26,6 +26,8 @@ Rerunning an interrupted distributed training resumes it from its latest checkpo
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 
@@ -36,6 +38,8 @@ from ..base import DataParameters, RayClusterTask, SandboxTask, digest, file_dig
 from ..parameters import ParameterError, PathParameter
 from ..targets import file_target, join
 from .data import Data, DataTask
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_config(path: str, flag: str = "config") -> str:
@@ -286,3 +290,19 @@ class Train(TrainBase, RayClusterTask):
                 self.run_training(cluster.address)
         else:
             self.run_training()
+        self.record_code()
+
+    def record_code(self) -> None:
+        """Write ``code.json`` beside the model: the hash of the code that trained it
+        (:mod:`~aframe_flow.code`). Training outputs stay keyed by their parameters (a code
+        change does not force a retrain); this says what made them."""
+        from ..code import source_digest
+        from ..targets import write_bytes_atomic
+
+        record = {"code_hash": source_digest(self.image_path, self.dev)}
+        path = join(self.run_root, "code.json")
+        try:
+            write_bytes_atomic(path, json.dumps(record).encode())
+        except Exception as exc:  # the training itself is done: say so, do not fail it
+            logger.warning("could not record the code hash in %s (%s: %s)", path,
+                           type(exc).__name__, exc)  # fmt: skip

@@ -86,7 +86,10 @@ class ExportModel(pl.Callback):
     ``tolerance`` warns.
 
     Beside ``model.pt`` an ONNX copy (``model.onnx``, same stem) is written unless ``onnx`` is
-    false. ``model.json`` also records the data module's hyperparameters (``data``), its PSD
+    false. ``model.json`` also records the data module's hyperparameters (``data``); for data
+    modules with ``data_provenance()`` (``AframeDataset``) the provenance of each split's data
+    (``provenance``, see :mod:`aframe_lib.data.provenance`) and the training waveforms'
+    ``population`` (the config form ``aframe-train evaluate`` defaults to); its PSD
     policy (``psd``, read back by the search), ``max_abs_diff`` (TorchScript vs eager, the same
     check) and ``onnx``: ``{"filename", "max_abs_diff", "opset"}``, or ``{"skipped": reason}``
     when the ONNX export was not possible (onnx/onnxruntime missing, or an operator ONNX lacks):
@@ -107,6 +110,10 @@ class ExportModel(pl.Callback):
             Only for data modules with a background directory (``local_dir``); a failure is a
             warning and ``timing: {"skipped": reason}``.
         calibration_injections: Injections of the timing calibration.
+        var_injections: Injections at network SNR 8-20 (where alerts live) that calibrate
+            each event's ``var`` per bin of its stat (``timing["var_bins"]``: at least 95 % of
+            them lie within their bin's ``var`` of their event); 0: one ``var``, from the
+            loud injections.
     """
 
     def __init__(
@@ -119,6 +126,7 @@ class ExportModel(pl.Callback):
         tolerance: float = 1e-3,
         calibrate_timing: bool = True,
         calibration_injections: int = 16,
+        var_injections: int = 48,
     ):
         self.dirpath = dirpath
         self.filename = filename
@@ -128,6 +136,7 @@ class ExportModel(pl.Callback):
         self.tolerance = tolerance
         self.calibrate_timing = calibrate_timing
         self.calibration_injections = calibration_injections
+        self.var_injections = var_injections
         self.timing: dict[str, Any] | None = None
         self._example: torch.Tensor | None = None
         self._previous: torch.Tensor | None = None
@@ -169,6 +178,12 @@ class ExportModel(pl.Callback):
         metadata = {"checkpoint": best or None}
         hparams = getattr(datamodule, "hparams", {}) if datamodule is not None else {}
         metadata["data"] = {k: v for k, v in hparams.items() if _jsonable(v)}
+        if callable(getattr(datamodule, "data_provenance", None)):
+            # what it trained, validated and is tested on, and its population: evaluation
+            # defaults to that population and refuses to score it on that data
+            provenance = datamodule.data_provenance()
+            metadata["population"] = provenance.pop("population", None)
+            metadata["provenance"] = provenance
         policy = getattr(datamodule, "psd_policy", None)
         if policy is not None:  # the search whitens with the policy training used
             metadata["psd"] = policy.resolve(datamodule.kernel_length, datamodule.fduration)
@@ -230,7 +245,11 @@ class ExportModel(pl.Callback):
         start = time.perf_counter()
         try:
             timing = calibrate_exported(
-                self.path, data_dir, num_injections=self.calibration_injections, device=device
+                self.path,
+                data_dir,
+                num_injections=self.calibration_injections,
+                device=device,
+                var_injections=self.var_injections,
             )
         except Exception as exc:  # the export itself succeeded: say why, keep it
             timing = {"skipped": f"{type(exc).__name__}: {exc}"}

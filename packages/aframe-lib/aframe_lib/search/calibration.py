@@ -12,7 +12,11 @@ has no timing to calibrate). With ``d`` the peak's stamp time minus the injectio
 - ``offset = median(d) - (n - 1) / (2 r)``: the centre of the raw (un-integrated) response, so
   it holds for any ``integration_length`` at search time;
 - ``spread``: the standard deviation of ``d``; ``var``: the 99th percentile of
-  ``|d - median(d)|``, the matching tolerance the search then writes with each event.
+  ``|d - median(d)|``, the matching tolerance the search then writes with each event;
+- ``var_bins`` (with ``var_injections``): loud injections time better than the SNR 8-20 ones
+  where alerts live, so a second, independent set at SNR 8-20 calibrates ``var`` per bin of the
+  event stat: in each bin, at least 95 % of its injections lie within ``var`` of their event
+  (:func:`var_by_stat`); the search then writes each event's ``var`` from its stat's bin.
 
 :func:`calibrate_exported` does this for an exported model on a background directory with a
 waveform file (the :class:`~aframe_lib.callbacks.ExportModel` callback runs it after export
@@ -21,6 +25,7 @@ and stores the result as ``timing`` in ``model.json``).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -44,37 +49,24 @@ def _psd(strain: torch.Tensor, sample_rate: float) -> torch.Tensor:
     return SpectralDensity(sample_rate, 2.0, average="median")(strain.double())
 
 
-def calibrate_timing(
+def _measure(
     search: Search,
     spans: Sequence[Span],
     cross: np.ndarray,
     plus: np.ndarray,
     reference_index: int,
-    num_injections: int = 16,
-    snr_range: tuple[float, float] = (20.0, 40.0),
-    spacing: float | None = None,
-    highpass: float | None = None,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Measure ``search``'s response offset and timing spread on injections at known times.
-
-    Args:
-        search: the search (its model, preprocessing, inference rate and integration).
-        spans: background to inject into (model-rate spans, read whole: keep them short).
-        cross: cross polarisations ``(N, T)`` at the search's sample rate (used cyclically).
-        plus: plus polarisations, like ``cross``.
-        reference_index: sample of each row at the reference time (coalescence).
-        num_injections: most injections.
-        snr_range: network SNRs drawn uniformly from it (loud: the network must fire).
-        spacing: seconds between injections; ``None``: three times the reach of a response
-            (kernel + whitening filter + integration) plus the signal after the reference
-            time plus 2 s.
-        highpass: Hz below which nothing counts towards the SNRs.
-        seed: seed of the times, sky positions and SNRs.
+    num_injections: int,
+    snr_range: tuple[float, float],
+    spacing: float | None,
+    highpass: float | None,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Inject, search and match (see :func:`calibrate_timing`).
 
     Returns:
-        ``{"offset", "spread", "var", "num_injections", "num_found", "inference_sampling_rate",
-        "integration_length", "snr_range"}`` (seconds where relevant).
+        ``(d, stat, cut)``: per injection, the loudest event's stamp time minus the injection
+        time (NaN: no event within reach) and its stat; and the 95th percentile of the stats
+        of events away from any injection.
     """
     from aframe_lib.data.background import background_fname, write_background
     from aframe_lib.data.injection import Injector
@@ -145,13 +137,95 @@ def calibrate_timing(
         if len(near):
             best = near[np.argmax(events.stat[near])]
             d[i], stat[i] = stamps[best] - t, events.stat[best]
-    # an injection counts when the network responds to it: louder than 95 % of noise events
     noise = events.stat[quiet]
-    cut = np.quantile(noise, 0.95) if len(noise) >= 5 else -np.inf
+    cut = float(np.quantile(noise, 0.95)) if len(noise) >= 5 else -np.inf
+    return d, stat, cut
+
+
+def var_by_stat(
+    errors: np.ndarray, stat: np.ndarray, quantile: float = 0.95, bins: int = 4,
+    min_per_bin: int = 8,
+) -> dict[str, Any]:  # fmt: skip
+    """``var`` per bin of the event statistic: in each bin, the smallest tolerance within
+    which at least ``quantile`` of the injections' events lie.
+
+    Args:
+        errors: each injection's event time minus its true time (s), after the offset.
+        stat: the stat of each injection's event.
+        quantile: the fraction each bin's ``var`` must cover.
+        bins: most bins (equal numbers of injections; fewer when they would hold fewer
+            than ``min_per_bin``).
+        min_per_bin: fewest injections per bin.
+
+    Returns:
+        ``{"edges": [stat edges between bins], "var": [one per bin], "quantile"}``: an event
+        with stat below ``edges[0]`` takes ``var[0]`` and so on (:func:`lookup_var`).
+    """
+    errors, stat = np.abs(np.asarray(errors, float)), np.asarray(stat, float)
+    n = max(1, min(bins, len(stat) // min_per_bin))
+    order = np.argsort(stat, kind="stable")
+    groups = np.array_split(order, n)
+    edges = [float((stat[a[-1]] + stat[b[0]]) / 2) for a, b in itertools.pairwise(groups)]
+    var = [float(np.quantile(errors[g], quantile, method="higher")) for g in groups]
+    return {"edges": edges, "var": var, "quantile": quantile}
+
+
+def lookup_var(var_bins: dict[str, Any], stat: np.ndarray) -> np.ndarray:
+    """Each event's ``var`` from the bins of :func:`var_by_stat`."""
+    index = np.searchsorted(np.asarray(var_bins["edges"], float), stat, side="right")
+    return np.asarray(var_bins["var"], float)[index]
+
+
+def calibrate_timing(
+    search: Search,
+    spans: Sequence[Span],
+    cross: np.ndarray,
+    plus: np.ndarray,
+    reference_index: int,
+    num_injections: int = 16,
+    snr_range: tuple[float, float] = (20.0, 40.0),
+    spacing: float | None = None,
+    highpass: float | None = None,
+    seed: int = 0,
+    var_injections: int = 0,
+    var_snr_range: tuple[float, float] = (8.0, 20.0),
+    var_quantile: float = 0.95,
+) -> dict[str, Any]:
+    """Measure ``search``'s response offset and timing spread on injections at known times.
+
+    Args:
+        search: the search (its model, preprocessing, inference rate and integration).
+        spans: background to inject into (model-rate spans, read whole: keep them short).
+        cross: cross polarisations ``(N, T)`` at the search's sample rate (used cyclically).
+        plus: plus polarisations, like ``cross``.
+        reference_index: sample of each row at the reference time (coalescence).
+        num_injections: most injections.
+        snr_range: network SNRs drawn uniformly from it (loud: the network must fire).
+        spacing: seconds between injections; ``None``: three times the reach of a response
+            (kernel + whitening filter + integration) plus the signal after the reference
+            time plus 2 s.
+        highpass: Hz below which nothing counts towards the SNRs.
+        seed: seed of the times, sky positions and SNRs.
+        var_injections: injections (other ones, seed ``seed + 1``) at network SNRs in
+            ``var_snr_range``, where alerts live, calibrating ``var`` per bin of the event
+            stat (:func:`var_by_stat`): ``var_bins``; 0: none, one ``var`` for all events.
+        var_snr_range: network SNRs of those injections.
+        var_quantile: the fraction of them each bin's ``var`` covers.
+
+    Returns:
+        ``{"offset", "spread", "var", "num_injections", "num_found", "inference_sampling_rate",
+        "integration_length", "snr_range"}`` (seconds where relevant), and ``var_bins`` (with
+        ``snr_range``, ``num_injections`` and ``num_matched``) when ``var_injections`` > 0.
+    """
+    d, stat, cut = _measure(
+        search, spans, cross, plus, reference_index, num_injections, snr_range, spacing,
+        highpass, seed,
+    )  # fmt: skip
+    # an injection counts when the network responds to it: louder than 95 % of noise events
     responds = np.isfinite(d) & (stat > cut)
-    if responds.sum() < max(1, len(truth) / 2):
+    if responds.sum() < max(1, len(d) / 2):
         raise ValueError(
-            f"the network responds to only {responds.sum()} of {len(truth)} calibration "
+            f"the network responds to only {responds.sum()} of {len(d)} calibration "
             f"injections at network SNR {snr_range[0]:g}-{snr_range[1]:g} (louder than 95 % of "
             "its noise events): its timing cannot be calibrated; train it further, or raise "
             "snr_range"
@@ -162,12 +236,24 @@ def calibrate_timing(
         "offset": centre - (search.integration_size - 1) / (2 * search.rate),
         "spread": float(np.std(found)),
         "var": float(np.quantile(np.abs(found - centre), 0.99)),
-        "num_injections": len(truth),
+        "num_injections": len(d),
         "num_found": len(found),
         "inference_sampling_rate": search.rate,
         "integration_length": search.integration_size / search.rate,
         "snr_range": [float(x) for x in snr_range],
     }
+    if var_injections > 0:
+        d, stat, _ = _measure(
+            search, spans, cross, plus, reference_index, var_injections, var_snr_range,
+            spacing, highpass, seed + 1,
+        )  # fmt: skip
+        matched = np.isfinite(d)  # what a scorer matches: the loudest event within reach
+        if matched.sum() >= 2:
+            bins = var_by_stat(d[matched] - centre, stat[matched], var_quantile)
+            result["var_bins"] = {
+                **bins, "snr_range": [float(x) for x in var_snr_range],
+                "num_injections": len(d), "num_matched": int(matched.sum()),
+            }  # fmt: skip
     logger.info(
         "timing calibration on %d injections: response offset %.4f s, spread %.4f s, var %.4f s",
         len(found),
@@ -175,6 +261,8 @@ def calibrate_timing(
         result["spread"],
         result["var"],
     )
+    if "var_bins" in result:
+        logger.info("var per stat bin (SNR %s): %s", var_snr_range, result["var_bins"])
     return result
 
 
@@ -188,6 +276,7 @@ def calibrate_exported(
     seed: int = 0,
     device: str | torch.device | None = None,
     write: bool = True,
+    var_injections: int = 0,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Calibrate an exported model's timing on the latest background of ``data_dir``.
@@ -203,6 +292,8 @@ def calibrate_exported(
         seed: seed of the injections.
         device: torch device; ``None`` picks a GPU when visible.
         write: store the result as ``timing`` in ``model.json``.
+        var_injections: injections at SNR 8-20 calibrating ``var`` per stat bin (see
+            :func:`calibrate_timing`); 0: none.
         overrides: search settings (e.g. ``inference_sampling_rate``), as for
             ``Search.from_exported``.
 
@@ -238,6 +329,7 @@ def calibrate_exported(
         snr_range=snr_range,
         highpass=search.whitener.whitener.highpass,
         seed=seed,
+        var_injections=var_injections,
     )
     if write:
         update_metadata(model, {"timing": timing})

@@ -13,7 +13,8 @@ the kernel, so the integrated output peaks ``offset + (n - 1) / (2 r)`` seconds 
 coalescence (``n`` outputs integrated at ``r`` Hz), ``offset`` the centre of the raw response.
 When ``model.json`` holds a ``timing`` calibration (:mod:`.calibration`, run at export on
 injections at known times), ``offset`` and ``var`` are the measured ones (``var`` covers 99 % of
-the calibration injections' time errors; at least a quarter step). Otherwise ``offset`` is
+the calibration injections' time errors; at least a quarter step; with ``var_bins``, each event
+gets the ``var`` of its stat's bin, calibrated at SNR 8-20). Otherwise ``offset`` is
 where training put coalescence, ``(kernel_length - left_pad + right_pad) / 2``, and ``var`` half
 the coalescence range, ``(kernel_length - left_pad - right_pad) / 2`` (at least one step).
 
@@ -188,6 +189,11 @@ class Search:
             floor /= 4  # peaks are interpolated between steps
         self.time_offset = centre + (self.integration_size - 1) / (2 * inference_sampling_rate)
         self.var = var if var is not None else max(spread, floor)
+        # var per bin of the stat, calibrated at SNR 8-20 (unless a var is given)
+        bins = (self.timing or {}).get("var_bins")
+        self.var_bins = None
+        if var is None and bins:
+            self.var_bins = {**bins, "var": [max(float(v), floor) for v in bins["var"]]}
 
     @classmethod
     def from_exported(
@@ -304,7 +310,13 @@ class Search:
         idx = find_events(stat, self.threshold, self.cluster_size)
         shift = np.tile(np.asarray(span.shifts, np.float64), (len(idx), 1))
         peak = times[idx] + peak_offsets(stat, idx) / self.rate  # between inference steps
-        return Events(peak - self.time_offset, stat[idx], np.full(len(idx), self.var), shift)
+        if self.var_bins is not None:
+            from .calibration import lookup_var
+
+            var = lookup_var(self.var_bins, stat[idx])
+        else:
+            var = np.full(len(idx), self.var)
+        return Events(peak - self.time_offset, stat[idx], var, shift)
 
     def run(
         self,
@@ -381,6 +393,7 @@ class Search:
             "threshold": "None" if self.threshold is None else self.threshold,
             "time_offset": self.time_offset,
             "var": self.var,
+            "var_bins": "None" if self.var_bins is None else str(self.var_bins),
             "timing": "calibrated" if self.timing else "pads",
             "backend": describe(self.network),
         }
