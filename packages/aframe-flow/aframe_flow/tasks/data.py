@@ -105,9 +105,13 @@ class SyntheticData(DataTask):
     subcommand = "synthetic"
 
     def arguments(self) -> dict[str, Any]:
-        """Every declared argument of ``ensure_synthetic_dataset`` by its own name (``population``
-        and ``num_test_waveforms`` only when given, so older data keep their arguments)."""
-        args = {name: getattr(self, name) for name in SYNTHETIC if name != "population"}
+        """Every declared argument of ``ensure_synthetic_dataset`` by its own name
+        (``population``, ``noise`` and ``num_test_waveforms`` only when given, so older data
+        keep their arguments)."""
+        skip = ("population", "noise")
+        args = {name: getattr(self, name) for name in SYNTHETIC if name not in skip}
+        if self.noise:
+            args["noise"] = self.noise_dict()
         if args["num_test_waveforms"] is None:
             del args["num_test_waveforms"]
         args["ifos"] = list(self.ifos)

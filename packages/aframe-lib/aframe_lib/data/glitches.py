@@ -241,10 +241,12 @@ def _power_law(rng: np.random.Generator, n: int, low: float, high: float, index:
 
 
 def glitch_snr(glitch: np.ndarray, sample_rate: float, frequencies, psd, f_low=SNR_F_LOW):
-    """``sqrt(4 int_{f_low} |g(f)|^2 / S(f) df)`` of a strain series ``glitch``."""
-    size = glitch.shape[-1]
+    """``sqrt(4 int_{f_low} |g(f)|^2 / S(f) df)`` of a strain series ``glitch``, zero padded
+    to at least 8 s so the integral's grid resolves ``f_low`` and the PSD (a 50 ms glitch's
+    own FFT has 20 Hz bins)."""
+    size = max(glitch.shape[-1], int(8 * sample_rate))
     grid = np.fft.rfftfreq(size, 1 / sample_rate)
-    g = np.fft.rfft(glitch) / sample_rate
+    g = np.fft.rfft(glitch, n=size) / sample_rate
     keep = grid >= f_low
     s = np.interp(grid[keep], frequencies, psd)
     return math.sqrt(4 * (sample_rate / size) * float(np.sum(np.abs(g[keep]) ** 2 / s)))

@@ -92,7 +92,8 @@ def colored_noise(
     rows = psd if psd.ndim == 2 and len(psd) == num_channels else psd[None]
     if rows.ndim != 2 or rows.shape[-1] != len(frequencies) or frequencies.ndim != 1:
         raise ValueError(
-            f"psd {psd.shape} must be (F,) or (num_channels, F), frequencies {frequencies.shape}"
+            f"psd {psd.shape} and frequencies {frequencies.shape} must be equal 1-D "
+            "(or psd (num_channels, F))"
         )
     if len(frequencies) < 2:
         raise ValueError("psd and frequencies need at least 2 points")
@@ -211,10 +212,11 @@ def generate_background(
             fraction = (np.arange(data.shape[-1]) + 0.5) / data.shape[-1]
             for j in range(len(ifos)):
                 data[j] *= np.sqrt(gl.scale_at(scales[j], fraction)).astype(np.float32)
+        log_ratio = np.log(scales[:, 1] / scales[:, 0])  # the factor's mean over the segment
+        flat = np.abs(log_ratio) < 1e-12
         mean = np.where(
-            np.isclose(scales[:, 0], scales[:, 1]), scales[:, 0],
-            (scales[:, 1] - scales[:, 0]) / np.log(scales[:, 1] / scales[:, 0]),
-        )  # fmt: skip
+            flat, scales[:, 0], np.diff(scales, axis=1)[:, 0] / np.where(flat, 1, log_ratio)
+        )
         average += dur * mean[:, None] * base
         chosen.append(which)
         factors.append(scales)
