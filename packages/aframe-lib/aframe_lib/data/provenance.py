@@ -11,7 +11,8 @@ synthetic (:func:`synthetic`)::
      "seed": 0, "stream": 0,          # the seed and the stream of it the generator drew from
      "psd": "aligo_design_psd (Ajith 2011 fit)",          # background only
      "population": {...},                                 # waveforms only (non-default fields)
-     "spans": {"H1": [[t0, t1], ...], "L1": [...]}}       # background only: GPS per IFO
+     "spans": {"H1": [[t0, t1], ...], "L1": [...]},      # background only: GPS per IFO
+     "noise": {...}}          # background only, non-default noise model (not in the identity)
 
 fetched (:func:`fetched`)::
 
