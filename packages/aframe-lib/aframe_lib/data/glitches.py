@@ -328,25 +328,9 @@ def segment_glitches(
     count = int(rng.poisson(rate * duration))
     if count == 0:
         return []
-    names = list(model.glitch_types)
-    weights = np.array([model.glitch_types[n] for n in names], np.float64)
-    kinds = rng.choice(len(names), size=count, p=weights / weights.sum())
-    snrs = _power_law(rng, count, model.snr_minimum, model.snr_maximum, model.snr_index)
+    kinds, snrs = _draw_kinds(model, rng, count)
     centres = rng.uniform(0.0, duration, count)
-    blip_seed = int(rng.integers(2**31))
-    shapes: list[tuple[np.ndarray, dict[str, float]]] = []
-    num_blips = int(sum(names[k] == "blip" for k in kinds))
-    white = (blips or _Blips())(ifo, num_blips, blip_seed) if num_blips else None
-    b = 0
-    for k in kinds:
-        if names[k] == "sine_gaussian":
-            shapes.append(_sine_gaussian(rng, sample_rate))
-        elif names[k] == "scattered_light":
-            shapes.append(_scattered_light(rng, sample_rate))
-        else:
-            coloured = _colour(white[b], sample_rate, frequencies, psd)
-            shapes.append((coloured, {"frequency": math.nan, "q": math.nan}))
-            b += 1
+    shapes = _shapes(ifo, kinds, rng, sample_rate, frequencies, psd, blips)
     size = round(duration * sample_rate)
     out = []
     for kind, snr, centre, (shape, params) in zip(kinds, snrs, centres, shapes, strict=True):
@@ -356,9 +340,149 @@ def segment_glitches(
         local = psd * float(scale_at(scales, centre / duration))
         strain = shape * (snr / glitch_snr(shape, sample_rate, frequencies, local))
         out.append(dict(start=start, strain=strain, time=(start + len(shape) // 2) / sample_rate,
-                        duration=len(shape) / sample_rate, type=names[kind], snr=float(snr),
+                        duration=len(shape) / sample_rate, type=kind, snr=float(snr),
                         **params))  # fmt: skip
     return out
+
+
+def _draw_kinds(model: NoiseModel, rng: np.random.Generator, count: int):
+    """``count`` glitch types (names) and SNRs drawn from the model."""
+    names = list(model.glitch_types)
+    weights = np.array([model.glitch_types[n] for n in names], np.float64)
+    kinds = [names[k] for k in rng.choice(len(names), size=count, p=weights / weights.sum())]
+    snrs = _power_law(rng, count, model.snr_minimum, model.snr_maximum, model.snr_index)
+    return kinds, snrs
+
+
+def _shapes(ifo, kinds, rng, sample_rate, frequencies, psd, blips=None) -> list[tuple]:
+    """``(strain shape, parameters)`` of each glitch type in ``kinds`` (unscaled)."""
+    blip_seed = int(rng.integers(2**31))
+    num_blips = sum(k == "blip" for k in kinds)
+    white = (blips or _Blips())(ifo, num_blips, blip_seed) if num_blips else None
+    shapes, b = [], 0
+    for kind in kinds:
+        if kind == "sine_gaussian":
+            shapes.append(_sine_gaussian(rng, sample_rate))
+        elif kind == "scattered_light":
+            shapes.append(_scattered_light(rng, sample_rate))
+        else:
+            coloured = _colour(white[b], sample_rate, frequencies, psd)
+            shapes.append((coloured, {"frequency": math.nan, "q": math.nan}))
+            b += 1
+    return shapes
+
+
+BANK_GENERATOR = "aframe_lib.data.glitches.generate_glitch_bank"
+
+
+def generate_glitch_bank(
+    path: str,
+    ifos: list[str] | tuple[str, ...] = ("H1", "L1"),
+    num_glitches: int = 500,
+    sample_rate: float = 2048.0,
+    duration: float = 6.0,
+    psd_file: str | None = None,
+    noise: NoiseModel | None = None,
+    seed: int = 0,
+) -> str:
+    """Write a glitch bank: ``num_glitches`` glitches per IFO, coloured with a PSD, for the
+    training Dataset's glitch augmentation (``data.glitch_bank``).
+
+    Types and SNRs come from ``noise`` (its rates are not used); each glitch is centred in a
+    row of ``duration`` seconds (cropped to it, then scaled so its SNR in the row is the drawn
+    one). Layout: per IFO a group with ``strain`` ``(num_glitches, duration * sample_rate)``
+    float32, ``snr`` and ``type``; attributes ``sample_rate``, ``duration``, ``model`` (JSON)
+    and the provenance record (``what: "glitches"``). gengli runs here, never in training.
+
+    Args:
+        path: Output file (local or ``s3://``).
+        ifos: IFO codes, one group each.
+        num_glitches: Glitches per IFO.
+        sample_rate: Hz; must be the training data's.
+        duration: Seconds per row (the longest scattered-light arch lasts 5 s).
+        psd_file: PSD the glitches are coloured and their SNRs measured with: a ``psd.hdf5``
+            (``frequencies`` + one PSD per IFO, e.g. the training data's); ``None``: the
+            analytic aLIGO design PSD.
+        noise: The glitch types and SNR distribution (:class:`NoiseModel`); ``None``: the
+            reference model's (half blips, ``p(rho) ~ rho^-3`` on 7.5-200).
+        seed: Seed of the draws.
+
+    Returns:
+        ``path``.
+    """
+    import h5py
+
+    from aframe_lib.utils import fs
+
+    from .noise import PSD_DF, PSD_MODEL, aligo_design_psd
+    from .provenance import synthetic, to_attrs
+
+    model = NoiseModel.coerce(noise).check()
+    if num_glitches < 1 or duration * sample_rate < 2:
+        raise NoiseModelError(f"num_glitches={num_glitches} must be >= 1 and duration={duration}"
+                              " positive")  # fmt: skip
+    frequencies = np.arange(0.0, sample_rate / 2 + PSD_DF / 2, PSD_DF)
+    size = round(duration * sample_rate)
+    seqs = np.random.SeedSequence([int(seed), _GLITCH_KEY, 1]).spawn(len(ifos))
+    blips = _Blips()
+    with fs.atomic_local_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for ifo, seq in zip(ifos, seqs, strict=True):
+            if psd_file:
+                psd = np.interp(frequencies, *read_psd_file(psd_file, ifo))
+            else:
+                psd = aligo_design_psd(frequencies)
+            rng = np.random.default_rng(seq)
+            kinds, snrs = _draw_kinds(model, rng, num_glitches)
+            rows = np.zeros((num_glitches, size), np.float32)
+            for k, ((shape, _), snr) in enumerate(zip(
+                _shapes(ifo, kinds, rng, sample_rate, frequencies, psd, blips), snrs, strict=True
+            )):  # fmt: skip
+                if len(shape) > size:
+                    cut = (len(shape) - size) // 2
+                    shape = shape[cut : cut + size]
+                start = (size - len(shape)) // 2
+                rows[k, start : start + len(shape)] = shape * (
+                    snr / glitch_snr(shape, sample_rate, frequencies, psd)
+                )
+            group = f.create_group(ifo)
+            group.create_dataset("strain", data=rows)
+            group.create_dataset("snr", data=np.asarray(snrs, np.float64))
+            group.create_dataset("type", data=np.array(kinds, dtype="S16"))
+        f.attrs.update(sample_rate=float(sample_rate), duration=float(duration))
+        f.attrs["model"] = json.dumps(model.to_dict(), sort_keys=True)
+        f.attrs["blip_model"] = json.dumps(BLIP_MODEL, sort_keys=True)
+        psd_name = psd_file.rsplit("/", 1)[-1] if psd_file else PSD_MODEL
+        to_attrs(f.attrs, synthetic("glitches", BANK_GENERATOR, seed, 0, psd=psd_name))
+    return path
+
+
+def read_glitch_bank(path: str, ifos: list[str], sample_rate: float) -> np.ndarray:
+    """The bank's strain for ``ifos``, ``(num_ifos, num_glitches, size)`` float32.
+
+    Raises:
+        NoiseModelError: when the bank lacks an IFO or was made at another sample rate.
+    """
+    import h5py
+
+    from aframe_lib.utils import fs
+
+    filesystem, inner = fs.filesystem(path)
+    if not filesystem.exists(inner):
+        raise NoiseModelError(f"glitch bank {path} does not exist: make one with "
+                              "`aframe-data glitches --path ...`")  # fmt: skip
+    with filesystem.open(inner, "rb") as src, h5py.File(src, "r") as f:
+        rate = float(f.attrs["sample_rate"])
+        if rate != float(sample_rate):
+            raise NoiseModelError(
+                f"glitch bank {path} is at {rate:g} Hz, the data at {sample_rate:g} Hz: "
+                f"make it with --sample_rate {sample_rate:g}"
+            )
+        if missing := [i for i in ifos if i not in f]:
+            raise NoiseModelError(f"glitch bank {path} has no {missing} (it has {sorted(f)}): "
+                                  "make it with those --ifos")  # fmt: skip
+        sizes = {i: f[i]["strain"].shape for i in ifos}
+        n = min(s[0] for s in sizes.values())
+        return np.stack([np.asarray(f[i]["strain"][:n], np.float32) for i in ifos])
 
 
 def glitch_sequences(seed: int, stream: int, num_segments: int) -> tuple[list, list]:
