@@ -229,3 +229,25 @@ def test_manifest_and_provenance_record_the_model(tmp_path):
         ensure_synthetic_dataset(str(tmp_path), **kw)  # the data there have another noise
     with pytest.raises(SyntheticDataError, match=r"noise.glitch_rates.*G1"):
         ensure_synthetic_dataset(str(tmp_path / "x"), noise={"glitch_rates": {"G1": 1.0}}, **kw)
+
+
+def test_an_event_at_a_glitch_is_reported_as_coinciding():
+    from aframe_lib.data.glitches import glitch_coincidences, loudest_with_glitches
+
+    log = {
+        "ifo": np.array(["H1", "L1", "L1"]), "type": np.array(["blip", "scattered_light", "blip"]),
+        "time": np.array([100.0, 200.0, 200.5]), "snr": np.array([10.0, 50.0, 20.0]),
+        "duration": np.array([0.2, 4.0, 0.2]),
+    }  # fmt: skip
+    times = np.array([100.0, 150.0, 201.0, 300.0])
+    types, ifos = glitch_coincidences(times, log, ["H1", "L1"], window=0.5)
+    # exactly at the blip; nothing at 150; the louder of two L1 glitches; nothing at 300
+    assert types.tolist() == ["blip", "", "scattered_light", ""]
+    assert ifos.tolist() == ["H1", "", "L1", ""]
+    # a timeslide: L1 read 100 s later than H1, so the event at 100 s meets L1's glitches at 200
+    shifts = np.array([[0.0, 0.0], [0.0, 50.0], [0.0, 0.0], [0.0, -100.0]])
+    types, ifos = glitch_coincidences(times, log, ["H1", "L1"], shifts, window=0.5)
+    assert types.tolist() == ["blip", "scattered_light", "scattered_light", "scattered_light"]
+    summary = loudest_with_glitches(np.array([4.0, 3.0, 2.0, 1.0]), types, top=2)
+    assert summary["events"] == 2 and summary["with_glitch"] == 1.0
+    assert summary["by_type"] == {"blip": 0.5, "sine_gaussian": 0.0, "scattered_light": 0.5}

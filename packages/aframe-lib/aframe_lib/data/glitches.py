@@ -531,3 +531,64 @@ def read_glitches(path: str) -> dict[str, np.ndarray]:
         out = {k: np.asarray(f[k]).astype(str) for k in ("ifo", "type")}
         out.update({k: np.asarray(f[k], np.float64) for k in COLUMNS})
     return out
+
+
+def glitch_coincidences(
+    times: np.ndarray,
+    log: Mapping[str, np.ndarray],
+    ifos: list[str] | tuple[str, ...],
+    shifts: np.ndarray | None = None,
+    window: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The logged glitch each event coincides with, if any.
+
+    An event at ``times[k]`` (IFO 0's clock) reads IFO ``j`` at ``times[k] + shifts[k, j]``
+    (the search's timeslide convention; ``None``: unshifted). It coincides with a glitch of IFO
+    ``j`` when that time lies within ``window`` seconds of the glitch's extent (its centre
+    +- half its duration); of several, the loudest is named.
+
+    Args:
+        times: ``(N,)`` event GPS times.
+        log: The glitch log (:func:`read_glitches`).
+        ifos: The IFO of each column of ``shifts``.
+        shifts: ``(N, len(ifos))`` seconds each IFO was shifted, or ``None``.
+        window: Seconds around a glitch's extent that count as coincident.
+
+    Returns:
+        ``(types, glitch_ifos)``: str arrays of shape ``(N,)``, ``""`` where no glitch.
+    """
+    times = np.asarray(times, np.float64)
+    types = np.full(len(times), "", dtype=object)
+    where = np.full(len(times), "", dtype=object)
+    best = np.full(len(times), -np.inf)
+    for j, ifo in enumerate(ifos):
+        mine = np.asarray(log["ifo"]) == ifo
+        if not mine.any():
+            continue
+        g_time, g_half = log["time"][mine], log["duration"][mine] / 2
+        g_snr, g_type = log["snr"][mine], np.asarray(log["type"])[mine]
+        order = np.argsort(g_time)
+        g_time, g_half, g_snr, g_type = g_time[order], g_half[order], g_snr[order], g_type[order]
+        reach = window + float(g_half.max())
+        at = times + (shifts[:, j] if shifts is not None else 0.0)
+        lo, hi = np.searchsorted(g_time, at - reach), np.searchsorted(g_time, at + reach)
+        for k in np.flatnonzero(hi > lo):
+            sl = slice(lo[k], hi[k])
+            near = np.abs(at[k] - g_time[sl]) <= g_half[sl] + window
+            if near.any():
+                loudest = int(np.argmax(np.where(near, g_snr[sl], -np.inf)))
+                if g_snr[sl][loudest] > best[k]:
+                    best[k] = g_snr[sl][loudest]
+                    types[k], where[k] = g_type[sl][loudest], ifo
+    return types.astype(str), where.astype(str)
+
+
+def loudest_with_glitches(stats: np.ndarray, types: np.ndarray, top: int = 100) -> dict[str, Any]:
+    """Of the ``top`` loudest events (by ``stats``), the fraction that coincide with a glitch,
+    overall and per glitch type (``types`` from :func:`glitch_coincidences`)."""
+    order = np.argsort(np.asarray(stats))[::-1][:top]
+    chosen = np.asarray(types)[order]
+    n = len(chosen)
+    by_type = {t: float(np.mean(chosen == t)) if n else 0.0 for t in TYPES}
+    return {"events": n, "with_glitch": float(np.mean(chosen != "")) if n else 0.0,
+            "by_type": by_type}  # fmt: skip
