@@ -275,6 +275,7 @@ class HeldOutBackground(DataTask):
             data_dir=self.heldout_root, ifos=list(self.ifos), sample_rate=self.heldout_rate,
             background_duration=self.heldout_length, segment_duration=self.segment_duration,
             num_waveforms=0, num_val_waveforms=0, num_test_waveforms=0, seed=self.heldout_seed,
+            **({"noise": self.noise_dict()} if self.noise else {}),  # the training noise model
         )  # fmt: skip
 
     def output(self):
