@@ -260,7 +260,7 @@ def test_law_run_tune_pipeline_on_a_real_ray_head(tmp_path, ray_head):
     data_key, tune_key = search.parent.parent.name, search.parent.name
     folder = out / "export" / data_key / tune_key / "tiny" / "aframe"
     assert (folder / "1" / "model.pt").read_bytes() == (search / "model.pt").read_bytes()
-    (report,) = out.glob(f"eval/{data_key}/{tune_key}-tiny/heldout-*")
+    (report,) = out.glob(f"eval/{data_key}/{tune_key}-tiny/heldout-*/code-*")
     assert json.loads((report / "eval_data.json").read_text())["kind"] == "heldout"
     assert "efficiency_at_far_100000_per_yr" in (report / "numbers.txt").read_text()
     assert not list(out.glob("run/*"))  # no separate training run

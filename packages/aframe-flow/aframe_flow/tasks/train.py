@@ -27,6 +27,7 @@ Rerunning an interrupted distributed training resumes it from its latest checkpo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 
@@ -37,6 +38,8 @@ from ..base import DataParameters, RayClusterTask, SandboxTask, digest, file_dig
 from ..parameters import ParameterError, PathParameter
 from ..targets import file_target, join
 from .data import Data, DataTask
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_config(path: str, flag: str = "config") -> str:
@@ -297,4 +300,9 @@ class Train(TrainBase, RayClusterTask):
         from ..targets import write_bytes_atomic
 
         record = {"code_hash": source_digest(self.image_path, self.dev)}
-        write_bytes_atomic(join(self.run_root, "code.json"), json.dumps(record).encode())
+        path = join(self.run_root, "code.json")
+        try:
+            write_bytes_atomic(path, json.dumps(record).encode())
+        except Exception as exc:  # the training itself is done: say so, do not fail it
+            logger.warning("could not record the code hash in %s (%s: %s)", path,
+                           type(exc).__name__, exc)  # fmt: skip
