@@ -230,7 +230,8 @@ def generate_background(
                 )  # fmt: skip
                 for g in found:
                     data[j, g["start"] : g["start"] + len(g["strain"])] += g["strain"]
-                    log.append({**g, "ifo": ifo, "time": start + g["time"]})
+                    row = {k: v for k, v in g.items() if k not in ("strain", "start")}
+                    log.append({**row, "ifo": ifo, "time": start + g["time"]})  # no strain kept
         path = fs.join(out_dir, name)
         record = synthetic(
             "background", GENERATOR, seed, stream, psd=psd_name,
