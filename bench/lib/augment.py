@@ -44,9 +44,16 @@ Headlines (``name: value``):
     train_step_s                one training step on a 384 batch, CPU (scaled, see above)
     augment_step_share          t_augment / t_step for one batch (target <= 0.10): the time to
                                 make a batch relative to the step that consumes it
+    glitch_step_share           only with ``--glitch-prob``: the glitch augmentation's own
+                                time over the training step's
     augment_samples_per_s_cuda  ours on CUDA          } only when a GPU is available; the step
     train_step_s_cuda           full 384 step on CUDA } is then timed on the whole batch
     augment_step_share_cuda     the share on CUDA     }
+
+``--glitch-prob P`` adds the glitch augmentation to both sides: a bank of 200 glitches per IFO
+(``aframe-data glitches``' function, coloured with the data's PSD; blips only when gengli is
+installed), a random row added to the raw window of each (sample, IFO) with probability ``P``
+(ours on the batch, the baseline per sample in numpy).
 
 The machine is shared (2 cores): numbers are noisy (2x between runs is common). Notes (lines
 starting with ``#``) give the per-round times, a PSD / whitening / rest breakdown, and missed
@@ -110,6 +117,9 @@ class GwpyBaseline:
         self.tensors = tensors.double().numpy()
         self.vertices = vertices.double().numpy()
         self.snr_min, self.snr_max, self.snr_index = 4.0, 100.0, -3.0  # the default sampler
+        # glitch augmentation: the same bank, the same probability per sample and IFO
+        self.glitch_prob = ds.glitch_prob if ds.glitcher.bank is not None else 0.0
+        self.bank = ds.glitcher.bank.cpu().numpy().astype(np.float64) if self.glitch_prob else None
 
     # ---- pieces, each per sample
     def draw_window(self, ifo: int) -> np.ndarray:
@@ -172,6 +182,10 @@ class GwpyBaseline:
             row, row_asds = [], []
             for ifo in range(self.num_ifos):
                 x = self.draw_window(ifo)
+                if self.glitch_prob and rng.random() < self.glitch_prob:  # into the raw strain
+                    row = self.bank[ifo, rng.integers(self.bank.shape[1])][: len(x)]
+                    at = rng.integers(len(x) - len(row) + 1)
+                    x[at : at + len(row)] += row
                 asd = TimeSeries(x[: self.psd_size], sample_rate=self.fs).asd(
                     fftlength=self.fftlength, method="median"
                 )
@@ -218,7 +232,7 @@ class GwpyBaseline:
 
 
 # ---------------------------------------------------------------------------------- ours
-def make_dataset(data_dir: str):
+def make_dataset(data_dir: str, glitch_prob: float = 0.0):
     synthetic = common.import_when_ready("aframe_lib.data.synthetic")
     base = common.import_when_ready("aframe_lib.data.base")
     with common.stopwatch("synthetic dataset (4 x 256 s, 200 + 50 waveforms)"):
@@ -231,7 +245,24 @@ def make_dataset(data_dir: str):
             num_waveforms=200,
             num_val_waveforms=50,
         )
-    ds = base.AframeDataset(data_dir=data_dir, ifos=IFOS, sample_rate=SAMPLE_RATE, psd_length=8.0)
+    glitches = {}
+    if glitch_prob > 0:
+        gl = common.import_when_ready("aframe_lib.data.glitches")
+        try:
+            import gengli  # noqa: F401
+
+            types = None  # the reference mix, blips included
+        except ImportError:
+            types = {"glitch_types": {"sine_gaussian": 1.0, "scattered_light": 1.0}}
+            common.note("gengli not installed: the bank has no blips")
+        bank = os.path.join(data_dir, "glitch_bank.hdf5")
+        with common.stopwatch("glitch bank (200 per IFO)"):
+            psd = os.path.join(data_dir, "psd.hdf5")
+            gl.generate_glitch_bank(bank, IFOS, 200, SAMPLE_RATE, psd_file=psd, noise=types)
+        glitches = dict(glitch_bank=bank, glitch_prob=glitch_prob)
+    ds = base.AframeDataset(
+        data_dir=data_dir, ifos=IFOS, sample_rate=SAMPLE_RATE, psd_length=8.0, **glitches
+    )
     with common.stopwatch("AframeDataset.setup('fit') (incl. validation)"):
         ds.setup("fit")
     return ds
@@ -365,6 +396,13 @@ def main() -> int:
     )
     parser.add_argument("--train-repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table")
+    parser.add_argument(
+        "--glitch-prob",
+        type=float,
+        default=0.0,
+        help="glitch augmentation (a 200-glitch bank per IFO) at this probability per sample "
+        "and IFO, in ours and in the baseline; 0: none",
+    )
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -373,7 +411,7 @@ def main() -> int:
         f"{os.cpu_count()} cpus; shared machine: timings are noisy"
     )
     with tempfile.TemporaryDirectory(prefix="aframe-bench-augment-") as tmp:
-        ds = make_dataset(tmp)  # setup() reads everything into memory
+        ds = make_dataset(tmp, args.glitch_prob)  # setup() reads everything into memory
     B = args.batch_size
     n = args.baseline_samples
 
@@ -399,6 +437,12 @@ def main() -> int:
     common.headline("augment_speedup", speedup)
     common.headline("train_step_s", t_step)
     common.headline("augment_step_share", share)
+    if args.glitch_prob > 0:  # the glitch augmentation's own time, alone on a raw batch
+        raw = ds.sampler(B)
+        t_glitch = common.median(common.time_calls(lambda: ds.glitcher(raw), repeats=5))
+        common.note(f"glitch augmentation: {t_glitch:.4f} s per batch of {B}, "
+                    f"{t_glitch / t_ours:.3f} of the augmentation")  # fmt: skip
+        common.headline("glitch_step_share", t_glitch / t_step)
     if torch.cuda.is_available():
         time_cuda(ds, B, args.rounds, args.train_repeats)
     else:

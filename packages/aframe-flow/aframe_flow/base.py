@@ -107,9 +107,9 @@ class DataParameters(AframeTask):
 
     The synthetic settings (``sample_rate``, ``seed``, ``background_duration``,
     ``segment_duration``, ``num_waveforms``, ``num_val_waveforms``, ``num_test_waveforms``,
-    ``waveform_duration``, ``coalescence_time``, ``population``) are not written here: they are
-    aframe-lib's ``ensure_synthetic_dataset`` arguments, by the same names, defaults and help
-    (:func:`~aframe_flow.declared.declared_parameters`). The rest are flow's own.
+    ``waveform_duration``, ``coalescence_time``, ``population``, ``noise``) are not written
+    here: they are aframe-lib's ``ensure_synthetic_dataset`` arguments, by the same names,
+    defaults and help (:func:`~aframe_flow.declared.declared_parameters`). The rest are flow's own.
     """
 
     exclude_index = True
@@ -153,6 +153,8 @@ class DataParameters(AframeTask):
         )  # fmt: skip
         if self.population:  # only when given: the keys of default-population data stay put
             params["population"] = self.population_dict()
+        if self.noise:  # likewise: stationary Gaussian data keep their keys
+            params["noise"] = self.noise_dict()
         if self.num_test_waveforms is not None:  # likewise
             params["num_test_waveforms"] = self.num_test_waveforms
         if self.background == "synthetic":
@@ -171,6 +173,10 @@ class DataParameters(AframeTask):
             STREAMS["val_waveforms"]: self.num_val_waveforms,
             STREAMS["test_waveforms"]: self.num_val_waveforms if test is None else test,
         }
+
+    def noise_dict(self) -> dict:
+        """``--noise`` (aframe-lib's NoiseModel fields) as plain JSON-able dicts."""
+        return json.loads(json.dumps(self.noise, default=dict))
 
     def population_dict(self) -> dict:
         """``--population`` as plain JSON-able dicts."""

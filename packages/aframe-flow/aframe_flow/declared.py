@@ -36,7 +36,8 @@ def _help(text: str) -> str:
 
 def declared_parameters(skip: tuple[str, ...] = ()) -> dict[str, luigi.Parameter]:
     """One luigi parameter per declared synthetic setting (those in ``skip`` left out), with
-    aframe-lib's default and help. ``population`` is a JSON dict (empty: the defaults)."""
+    aframe-lib's default and help. ``population`` and ``noise`` are JSON dicts (empty: the
+    defaults)."""
     out: dict[str, luigi.Parameter] = {}
     for name, spec in SYNTHETIC.items():
         if name in skip:
@@ -54,6 +55,12 @@ def declared_parameters(skip: tuple[str, ...] = ()) -> dict[str, luigi.Parameter
                 description=text + ' As JSON, e.g. {"masses": {"class_path": '
                 '"torch.distributions.Uniform", "init_args": {"low": 10, "high": 50}}}; '
                 "empty: the default population",
+            )
+        elif kind == "noise":
+            out[name] = luigi.DictParameter(
+                default={},
+                description=text + ' As JSON, e.g. {"glitch_rates": {"H1": 0.3, "L1": 1.1}}; '
+                "empty: stationary Gaussian noise",
             )
         else:
             raise TypeError(f"synthetic.json: {name} has kind {kind!r}, which flow cannot take")

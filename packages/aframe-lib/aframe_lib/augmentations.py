@@ -1,9 +1,10 @@
 """Batch augmentations of multi-IFO strain, as ``nn.Module``s.
 
 ml4gw already provides :class:`~ml4gw.augmentations.SignalInverter` and
-:class:`~ml4gw.augmentations.SignalReverser` (re-exported here). The two below act on the
-*injected* kernels only and make a signal inconsistent across the network, so the sample is
-relabelled as noise: they teach the network to require coherence between detectors.
+:class:`~ml4gw.augmentations.SignalReverser` (re-exported here). :class:`ChannelSwapper` and
+:class:`ChannelMuter` act on the *injected* kernels only and make a signal inconsistent across
+the network, so the sample is relabelled as noise: they teach the network to require coherence
+between detectors. :class:`GlitchAdder` adds glitches from a bank to the raw background.
 """
 
 # ruff: noqa: F722 - jaxtyping shapes ("batch ifo time") are not forward references
@@ -14,7 +15,7 @@ from jaxtyping import Float, Int
 from ml4gw.augmentations import SignalInverter, SignalReverser
 from torch import Tensor
 
-__all__ = ["ChannelMuter", "ChannelSwapper", "SignalInverter", "SignalReverser"]
+__all__ = ["ChannelMuter", "ChannelSwapper", "GlitchAdder", "SignalInverter", "SignalReverser"]
 
 
 def _check_prob(name: str, prob: float) -> None:
@@ -97,3 +98,57 @@ class ChannelMuter(torch.nn.Module):
         channel = torch.randint(X.shape[1], (len(idx),), device=X.device)
         X[idx, channel] = 0.0
         return X, idx
+
+
+class GlitchAdder(torch.nn.Module):
+    """Add glitches from a bank to raw background windows, independently per IFO.
+
+    Each (sample, IFO) gets a glitch with probability ``prob``; with ``one_ifo`` a sample is
+    chosen with probability ``prob`` and one random IFO of it gets the glitch, so glitches are
+    never coincident. A glitch is a random row of that IFO's bank (coloured strain, made by
+    ``aframe-data glitches``), added at a uniformly random position wholly inside the window.
+    Labels do not change: a glitch is noise, on a noise or a signal sample alike.
+
+    Args:
+        bank: ``(num_ifos, num_glitches, size)`` glitch strain (``None``: no glitches).
+        prob: Probability per sample and IFO (per sample with ``one_ifo``), in [0, 1].
+        one_ifo: At most one IFO per sample.
+    """
+
+    def __init__(self, bank: Tensor | None = None, prob: float = 0.0, one_ifo: bool = False):
+        super().__init__()
+        _check_prob("glitch_prob", prob)
+        self.prob, self.one_ifo = prob, one_ifo
+        self.register_buffer("bank", bank, persistent=False)
+
+    def forward(
+        self, X: Float[Tensor, "batch ifo time"]
+    ) -> tuple[Float[Tensor, "batch ifo time"], Tensor]:
+        """Add glitches in place.
+
+        Returns:
+            ``X`` and a boolean ``(batch, ifo)`` mask of where a glitch was added.
+        """
+        batch, num_ifos, size = X.shape
+        mask = torch.zeros((batch, num_ifos), dtype=torch.bool, device=X.device)
+        if self.bank is None or self.prob == 0:
+            return X, mask
+        if self.one_ifo:
+            chosen = (torch.rand(batch, device=X.device) < self.prob).nonzero().flatten()
+            ifo = torch.randint(num_ifos, (len(chosen),), device=X.device)
+            mask[chosen, ifo] = True
+        else:
+            mask = torch.rand((batch, num_ifos), device=X.device) < self.prob
+        b, i = mask.nonzero(as_tuple=True)
+        if len(b) == 0:
+            return X, mask
+        bank = self.bank
+        if bank.shape[-1] > size:  # rows longer than the window: their middle
+            cut = (bank.shape[-1] - size) // 2
+            bank = bank[..., cut : cut + size]
+        length = bank.shape[-1]
+        rows = torch.randint(bank.shape[1], (len(b),), device=X.device)
+        offsets = torch.randint(size - length + 1, (len(b),), device=X.device)
+        where = offsets[:, None] + torch.arange(length, device=X.device)[None]
+        X[b[:, None], i[:, None], where] += bank[i, rows].to(X.dtype)
+        return X, mask

@@ -26,6 +26,7 @@ from aframe_lib.data.waveforms import read_waveforms
 
 POPULATION = {"masses": {"class_path": "torch.distributions.Uniform",
                          "init_args": {"low": 10.0, "high": 50.0}}}  # fmt: skip
+NOISE = {"glitch_rates": {"H1": 0.5}, "psd_scale": [0.5, 2.0]}
 TINY = dict(sample_rate=256.0, background_duration=64.0, segment_duration=32.0,
             num_waveforms=4, num_val_waveforms=3, waveform_duration=4.0,
             coalescence_time=3.0)  # fmt: skip
@@ -36,7 +37,7 @@ FLOW_ONLY = {"data_dir", "background", "segments", "max_duration", "data_image",
 
 def tasks(tmp_path, **params):
     fetch = dict(background="fetch", segments="1000-1016", channels="H1:A,L1:B")
-    common = dict(data_dir=str(tmp_path), seed=3, population=POPULATION, **params)
+    common = dict(data_dir=str(tmp_path), seed=3, population=POPULATION, noise=NOISE, **params)
     return [
         SyntheticData(**common),
         HeldOutBackground(**common),
@@ -63,6 +64,9 @@ def test_every_data_task_parameter_is_an_argument_of_aframe_data(tmp_path):
             if key == "population":
                 parsed = {"masses": cfg["population"]["masses"].as_dict()}
                 parsed["masses"]["init_args"].pop("validate_args")  # the class's default
+            if key == "noise":  # a NoiseModel: the fields given
+                parsed = {k: v for k, v in cfg["noise"].as_dict().items() if k in value}
+                parsed["psd_scale"] = list(parsed["psd_scale"])
             assert (list(parsed) if isinstance(value, list) else parsed) == value, key
         used |= set(args) & params
         used |= {"num_val_waveforms"} if isinstance(task, ValidationWaveforms) else set()
@@ -101,7 +105,7 @@ def test_flow_ships_aframe_libs_declaration_of_the_data_settings():
             continue
         assert name in params, name  # one name per concept: lib's
         default = params[name]._default
-        if name == "population":
+        if name in ("population", "noise"):
             assert default == {} and arg.default is None
         elif name == "ifos":
             assert tuple(default) == tuple(arg.default)

@@ -105,9 +105,13 @@ class SyntheticData(DataTask):
     subcommand = "synthetic"
 
     def arguments(self) -> dict[str, Any]:
-        """Every declared argument of ``ensure_synthetic_dataset`` by its own name (``population``
-        and ``num_test_waveforms`` only when given, so older data keep their arguments)."""
-        args = {name: getattr(self, name) for name in SYNTHETIC if name != "population"}
+        """Every declared argument of ``ensure_synthetic_dataset`` by its own name
+        (``population``, ``noise`` and ``num_test_waveforms`` only when given, so older data
+        keep their arguments)."""
+        skip = ("population", "noise")
+        args = {name: getattr(self, name) for name in SYNTHETIC if name not in skip}
+        if self.noise:
+            args["noise"] = self.noise_dict()
         if args["num_test_waveforms"] is None:
             del args["num_test_waveforms"]
         args["ifos"] = list(self.ifos)
@@ -271,6 +275,7 @@ class HeldOutBackground(DataTask):
             data_dir=self.heldout_root, ifos=list(self.ifos), sample_rate=self.heldout_rate,
             background_duration=self.heldout_length, segment_duration=self.segment_duration,
             num_waveforms=0, num_val_waveforms=0, num_test_waveforms=0, seed=self.heldout_seed,
+            **({"noise": self.noise_dict()} if self.noise else {}),  # the training noise model
         )  # fmt: skip
 
     def output(self):

@@ -33,7 +33,13 @@ from jaxtyping import Float, Float32, Int
 from ml4gw.transforms import Whiten
 from torch import Tensor
 
-from ..augmentations import ChannelMuter, ChannelSwapper, SignalInverter, SignalReverser
+from ..augmentations import (
+    ChannelMuter,
+    ChannelSwapper,
+    GlitchAdder,
+    SignalInverter,
+    SignalReverser,
+)
 from ..utils import fs
 from .background import check_finite, list_segments, localize, read_segment
 from .chunked import ChunkBudget, ChunkedTrainingData, ChunkTable, GiB, waveform_shape
@@ -101,6 +107,8 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
         self.reverser = SignalReverser(self.reversal_prob)
         self.swapper = ChannelSwapper(self.swap_prob)
         self.muter = ChannelMuter(self.mute_prob)
+        # glitches from data.glitch_bank (read in setup) added to raw training windows
+        self.glitcher = GlitchAdder(None, self.glitch_prob, self.glitch_one_ifo)
         # model-specific transform of whitened strain (batch, num_ifos, kernel_size): identity
         # here; a subclass assigns e.g. a spectrogram module. Exported models include it.
         self.transform: torch.nn.Module = torch.nn.Identity()
@@ -186,10 +194,29 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
         )
         self._split_paths = {"train": train, "valid": valid, "test": test}
         self._setup_training(train)
+        self._setup_glitches()
         if stage == "test":
             self._setup_validation(test, self._test_waveforms())
         else:
             self._setup_validation(valid)
+
+    def _setup_glitches(self) -> None:
+        """Read ``data.glitch_bank`` (a path, or a file name in ``data_dir``) for the
+        glitch augmentation; nothing without one."""
+        if not self.glitch_bank or self.glitch_prob == 0:
+            return
+        from .config import DataConfigError
+        from .glitches import NoiseModelError, read_glitch_bank
+
+        path = self.glitch_bank
+        if "/" not in path and not os.path.exists(path):
+            path = fs.join(self.local_dir, path)
+        try:
+            bank = read_glitch_bank(path, self.ifos, self.sample_rate)
+        except NoiseModelError as exc:
+            raise DataConfigError(f"data.glitch_bank={self.glitch_bank!r}: {exc}") from exc
+        self.glitcher.bank = torch.from_numpy(bank)
+        logger.info("glitch augmentation: %d glitches per IFO from %s", bank.shape[1], path)
 
     def data_provenance(self) -> dict[str, Any]:
         """Where the data of each split came from (:mod:`~aframe_lib.data.provenance`), as
@@ -406,7 +433,9 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
     def _move_transforms(self, device: torch.device) -> None:
         """Move the transforms' buffers (windows, detector geometry) to the batch's device."""
         if self._device_cache.get("transforms") != device:
-            for module in (self.psd_estimator, self.whitener, self.injector, self.transform):
+            modules = (self.psd_estimator, self.whitener, self.injector, self.transform,
+                       self.glitcher)  # fmt: skip
+            for module in modules:
                 module.to(device)
             self._device_cache["transforms"] = device
 
@@ -461,6 +490,7 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
     ) -> tuple[Float32[Tensor, "batch ifo kernel"], Float[Tensor, "batch 1"]]:
         """:meth:`augment` without the final ``transform``: ``(batch, num_ifos, kernel_size)``."""
         self._move_transforms(X.device)
+        X, _ = self.glitcher(X)  # raw strain: before the PSD estimate, as in real data
         X, psds = self.psd_estimator(X)
         X = self.reverser(self.inverter(X))
         y = torch.zeros((len(X), 1), device=X.device)

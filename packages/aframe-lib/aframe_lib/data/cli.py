@@ -14,6 +14,7 @@ subcommand     function                                               writes
 ``synthetic``  :func:`~aframe_lib.data.synthetic.ensure_synthetic_dataset`  a whole dataset
 ``waveforms``  :func:`~aframe_lib.data.synthetic.generate_waveforms`  one waveform file
 ``fetch``      :func:`~aframe_lib.data.fetch.fetch_background`        one background file
+``glitches``   :func:`~aframe_lib.data.glitches.generate_glitch_bank` a glitch bank
 =============  =====================================================  ========================
 
 The waveform population is ``--population.masses``, ``--population.spins`` ... each a torch or
@@ -42,9 +43,10 @@ COMMANDS = {
     "synthetic": ("aframe_lib.data.synthetic", "ensure_synthetic_dataset"),
     "waveforms": ("aframe_lib.data.synthetic", "generate_waveforms"),
     "fetch": ("aframe_lib.data.fetch", "fetch_background"),
+    "glitches": ("aframe_lib.data.glitches", "generate_glitch_bank"),
 }
 # the argument of each subcommand that names where it writes (for storage error messages)
-OUTPUT = {"synthetic": "data_dir", "waveforms": "path", "fetch": "path"}
+OUTPUT = {"synthetic": "data_dir", "waveforms": "path", "fetch": "path", "glitches": "path"}
 
 
 def functions(names: Sequence[str] = tuple(COMMANDS)) -> dict[str, Callable[..., Any]]:
@@ -87,7 +89,7 @@ def _summary(name: str, kwargs: dict[str, Any], result: Any) -> None:
         for path in sorted(filesystem.ls(inner, detail=False)):
             print(f"{path.rsplit('/', 1)[-1]:48s} {filesystem.size(path) / 2**20:9.1f} MiB")
         print(f"synthetic dataset ready in {result}")
-    elif name == "fetch":
+    elif name in ("fetch", "glitches"):
         print(f"wrote {result}")
 
 

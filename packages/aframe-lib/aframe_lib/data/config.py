@@ -57,10 +57,14 @@ def check_settings(s: DatasetSettings) -> None:
         value = getattr(s, name)
         if int(value) != value or value < 1:
             _fail(name, value, "must be a positive integer")
-    for name in ("waveform_prob", "swap_prob", "mute_prob", "inversion_prob", "reversal_prob"):
+    probs = ("waveform_prob", "swap_prob", "mute_prob", "inversion_prob", "reversal_prob")
+    for name in (*probs, "glitch_prob"):
         value = getattr(s, name)
         if not 0.0 <= value <= 1.0:
             _fail(name, value, "must be a probability in [0, 1]")
+    if s.glitch_prob > 0 and not s.glitch_bank:
+        _fail("glitch_prob", s.glitch_prob, "needs data.glitch_bank (make one with "
+              "`aframe-data glitches --path FILE`), or set it to 0")  # fmt: skip
     if not 0.0 < s.valid_frac < 1.0:
         _fail("valid_frac", s.valid_frac, "must be in (0, 1)")
     test_frac = s.test_frac

@@ -21,7 +21,7 @@ FUNCTIONS = {"synthetic": ("aframe_lib.data.synthetic.ensure_synthetic_dataset",
 
 
 def _kind(annotation: Any) -> str:
-    """``float``, ``int``, ``int?`` (optional int), ``list[str]`` or ``population``."""
+    """``float``, ``int``, ``int?`` (optional int), ``list[str]``, ``population`` or ``noise``."""
     if isinstance(annotation, str):
         annotation = eval(annotation, vars(sys.modules["aframe_lib.data.synthetic"]))  # noqa: S307
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -29,6 +29,8 @@ def _kind(annotation: Any) -> str:
     base = args[0] if optional else annotation
     if getattr(base, "__name__", "") == "WaveformPopulation":
         return "population"
+    if getattr(base, "__name__", "") == "NoiseModel":
+        return "noise"
     if base in (int, float):
         return base.__name__ + ("?" if optional else "")
     return "list[str]"  # ifos: Sequence[str]
@@ -36,7 +38,8 @@ def _kind(annotation: Any) -> str:
 
 def declaration() -> dict[str, Any]:
     """The declared settings: per function, each parameter's ``kind`` (``float``, ``int``,
-    ``int?``, ``list[str]``, ``population``), ``default`` and ``help`` (its docstring entry);
+    ``int?``, ``list[str]``, ``population``, ``noise``), ``default`` and ``help`` (its docstring
+    entry);
     with the seed streams, the manifest's name and the waveform files of a synthetic dataset."""
     import importlib
 

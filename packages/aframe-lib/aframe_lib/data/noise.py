@@ -7,13 +7,18 @@ the generator itself, usable on its own.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aframe_lib.utils import fs
+
+if TYPE_CHECKING:
+    from .glitches import NoiseModel
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +75,9 @@ def colored_noise(
     Nyquist bin (even ``N``) is real with variance ``S N fs / 2``.
 
     Args:
-        psd: One-sided PSD in strain^2/Hz, shape ``(F,)``, finite and ``>= 0``.
+        psd: One-sided PSD in strain^2/Hz, shape ``(F,)`` (every channel) or
+            ``(num_channels, F)`` (one per channel; the random draws are the same), finite and
+            ``>= 0``.
         frequencies: Frequencies of ``psd`` in Hz, shape ``(F,)``, increasing; the PSD is
             interpolated linearly onto the rfft grid and held constant beyond its ends.
         duration: Length in seconds.
@@ -82,16 +89,24 @@ def colored_noise(
         float32 array of shape ``(num_channels, round(duration * sample_rate))``.
     """
     psd, frequencies = np.asarray(psd, np.float64), np.asarray(frequencies, np.float64)
-    if psd.ndim != 1 or psd.shape != frequencies.shape or len(psd) < 2:
-        raise ValueError(f"psd {psd.shape} and frequencies {frequencies.shape} must be equal 1-D")
+    rows = psd if psd.ndim == 2 and len(psd) == num_channels else psd[None]
+    if rows.ndim != 2 or rows.shape[-1] != len(frequencies) or frequencies.ndim != 1:
+        raise ValueError(
+            f"psd {psd.shape} and frequencies {frequencies.shape} must be equal 1-D "
+            "(or psd (num_channels, F))"
+        )
+    if len(frequencies) < 2:
+        raise ValueError("psd and frequencies need at least 2 points")
     if not (np.isfinite(psd).all() and (psd >= 0).all() and (np.diff(frequencies) > 0).all()):
         raise ValueError("psd must be finite and >= 0, and frequencies strictly increasing")
     size = round(duration * sample_rate)
     if size < 2 or num_channels < 1:
         raise ValueError(f"need >= 2 samples and >= 1 channel, got {size} and {num_channels}")
     grid = np.fft.rfftfreq(size, d=1.0 / sample_rate)
-    sigma = np.sqrt(np.interp(grid, frequencies, psd) * size * sample_rate / 4)
-    sigma[0] = 0.0
+    sigma = np.stack(
+        [np.sqrt(np.interp(grid, frequencies, r) * size * sample_rate / 4) for r in rows]
+    )
+    sigma[:, 0] = 0.0
     shape = (num_channels, len(grid))
     spectrum = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
     if size % 2 == 0:
@@ -129,12 +144,13 @@ def generate_background(
     gap: float = GAP,
     seed: int = 0,
     stream: int = 0,
+    noise: NoiseModel | dict | None = None,
 ) -> list[str]:
     """Write independent coloured Gaussian noise for each IFO, and the PSD used.
 
     Args:
         out_dir: Directory (local or ``s3://``) for ``background-{t0}-{duration}.hdf5`` files
-            and ``psd.hdf5``.
+            and ``psd.hdf5`` (and ``glitches.hdf5`` when the noise model has glitches).
         ifos: IFO codes, one dataset (and one independent noise stream) each.
         duration: Total seconds of background, split into segments.
         sample_rate: Sample rate in Hz.
@@ -147,42 +163,100 @@ def generate_background(
             independent of every training background whatever its seed). Each file draws from
             its own child of that sequence; each file records ``(seed, stream)`` and its GPS
             span as provenance (:mod:`aframe_lib.data.provenance`).
+        noise: The noise model (:class:`~aframe_lib.data.glitches.NoiseModel`: PSDs varying
+            per segment and drifting within one, glitches); ``None``: stationary Gaussian noise
+            from the design PSD. Its Gaussian draws are those of the default, whatever it adds.
 
     Returns:
         Paths of the background files, in time order.
     """
     import h5py
 
+    from . import glitches as gl
     from .background import write_background
+    from .provenance import synthetic
 
     if not ifos:
         raise ValueError("generate_background: no IFOs given, e.g. ifos=['H1', 'L1']")
+    model = gl.NoiseModel.coerce(noise).check(ifos)
     frequencies = np.arange(0.0, sample_rate / 2 + PSD_DF / 2, PSD_DF)
-    psd = aligo_design_psd(frequencies)
-    with fs.atomic_local_path(fs.join(out_dir, PSD_FILE)) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("frequencies", data=frequencies)
-        for ifo in ifos:
-            f.create_dataset(ifo, data=psd)
-        f.attrs.update(sample_rate=sample_rate, model=PSD_MODEL)
+    reference = aligo_design_psd(frequencies)
+    bases = [np.stack([reference] * len(ifos))]  # the base PSD(s) a segment draws from
+    if model.psd_files:
+        bases = [
+            np.stack([np.interp(frequencies, *gl.read_psd_file(p, ifo)) for ifo in ifos])
+            for p in model.psd_files
+        ]
+    psd_name = PSD_MODEL
+    if model.psd_files:
+        psd_name = "psd_files: " + ", ".join(p.rsplit("/", 1)[-1] for p in model.psd_files)
 
     planned = _planned_names(duration, segment_duration, t0, gap)
-    from .provenance import synthetic
-
     key = (int(stream),) if stream else ()
     seeds = np.random.SeedSequence(seed, spawn_key=key).spawn(len(planned))
-    paths = []
-    for (start, dur, name), child in zip(planned, seeds, strict=True):
-        noise = colored_noise(
-            psd, frequencies, dur, sample_rate, len(ifos), np.random.default_rng(child)
+    psd_seeds, glitch_seeds = gl.glitch_sequences(seed, stream, len(planned))
+    described = model.describe()
+    blips = gl._Blips()
+    paths, log, chosen, factors = [], [], [], []
+    average = np.zeros((len(ifos), len(frequencies)))
+    for i, ((start, dur, name), child) in enumerate(zip(planned, seeds, strict=True)):
+        psd_rng = np.random.default_rng(psd_seeds[i])
+        which = int(psd_rng.integers(len(bases))) if len(bases) > 1 else 0
+        scales = gl.draw_scales(model, psd_rng, len(ifos))
+        base = bases[which]
+        data = colored_noise(
+            base if model.psd_files else reference, frequencies, dur, sample_rate, len(ifos),
+            np.random.default_rng(child),
+        )  # fmt: skip
+        if model.varies_psd:
+            fraction = (np.arange(data.shape[-1]) + 0.5) / data.shape[-1]
+            for j in range(len(ifos)):
+                data[j] *= np.sqrt(gl.scale_at(scales[j], fraction)).astype(np.float32)
+        log_ratio = np.log(scales[:, 1] / scales[:, 0])  # the factor's mean over the segment
+        flat = np.abs(log_ratio) < 1e-12
+        mean = np.where(
+            flat, scales[:, 0], np.diff(scales, axis=1)[:, 0] / np.where(flat, 1, log_ratio)
         )
+        average += dur * mean[:, None] * base
+        chosen.append(which)
+        factors.append(scales)
+        if model.has_glitches:
+            for j, (ifo, ifo_seed) in enumerate(
+                zip(ifos, glitch_seeds[i].spawn(len(ifos)), strict=True)
+            ):
+                found = gl.segment_glitches(
+                    model, ifo, dur, sample_rate, frequencies, base[j], scales[j],
+                    np.random.default_rng(ifo_seed), blips,
+                )  # fmt: skip
+                for g in found:
+                    data[j, g["start"] : g["start"] + len(g["strain"])] += g["strain"]
+                    row = {k: v for k, v in g.items() if k not in ("strain", "start")}
+                    log.append({**row, "ifo": ifo, "time": start + g["time"]})  # no strain kept
         path = fs.join(out_dir, name)
         record = synthetic(
-            "background", GENERATOR, seed, stream, psd=PSD_MODEL,
-            spans={ifo: [[start, start + dur]] for ifo in ifos},
+            "background", GENERATOR, seed, stream, psd=psd_name,
+            spans={ifo: [[start, start + dur]] for ifo in ifos}, noise=described or None,
         )  # fmt: skip
         write_background(
-            path, dict(zip(ifos, noise, strict=True)), start, sample_rate, provenance=record
+            path, dict(zip(ifos, data, strict=True)), start, sample_rate, provenance=record
         )
         logger.info("wrote %s", path)
         paths.append(path)
+
+    average /= sum(dur for _, dur, _ in planned)
+    with fs.atomic_local_path(fs.join(out_dir, PSD_FILE)) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("frequencies", data=frequencies)
+        for j, ifo in enumerate(ifos):
+            f.create_dataset(ifo, data=average[j] if model.varies_psd else reference)
+        f.attrs.update(sample_rate=sample_rate, model=psd_name)
+        if model.varies_psd:  # each segment's PSD: scale(t) * base PSD `file`
+            f.attrs["noise"] = json.dumps(described, sort_keys=True)
+            seg = f.create_group("segments")
+            seg.create_dataset("t0", data=np.array([p[0] for p in planned]))
+            seg.create_dataset("duration", data=np.array([p[1] for p in planned]))
+            seg.create_dataset("file", data=np.array(chosen, np.int64))
+            for j, ifo in enumerate(ifos):
+                seg.create_dataset(f"scale/{ifo}", data=np.stack([s[j] for s in factors]))
+    if model.has_glitches:
+        gl.write_glitches(fs.join(out_dir, gl.GLITCH_FILE), log, model)
     return paths

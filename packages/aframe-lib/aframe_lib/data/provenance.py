@@ -11,7 +11,8 @@ synthetic (:func:`synthetic`)::
      "seed": 0, "stream": 0,          # the seed and the stream of it the generator drew from
      "psd": "aligo_design_psd (Ajith 2011 fit)",          # background only
      "population": {...},                                 # waveforms only (non-default fields)
-     "spans": {"H1": [[t0, t1], ...], "L1": [...]}}       # background only: GPS per IFO
+     "spans": {"H1": [[t0, t1], ...], "L1": [...]},      # background only: GPS per IFO
+     "noise": {...}}          # background only, non-default noise model (not in the identity)
 
 fetched (:func:`fetched`)::
 
@@ -77,6 +78,7 @@ def synthetic(
     population: Mapping[str, Any] | None = None,
     spans: Spans | None = None,
     version: str | None = None,
+    noise: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record of synthetic data.
 
@@ -91,6 +93,9 @@ def synthetic(
         population: The non-default fields of the waveform population (waveforms only).
         spans: GPS spans per IFO, ``{"H1": [[t0, t1], ...]}`` (background only).
         version: The generator's version; ``None``: aframe-lib's.
+        noise: The noise model's non-default fields (background only; ``None``/empty: stationary
+            Gaussian noise). Not part of the identity: the Gaussian draws of a seed and stream
+            are the same with or without PSD drift and glitches, so such data are the same data.
 
     Returns:
         The record (JSON-able dict).
@@ -105,6 +110,8 @@ def synthetic(
         record["population"] = json.loads(json.dumps(dict(population)))
     if spans:
         record["spans"] = _spans(spans)
+    if noise:
+        record["noise"] = json.loads(json.dumps(dict(noise)))
     return record
 
 

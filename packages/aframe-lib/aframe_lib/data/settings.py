@@ -96,6 +96,12 @@ class DatasetSettings:
         valid_snr_sampler: Distribution of the validation injections' network SNRs; ``None``
             means ``snr_sampler``. Set it when ``snr_sampler`` is tuned or scheduled, so that
             ``valid_auroc`` is measured on the same signals whatever the training SNRs were.
+        glitch_bank: Glitch bank file (``aframe-data glitches``; a path, or a file name in
+            ``data_dir``) whose glitches are added to training background windows; ``None``:
+            no glitch augmentation.
+        glitch_prob: Probability that a training window gets a glitch in each IFO
+            (independently), or with ``glitch_one_ifo`` in one of its IFOs.
+        glitch_one_ifo: At most one IFO per window gets a glitch (never coincident glitches).
 
     Raises:
         DataConfigError: naming the field, its value and the fix (see
@@ -142,6 +148,9 @@ class DatasetSettings:
     seed: int = 0
     psd: PsdPolicy | None = None
     valid_snr_sampler: Distribution | None = None
+    glitch_bank: str | None = None
+    glitch_prob: float = 0.0
+    glitch_one_ifo: bool = False
     #: the resolved PSD policy (``psd`` after resolution; the name the search and export use)
     psd_policy: PsdPolicy = field(init=False, repr=False)
 

@@ -29,6 +29,7 @@ from torch.distributions import Distribution
 from aframe_lib.utils import fs
 from aframe_lib.utils.errors import DataError
 
+from .glitches import GLITCH_FILE, NoiseModel
 from .noise import (  # noqa: F401 - re-exported: the synthetic data API in one place
     GAP,
     PSD_FILE,
@@ -98,6 +99,13 @@ def check_synthetic_args(config: dict[str, Any], name: Any = None) -> None:
         )
     if int(config["seed"]) != config["seed"] or config["seed"] < 0:
         fail("seed", "must be a non-negative integer")
+    if config.get("noise") is not None:
+        from .glitches import NoiseModelError
+
+        try:
+            NoiseModel.coerce(config["noise"], name("noise")).check(ifos, name("noise"))
+        except NoiseModelError as exc:
+            raise SyntheticDataError(str(exc)) from exc
 
 
 def _peak_align(plus: np.ndarray, cross: np.ndarray, index: int) -> tuple[np.ndarray, ...]:
@@ -466,6 +474,7 @@ def ensure_synthetic_dataset(
     seed: int = 0,
     population: WaveformPopulation | None = None,
     num_test_waveforms: int | None = None,
+    noise: NoiseModel | None = None,
 ) -> str:
     """Generate a synthetic dataset in ``data_dir`` unless that exact dataset is already there.
 
@@ -492,6 +501,9 @@ def ensure_synthetic_dataset(
         num_test_waveforms: Rows of ``test_waveforms.hdf5``, the waveforms of the test split
             (independent of those that chose the checkpoint; 0: no such file, the test split
             then injects ``val_waveforms.hdf5``); ``None``: as many as ``num_val_waveforms``.
+        noise: The background's noise model (:class:`~aframe_lib.data.glitches.NoiseModel`:
+            per-segment and drifting PSDs, glitches logged in ``glitches.hdf5``); ``None``:
+            stationary Gaussian noise from the design PSD.
 
     Returns:
         ``data_dir``.
@@ -514,10 +526,13 @@ def ensure_synthetic_dataset(
         coalescence_time=float(coalescence_time),
         seed=int(seed),
     )
-    check_synthetic_args({**config, "seed": seed})  # before anything is written
+    check_synthetic_args({**config, "seed": seed, "noise": noise})  # before anything is written
     population = WaveformPopulation.coerce(population)
     if described := population.describe():
         config["population"] = described
+    noise = NoiseModel.coerce(noise).check(ifos)
+    if noise_described := noise.describe():
+        config["noise"] = noise_described
     filesystem, inner = fs.filesystem(data_dir)
     manifest = f"{inner.rstrip('/')}/{MANIFEST}"
     planned = [n for *_, n in _planned_names(background_duration, segment_duration, T0, GAP)]
@@ -525,6 +540,8 @@ def ensure_synthetic_dataset(
               TEST_WAVEFORMS: num_test_waveforms}  # fmt: skip
     sets = [(WAVEFORM_FILES[k], int(n), k) for k, n in counts.items() if n > 0]
     outputs = [*planned, PSD_FILE, *(name for name, *_ in sets)]
+    if noise.has_glitches:
+        outputs.append(GLITCH_FILE)
     if filesystem.exists(manifest):
         found = json.loads(filesystem.cat_file(manifest))
         found.setdefault("num_test_waveforms", config["num_test_waveforms"])  # older manifests
@@ -551,7 +568,7 @@ def ensure_synthetic_dataset(
 
     generate_background(
         data_dir, ifos, background_duration, sample_rate, segment_duration,
-        seed=seed, stream=BACKGROUND,
+        seed=seed, stream=BACKGROUND, noise=noise,
     )  # fmt: skip
     for name, num, stream in sets:
         generate_waveforms(
