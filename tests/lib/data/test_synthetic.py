@@ -247,10 +247,13 @@ def test_ensure_dataset_is_idempotent(tmp_path, monkeypatch):
         "background-1000000096-32.hdf5",
         "psd.hdf5",
         "synthetic.json",
+        "test_waveforms.hdf5",
         "val_waveforms.hdf5",
         "waveforms.hdf5",
     ]
-    assert json.loads((data / "synthetic.json").read_text()) == {**TINY, "seed": 0}
+    assert json.loads((data / "synthetic.json").read_text()) == {
+        **TINY, "seed": 0, "num_test_waveforms": TINY["num_val_waveforms"],
+    }  # fmt: skip
     assert len(list_segments(out, ["H1", "L1"], sample_rate=256)) == 2
     train, val = (
         read_waveforms(f"{out}/waveforms.hdf5"),
@@ -317,7 +320,9 @@ def test_console_script(tmp_path, capsys):
     synthetic.main(argv)
     out = capsys.readouterr().out
     assert "waveforms.hdf5" in out and f"synthetic dataset ready in {tmp_path}" in out
-    assert json.loads((tmp_path / "synthetic.json").read_text()) == {**TINY, "seed": 0}
+    assert json.loads((tmp_path / "synthetic.json").read_text()) == {
+        **TINY, "seed": 0, "num_test_waveforms": TINY["num_val_waveforms"],
+    }  # fmt: skip
     with pytest.raises(SystemExit) as exc:
         synthetic.main([*argv, "--seed", "7"])
     assert exc.value.code == 2

@@ -92,6 +92,7 @@ def write_background(
     t0: float,
     sample_rate: float,
     chunk_size: int = 131072,
+    provenance: Mapping[str, Any] | None = None,
 ) -> None:
     """Write one segment atomically (temporary file, then rename or a single upload).
 
@@ -102,6 +103,8 @@ def write_background(
         t0: GPS time (s) of the first sample.
         sample_rate: samples per second (Hz).
         chunk_size: HDF5 chunk length in samples (``min(size, chunk_size)`` is used).
+        provenance: where the strain came from (:mod:`aframe_lib.data.provenance`), stored in
+            the file's attributes; ``None``: no record.
     """
     arrays = {ifo: np.asarray(x, dtype=np.float32) for ifo, x in strain.items()}
     shapes = {x.shape for x in arrays.values()}
@@ -116,6 +119,10 @@ def write_background(
         for ifo, x in arrays.items():
             ds = f.create_dataset(ifo, data=x, chunks=(min(shape[0], chunk_size),))
             ds.attrs.update(dataset_attrs(ifo, t0, sample_rate))
+        if provenance is not None:
+            from .provenance import to_attrs
+
+            to_attrs(f.attrs, provenance)
 
 
 @contextlib.contextmanager

@@ -115,6 +115,9 @@ def run(argv: list[str] | None = None) -> Any:
     name = cfg.subcommand
     init = (getattr(p, "instantiate", None) or p.instantiate_classes)(cfg)  # jsonargparse 4.49+
     kwargs = {k: v for k, v in dict(init[name]).items() if k not in ("config", "__path__")}
+    if kwargs.get("population") is not None:  # as written (class_path + init_args): provenance
+        given = cfg[name].population.as_dict()
+        kwargs["population"] = {k: v for k, v in given.items() if v is not None}
     if name == "synthetic":  # every argument checked before anything is written
         check_synthetic_args(kwargs, lambda key: f"--{key}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")

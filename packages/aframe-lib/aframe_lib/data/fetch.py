@@ -82,5 +82,12 @@ def fetch_background(
             )
         strain[ifo] = np.asarray(ts.value, dtype=np.float32)
         logger.info("fetched %s %s-%s (%d samples)", ifo, start, end, size)
-    write_background(path, strain, t0=start, sample_rate=sample_rate)
+    from .provenance import fetched
+
+    record = fetched(
+        {ifo: [[start, end]] for ifo in ifos},
+        source="TimeSeries.get" if channels else "gwosc",
+        channels=dict(zip(ifos, channels, strict=True)) if channels else {},
+    )
+    write_background(path, strain, t0=start, sample_rate=sample_rate, provenance=record)
     return path

@@ -21,6 +21,8 @@ PSD_FILE = "psd.hdf5"
 PSD_DF = 1.0 / 16  # Hz, resolution of the stored PSD grid (noise interpolates from it)
 _F_LOW, _F_FLOOR = 10.0, 2.0  # Hz: the fit holds above _F_LOW; the wall is flat below _F_FLOOR
 T0, GAP = 1_000_000_000.0, 64.0  # GPS start of the first segment, seconds between segments
+PSD_MODEL = "aligo_design_psd (Ajith 2011 fit)"  # the PSD's identity in psd.hdf5 and provenance
+GENERATOR = "aframe_lib.data.noise.colored_noise"  # the noise generator, as provenance names it
 
 
 def aligo_design_psd(frequencies: np.ndarray) -> np.ndarray:
@@ -126,6 +128,7 @@ def generate_background(
     t0: float = T0,
     gap: float = GAP,
     seed: int = 0,
+    stream: int = 0,
 ) -> list[str]:
     """Write independent coloured Gaussian noise for each IFO, and the PSD used.
 
@@ -138,7 +141,12 @@ def generate_background(
         segment_duration: Seconds per file; the last file holds any remainder.
         t0: GPS start (s) of the first segment.
         gap: Seconds between consecutive segments, so that each file is its own segment.
-        seed: Seed; the same seed writes identical files.
+        seed: Seed; the same seed and stream write identical files.
+        stream: Stream of ``seed`` (0: the training background, ``numpy``'s
+            ``SeedSequence(seed)``; any other: ``SeedSequence(seed, spawn_key=(stream,))``,
+            independent of every training background whatever its seed). Each file draws from
+            its own child of that sequence; each file records ``(seed, stream)`` and its GPS
+            span as provenance (:mod:`aframe_lib.data.provenance`).
 
     Returns:
         Paths of the background files, in time order.
@@ -155,17 +163,26 @@ def generate_background(
         f.create_dataset("frequencies", data=frequencies)
         for ifo in ifos:
             f.create_dataset(ifo, data=psd)
-        f.attrs.update(sample_rate=sample_rate, model="aligo_design_psd (Ajith 2011 fit)")
+        f.attrs.update(sample_rate=sample_rate, model=PSD_MODEL)
 
     planned = _planned_names(duration, segment_duration, t0, gap)
-    seeds = np.random.SeedSequence(seed).spawn(len(planned))
+    from .provenance import synthetic
+
+    key = (int(stream),) if stream else ()
+    seeds = np.random.SeedSequence(seed, spawn_key=key).spawn(len(planned))
     paths = []
     for (start, dur, name), child in zip(planned, seeds, strict=True):
         noise = colored_noise(
             psd, frequencies, dur, sample_rate, len(ifos), np.random.default_rng(child)
         )
         path = fs.join(out_dir, name)
-        write_background(path, dict(zip(ifos, noise, strict=True)), start, sample_rate)
+        record = synthetic(
+            "background", GENERATOR, seed, stream, psd=PSD_MODEL,
+            spans={ifo: [[start, start + dur]] for ifo in ifos},
+        )  # fmt: skip
+        write_background(
+            path, dict(zip(ifos, noise, strict=True)), start, sample_rate, provenance=record
+        )
         logger.info("wrote %s", path)
         paths.append(path)
     return paths

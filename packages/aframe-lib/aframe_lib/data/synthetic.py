@@ -50,6 +50,7 @@ class SyntheticDataError(DataError, ValueError):
 
 
 F_MIN = 20.0  # Hz, where the synthetic waveforms start (generate_waveforms' default)
+WAVEFORM_GENERATOR = "aframe_lib.data.synthetic.generate_waveforms"  # as provenance names it
 
 
 def check_synthetic_args(config: dict[str, Any], name: Any = None) -> None:
@@ -84,7 +85,9 @@ def check_synthetic_args(config: dict[str, Any], name: Any = None) -> None:
         fail("sample_rate", f"must exceed {2 * F_MIN:g} Hz: the waveforms start at {F_MIN:g} Hz")
     if config["segment_duration"] * config["sample_rate"] < 2:
         fail("segment_duration", "must hold at least 2 samples at the sample rate")
-    for key in ("num_waveforms", "num_val_waveforms"):
+    for key in ("num_waveforms", "num_val_waveforms", "num_test_waveforms"):
+        if config.get(key) is None:  # num_test_waveforms: None is num_val_waveforms
+            continue
         if int(config[key]) != config[key] or config[key] < 0:
             fail(key, "must be a non-negative integer (0: no such file)")
     if not 0 < config["coalescence_time"] < config["waveform_duration"]:
@@ -121,12 +124,22 @@ def _peak_align(plus: np.ndarray, cross: np.ndarray, index: int) -> tuple[np.nda
 # The seed streams of one ``seed``: the training background uses the seed itself, every other
 # stream ``seed * 1000 + stream`` (so no stream of a seed >= 0 is the seed itself). aframe-flow
 # computes the same numbers (it cannot import this module on a login node; a test compares).
-BACKGROUND, TRAIN_WAVEFORMS, VAL_WAVEFORMS, HELDOUT_BACKGROUND, EVALUATE = 0, 1, 2, 3, 10
+# Background noise of a stream other than BACKGROUND is drawn from numpy's
+# ``SeedSequence(seed, spawn_key=(stream,))`` (:func:`~aframe_lib.data.noise.generate_background`),
+# which no training background (spawn key ``()``) of any seed shares.
+BACKGROUND, TRAIN_WAVEFORMS, VAL_WAVEFORMS, HELDOUT_BACKGROUND, TEST_WAVEFORMS = 0, 1, 2, 3, 4
+EVALUATE = 10
+#: the waveform file of each waveform stream of a synthetic dataset
+WAVEFORM_FILES = {
+    TRAIN_WAVEFORMS: "waveforms.hdf5",
+    VAL_WAVEFORMS: "val_waveforms.hdf5",
+    TEST_WAVEFORMS: "test_waveforms.hdf5",
+}
 
 
 def stream_seed(seed: int, stream: int) -> int:
     """The seed of one stream of ``seed``: ``seed`` for :data:`BACKGROUND`, else
-    ``seed * 1000 + stream`` (training/validation waveforms 1/2, held-out background 3,
+    ``seed * 1000 + stream`` (training/validation/test waveforms 1/2/4, held-out background 3,
     ``aframe-train evaluate``'s noise and injections 10, 11, 12)."""
     return int(seed) if stream == BACKGROUND else int(seed) * 1000 + int(stream)
 
@@ -184,8 +197,8 @@ class WaveformPopulation:
         if value is None:
             return cls()
         if isinstance(value, cls):
-            fields = {f: getattr(value, f) for f in DEFAULT_POPULATION}
-        elif isinstance(value, Mapping):
+            return value
+        if isinstance(value, Mapping):
             if unknown := sorted(set(value) - set(DEFAULT_POPULATION)):
                 raise SyntheticDataError(
                     f"{name}: unknown field(s) {unknown}; the population has "
@@ -197,7 +210,12 @@ class WaveformPopulation:
                 f"{name}={value!r}: give a mapping of {', '.join(DEFAULT_POPULATION)} to "
                 "distributions ({class_path: ..., init_args: ...})"
             )
-        return cls(**{k: _distribution(v, f"{name}.{k}") for k, v in fields.items()})
+        out = cls(**{k: _distribution(v, f"{name}.{k}") for k, v in fields.items()})
+        # the fields given in config form, kept as given: what provenance records
+        configs = {k: json.loads(json.dumps(v, default=dict)) for k, v in fields.items()
+                   if isinstance(v, Mapping)}  # fmt: skip
+        object.__setattr__(out, "_configs", configs)
+        return out
 
     def resolved(self) -> dict[str, Distribution | None]:
         """Every field, defaults filled in."""
@@ -205,6 +223,20 @@ class WaveformPopulation:
             k: getattr(self, k) if getattr(self, k) is not None else _distribution(v, k)
             for k, v in DEFAULT_POPULATION.items()
         }
+
+    def config(self) -> dict[str, Any]:
+        """Every field (defaults filled in) as ``{class_path, init_args}``: the form a config
+        gives, which :meth:`coerce` reads back to the same distributions (what provenance and
+        ``model.json`` record). Fields given in that form (a config, ``aframe-data``) are kept
+        as given; a distribution object's arguments are read off its attributes where they can
+        be, else the field is ``{"class_path": ..., "state": ...}`` (its :meth:`describe` form),
+        which :meth:`coerce` refuses."""
+        given = getattr(self, "_configs", {})
+        return {
+            k: given[k] if k in given else _config(v) if getattr(self, k) is not None else
+            DEFAULT_POPULATION[k]
+            for k, v in self.resolved().items()
+        }  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
         """The fields that differ from the defaults, as JSON (what the manifest records)."""
@@ -237,6 +269,36 @@ def _distribution(value: Any, name: str) -> Any:
             "init_args, e.g. {class_path: torch.distributions.Uniform, init_args: "
             "{low: 10.0, high: 50.0}}"
         ) from exc
+
+
+def _config(value: Any) -> dict[str, Any] | None:
+    """A distribution as ``{class_path, init_args}``, its arguments read off its attributes and
+    checked by building it again (else ``{class_path, state}``, see :func:`_describe`)."""
+    import inspect
+
+    if value is None:
+        return None
+    cls = type(value)
+    class_path = f"{cls.__module__}.{cls.__qualname__}"
+    init_args, fits = {}, True
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name in ("self", "validate_args") or param.kind in (param.VAR_POSITIONAL,
+                                                               param.VAR_KEYWORD):  # fmt: skip
+            continue
+        if hasattr(value, name):
+            init_args[name] = _describe(getattr(value, name))
+        elif param.default is param.empty:
+            fits = False
+    try:
+        fits = fits and _describe(
+            _distribution({"class_path": class_path, "init_args": init_args}, "")
+        ) == _describe(value)
+    except SyntheticDataError:
+        fits = False
+    if not fits:
+        state = _describe(value)
+        return {"class_path": state.pop("class_path"), "state": state}
+    return {"class_path": class_path, "init_args": init_args}
 
 
 def _describe(value: Any) -> Any:
@@ -306,6 +368,7 @@ def generate_waveforms(
     seed: int = 0,
     population: WaveformPopulation | None = None,
     batch_size: int = 256,
+    stream: int = 0,
 ) -> WaveformSet:
     """Draw binary black holes, generate IMRPhenomD polarisations and write them to ``path``.
 
@@ -326,11 +389,14 @@ def generate_waveforms(
         coalescence_time: Seconds from the start of a row to the amplitude peak.
         f_min: Lowest frequency of the waveforms (Hz).
         f_ref: Reference frequency of the phase (Hz).
-        seed: Seed of the parameter draws.
+        seed: Seed of the parameter draws (with ``stream``).
         population: The distributions of the binaries (:class:`WaveformPopulation`); ``None``:
             the defaults.
         batch_size: Waveforms generated at once (bounds memory). ml4gw picks the FFT length
             per batch, so rows differ at the ~1e-3 level between batch sizes.
+        stream: Stream of ``seed`` the draws come from (:func:`stream_seed`; 0: ``seed``
+            itself). The file records ``(seed, stream)`` and the population as provenance
+            (:mod:`aframe_lib.data.provenance`).
 
     Returns:
         The set written, plus/cross of shape ``(N, round(duration * sample_rate))``.
@@ -344,7 +410,10 @@ def generate_waveforms(
             f"need num_waveforms >= 1 (got {num_waveforms}) and 0 < coalescence_time "
             f"({coalescence_time}) < duration ({duration})"
         )
-    drawn = draw_parameters(num_waveforms, seed, population)
+    from .provenance import synthetic
+
+    population = WaveformPopulation.coerce(population)
+    drawn = draw_parameters(num_waveforms, stream_seed(seed, stream), population)
     params = {k: torch.as_tensor(v) for k, v in drawn.items()}
 
     generator = TimeDomainCBCWaveformGenerator(
@@ -370,7 +439,10 @@ def generate_waveforms(
         duration=duration,
         coalescence_time=coalescence_time,
     )
-    write_waveforms(path, waveforms)
+    record = synthetic(
+        "waveforms", WAVEFORM_GENERATOR, seed, stream, population=population.config()
+    )
+    write_waveforms(path, waveforms, provenance=record)
     logger.info("wrote %d waveforms to %s", num_waveforms, path)
     return waveforms
 
@@ -387,6 +459,7 @@ def ensure_synthetic_dataset(
     coalescence_time: float = 6.0,
     seed: int = 0,
     population: WaveformPopulation | None = None,
+    num_test_waveforms: int | None = None,
 ) -> str:
     """Generate a synthetic dataset in ``data_dir`` unless that exact dataset is already there.
 
@@ -405,10 +478,14 @@ def ensure_synthetic_dataset(
         num_val_waveforms: Rows of ``val_waveforms.hdf5`` (0: no such file).
         waveform_duration: Seconds per waveform row.
         coalescence_time: Seconds from the start of a row to its merger.
-        seed: Seed of everything: the background uses ``seed`` itself, the training and
-            validation waveforms the streams ``stream_seed(seed, 1)`` and ``(seed, 2)``.
-        population: The binaries of both waveform sets (:class:`WaveformPopulation`, or a dict
+        seed: Seed of everything: the background uses ``seed`` itself, the training,
+            validation and test waveforms the streams ``stream_seed(seed, 1)``, ``(seed, 2)``
+            and ``(seed, 4)``.
+        population: The binaries of the waveform sets (:class:`WaveformPopulation`, or a dict
             of its fields as ``class_path`` + ``init_args``); ``None``: the defaults.
+        num_test_waveforms: Rows of ``test_waveforms.hdf5``, the waveforms of the test split
+            (independent of those that chose the checkpoint; 0: no such file, the test split
+            then injects ``val_waveforms.hdf5``); ``None``: as many as ``num_val_waveforms``.
 
     Returns:
         ``data_dir``.
@@ -417,6 +494,8 @@ def ensure_synthetic_dataset(
         SyntheticDataError: when ``data_dir`` holds a manifest with other arguments, or
             background files that this dataset would not write, or an argument is invalid.
     """
+    if num_test_waveforms is None:
+        num_test_waveforms = num_val_waveforms
     config: dict[str, Any] = dict(
         ifos=list(ifos),
         sample_rate=float(sample_rate),
@@ -424,6 +503,7 @@ def ensure_synthetic_dataset(
         segment_duration=float(segment_duration),
         num_waveforms=int(num_waveforms),
         num_val_waveforms=int(num_val_waveforms),
+        num_test_waveforms=int(num_test_waveforms),
         waveform_duration=float(waveform_duration),
         coalescence_time=float(coalescence_time),
         seed=int(seed),
@@ -435,17 +515,13 @@ def ensure_synthetic_dataset(
     filesystem, inner = fs.filesystem(data_dir)
     manifest = f"{inner.rstrip('/')}/{MANIFEST}"
     planned = [n for *_, n in _planned_names(background_duration, segment_duration, T0, GAP)]
-    sets = [
-        (name, num, stream)
-        for name, num, stream in (
-            ("waveforms.hdf5", int(num_waveforms), TRAIN_WAVEFORMS),
-            ("val_waveforms.hdf5", int(num_val_waveforms), VAL_WAVEFORMS),
-        )
-        if num > 0
-    ]
+    counts = {TRAIN_WAVEFORMS: num_waveforms, VAL_WAVEFORMS: num_val_waveforms,
+              TEST_WAVEFORMS: num_test_waveforms}  # fmt: skip
+    sets = [(WAVEFORM_FILES[k], int(n), k) for k, n in counts.items() if n > 0]
     outputs = [*planned, PSD_FILE, *(name for name, *_ in sets)]
     if filesystem.exists(manifest):
         found = json.loads(filesystem.cat_file(manifest))
+        found.setdefault("num_test_waveforms", config["num_test_waveforms"])  # older manifests
         diff = sorted(k for k in config.keys() | found.keys() if config.get(k) != found.get(k))
         if diff:
             details = ", ".join(
@@ -469,7 +545,7 @@ def ensure_synthetic_dataset(
 
     generate_background(
         data_dir, ifos, background_duration, sample_rate, segment_duration,
-        seed=stream_seed(seed, BACKGROUND),
+        seed=seed, stream=BACKGROUND,
     )  # fmt: skip
     for name, num, stream in sets:
         generate_waveforms(
@@ -478,7 +554,8 @@ def ensure_synthetic_dataset(
             sample_rate,
             waveform_duration,
             coalescence_time,
-            seed=stream_seed(seed, stream),
+            seed=seed,
+            stream=stream,
             population=population,
         )
     fs.write_bytes_atomic(fs.join(data_dir, MANIFEST), json.dumps(config, indent=2).encode())

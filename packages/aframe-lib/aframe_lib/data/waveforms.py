@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -112,7 +112,9 @@ class WaveformSet:
                 raise WaveformError(f"waveforms/{name} holds NaN or inf (first in row {bad})")
 
 
-def write_waveforms(path: str, waveforms: WaveformSet) -> None:
+def write_waveforms(
+    path: str, waveforms: WaveformSet, provenance: Mapping[str, Any] | None = None
+) -> None:
     """Write ``waveforms`` to ``path`` (local or ``s3://``) atomically.
 
     The file is written to a local temporary file first, then renamed (local) or uploaded in
@@ -123,6 +125,9 @@ def write_waveforms(path: str, waveforms: WaveformSet) -> None:
             Target file, e.g. ``data/waveforms.hdf5`` or ``s3://bucket/data/waveforms.hdf5``.
         waveforms:
             The set to write; validated first.
+        provenance:
+            Where the set came from (:mod:`aframe_lib.data.provenance`), stored in the file's
+            attributes; ``None``: no record.
     """
     import h5py
 
@@ -140,6 +145,10 @@ def write_waveforms(path: str, waveforms: WaveformSet) -> None:
         f.attrs["duration"] = waveforms.duration
         f.attrs["coalescence_time"] = waveforms.coalescence_time
         f.attrs["num_waveforms"] = num
+        if provenance is not None:
+            from .provenance import to_attrs
+
+            to_attrs(f.attrs, provenance)
 
 
 @contextlib.contextmanager
