@@ -80,6 +80,12 @@ def read_segments(path: str | Path) -> list[tuple[float, float]]:
             f"{path}: not a segments file ({exc}); write one with aframe-data segments "
             "(segwizard: 'index start stop duration' per line)"
         ) from exc
+    lines = [ln for ln in text.splitlines() if ln.strip() and ln.strip()[0] not in "#;"]
+    if len(segs) != len(lines):  # fromsegwizard stops silently at the first bad line
+        raise SegmentsError(
+            f"{path}: line {lines[len(segs)]!r} is not a segment ('index start stop duration' "
+            "or 'start stop', GPS seconds)"
+        )
     return [(float(a), float(b)) for a, b in segs.coalesce()]
 
 
