@@ -10,6 +10,10 @@ import pytest
 import torch
 from helpers.search import DATA, PSD, Energy
 
+# the own injections' population: distances uniform in volume over 50-300 Mpc
+NEAR = ('{"distance": {"class_path": "ml4gw.distributions.PowerLaw", '
+        '"init_args": {"minimum": 50.0, "maximum": 300.0, "index": 2.0}}}')  # fmt: skip
+
 
 def test_evaluate_writes_report_plots_and_numbers(tmp_path, capsys):
     from aframe_lib.export import export_torchscript
@@ -22,10 +26,10 @@ def test_evaluate_writes_report_plots_and_numbers(tmp_path, capsys):
     out = tmp_path / "eval"
     main([
         "evaluate", "--model", str(tmp_path / "model.pt"), "--out", str(out),
-        "--duration", "240", "--segment_duration", "120", "--livetime", "1500",
+        "--background_duration", "240", "--segment_duration", "120", "--livetime", "1500",
         "--cluster_window", "4", "--injection_spacing", "10",
         "--waveform_duration", "4", "--coalescence_time", "3",
-        "--distance_range", "[50, 300]", "--fars_per_year", "[1e3, 1e5]", "--progress", "false",
+        "--population", NEAR, "--fars_per_year", "[1e3, 1e5]", "--progress", "false",
     ])  # fmt: skip
     lines = dict(re.findall(r"^(\w[\w.]*): (\S+)$", capsys.readouterr().out, re.M))
     numbers = {k: float(v) for k, v in lines.items()}
@@ -97,7 +101,7 @@ def _fast_mdc(path, seed: int, tmp_path, injected: bool = False):
     table = None
     if injected:
         waveforms = generate_waveforms(
-            str(tmp_path / "wf.hdf5"), 12, 512.0, duration=4.0, coalescence_time=3.0,
+            str(tmp_path / "wf.hdf5"), 12, 512.0, waveform_duration=4.0, coalescence_time=3.0,
             population={"distance": {"class_path": "ml4gw.distributions.PowerLaw",
             "init_args": {"minimum": 50.0, "maximum": 200.0, "index": 2.0}}}, seed=seed,
         )  # fmt: skip
@@ -162,7 +166,7 @@ def test_evaluate_injects_its_own_population_into_a_fast_mdc_file(tmp_path, caps
         "evaluate", "--model", str(tmp_path / "model.pt"), "--out", str(out),
         "--data", str(tmp_path / "mdc.hdf5"), "--livetime", "300",
         "--cluster_window", "4", "--injection_spacing", "10", "--waveform_duration", "4",
-        "--coalescence_time", "3", "--distance_range", "[50, 300]", "--fars_per_year", "[1e5]",
+        "--coalescence_time", "3", "--population", NEAR, "--fars_per_year", "[1e5]",
         "--progress", "false",
     ]  # fmt: skip
     main(argv)
@@ -221,3 +225,107 @@ def test_external_injection_tables_are_checked(tmp_path):
         f["injections/mass_1"] = [30.0, 40.0]
     columns, _ = read_injection_table(str(tmp_path / "t.hdf5"))
     assert columns["time"].tolist() == [1.0, 2.0] and columns["mass_1"].tolist() == [30.0, 40.0]
+
+
+def _noise(path) -> np.ndarray:
+    with h5py.File(path) as f:
+        return np.stack([f["H1"][:], f["L1"][:]])
+
+
+def test_evaluate_injects_the_training_population_into_noise_no_training_set_has(tmp_path, capsys):
+    """Items 1 and 2 of issue 21: with no --population the injections come from the population
+    model.json records (not evaluate's own 10-80 Msun default), the report names it, and
+    evaluate's own noise is no training set's (the old seed-0 noise was a seed-0 training
+    set's, bit for bit)."""
+    from aframe_lib.data import provenance
+    from aframe_lib.data.noise import generate_background
+    from aframe_lib.export import export_torchscript
+    from aframe_train.cli import main
+
+    population = {
+        "masses": {"class_path": "torch.distributions.Uniform",
+                   "init_args": {"low": 20.0, "high": 21.0}},
+        "distance": {"class_path": "ml4gw.distributions.PowerLaw",
+                     "init_args": {"minimum": 50.0, "maximum": 300.0, "index": 2.0}},
+    }  # fmt: skip
+    meta = {"data": DATA, "psd": PSD, "population": population}
+    export_torchscript(Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", meta)
+    out = tmp_path / "eval"
+    main([
+        "evaluate", "--model", str(tmp_path / "model.pt"), "--out", str(out),
+        "--background_duration", "240", "--segment_duration", "120", "--livetime", "300",
+        "--cluster_window", "4", "--injection_spacing", "10", "--waveform_duration", "4",
+        "--coalescence_time", "3", "--fars_per_year", "[1e5]", "--progress", "false",
+    ])  # fmt: skip
+    with h5py.File(out / "foreground" / "waveforms.hdf5") as f:
+        m1, m2 = f["parameters/mass_1"][:], f["parameters/mass_2"][:]
+    assert len(m1) >= 10 and (m1 <= 21.0).all() and (m2 >= 20.0).all()
+    report = (out / "report.md").read_text()
+    assert "the training population (model.json)" in report and '"high": 21.0' in report
+    # the noise: stream 10 of seed 0, no training set's
+    own = sorted((out / "background").glob("background-*.hdf5"))[0]
+    record = provenance.read(str(own))
+    assert (record["seed"], record["stream"]) == (0, 10)
+    for seed in (0, 10):  # seed 0 (the old bit-identical one) and 10 (= the old stream_seed)
+        train = generate_background(str(tmp_path / f"train{seed}"), ["H1", "L1"], 240.0,
+                                    256.0, 120.0, seed=seed)[0]  # fmt: skip
+        corr = np.corrcoef(_noise(own).ravel(), _noise(train).ravel())[0, 1]
+        assert abs(corr) < 0.05, seed
+
+
+def test_evaluate_refuses_data_the_model_trained_or_validated_on(tmp_path, capsys):
+    """Item 2 of issue 21: data that model.json's provenance says the model trained or
+    validated on is refused (exit 2, naming both), by content: a copy elsewhere is refused
+    too; other data of the same stream (the test split, later GPS) is not."""
+    import shutil
+
+    from aframe_lib.data import provenance
+    from aframe_lib.data.noise import generate_background
+    from aframe_lib.export import export_torchscript
+    from aframe_train.cli import main
+
+    files = generate_background(str(tmp_path / "data"), ["H1", "L1"], 360.0, 256.0, 120.0)
+    train, valid, test = ([f] for f in files)
+    meta = {
+        "data": DATA,
+        "psd": PSD,
+        "provenance": {
+            "train": provenance.of_files(train)[0],
+            "valid": provenance.of_files(valid)[0],
+        },
+    }
+    export_torchscript(Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", meta)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(valid[0], copy)  # the validation file, under another path
+    argv = [
+        "evaluate",
+        "--model",
+        str(tmp_path / "model.pt"),
+        "--out",
+        str(tmp_path / "e"),
+        "--livetime",
+        "100",
+        "--cluster_window",
+        "4",
+        "--injection_spacing",
+        "10",
+        "--waveform_duration",
+        "4",
+        "--coalescence_time",
+        "3",
+        "--progress",
+        "false",
+    ]
+    for data, split in ((tmp_path / "data", "trained"), (copy, "validated")):
+        with pytest.raises(SystemExit) as exc:
+            main([*argv, "--data", str(data)])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert f"--data={data}" in err and f"was {split} on this data" in err
+        assert "seed 0 stream 0" in err and "GPS" in err
+    held_out = tmp_path / "test"
+    held_out.mkdir()
+    shutil.copy(test[0], held_out)
+    main([*argv, "--data", str(held_out), "--fars_per_year", "[1e5]"])  # the test split: fine
+    assert "background_livetime_s" in capsys.readouterr().out

@@ -24,6 +24,7 @@ import law
 import luigi
 
 from . import config
+from .declared import STREAMS, SYNTHETIC, declared_parameters
 from .parameters import GpusParameter, IfosParameter, ParameterError, PathParameter
 from .sandbox import Sandbox, local_executable, resolve_image
 from .targets import exists, is_remote, join, read_bytes, write_bytes_atomic
@@ -90,30 +91,44 @@ class AframeTask(law.Task):
         return done
 
 
+def _with_declared(cls):
+    """Add aframe-lib's declared synthetic settings (:mod:`~aframe_flow.declared`) to ``cls``:
+    one parameter each, named, typed, defaulted and described as aframe-lib declares it."""
+    for name, param in declared_parameters(skip=("ifos",)).items():
+        setattr(cls, name, param)
+        if hasattr(param, "__set_name__"):  # as a class body would (luigi's descriptors)
+            param.__set_name__(cls, name)
+    return cls
+
+
+@_with_declared
 class DataParameters(AframeTask):
-    """The dataset a task makes or reads: every data task and the tasks after them take these."""
+    """The dataset a task makes or reads: every data task and the tasks after them take these.
+
+    The synthetic settings (``sample_rate``, ``seed``, ``background_duration``,
+    ``segment_duration``, ``num_waveforms``, ``num_val_waveforms``, ``num_test_waveforms``,
+    ``waveform_duration``, ``coalescence_time``, ``population``) are not written here: they are
+    aframe-lib's ``ensure_synthetic_dataset`` arguments, by the same names, defaults and help
+    (:func:`~aframe_flow.declared.declared_parameters`). The rest are flow's own.
+    """
 
     exclude_index = True
 
-    ifos = IfosParameter(description="comma-separated interferometers, e.g. H1,L1")
-    sample_rate = luigi.FloatParameter(default=2048.0, description="sample rate (Hz)")
+    ifos = IfosParameter(
+        default=tuple(SYNTHETIC["ifos"]["default"]),
+        description="comma-separated interferometers, e.g. H1,L1",
+    )
     data_dir = PathParameter(
         default="",
         description="data directory, local or s3://, used as it is; empty: "
         "<paths.base_dir>/data/<data key> (keyed by the data parameters)",
     )
-    seed = luigi.IntParameter(default=0, description="seed of data generation and training")
     background = luigi.ChoiceParameter(
         default="synthetic",
         choices=["synthetic", "fetch"],
-        description="synthetic: coloured Gaussian noise (offline); fetch: real strain via gwpy "
-        "over --segments (open data, or --channels from frames)",
-    )
-    background_duration = luigi.FloatParameter(
-        default=4096.0, description="synthetic background: total seconds"
-    )
-    segment_duration = luigi.FloatParameter(
-        default=1024.0, description="synthetic background: seconds per file"
+        description="synthetic: coloured Gaussian noise (offline); fetch: real strain over "
+        "--segments or the queried --train-start/--train-stop segments (open data, or "
+        "--frametypes/--channels frames)",
     )
     segments = law.CSVParameter(
         default=(),
@@ -163,19 +178,6 @@ class DataParameters(AframeTask):
     min_duration = luigi.FloatParameter(
         default=0.0, description="fetched background: shortest segment kept (s)"
     )
-    num_waveforms = luigi.IntParameter(default=2000, description="training waveforms")
-    num_val_waveforms = luigi.IntParameter(default=500, description="validation waveforms")
-    waveform_duration = luigi.FloatParameter(default=8.0, description="seconds per waveform")
-    coalescence_time = luigi.FloatParameter(
-        default=6.0, description="seconds from a waveform's start to its merger"
-    )
-    population = luigi.DictParameter(
-        default={},
-        description='waveform population as JSON, e.g. {"masses": {"class_path": '
-        '"torch.distributions.Uniform", "init_args": {"low": 10, "high": 50}}} '
-        "(fields masses, mass_ratio, spins, distance, inclination, phase; see aframe-data "
-        "waveforms --help); empty: the default population",
-    )
 
     def data_params(self) -> dict:
         """The parameters that decide what the data are (what keys their location)."""
@@ -187,6 +189,8 @@ class DataParameters(AframeTask):
         )  # fmt: skip
         if self.population:  # only when given: the keys of default-population data stay put
             params["population"] = self.population_dict()
+        if self.num_test_waveforms is not None:  # likewise
+            params["num_test_waveforms"] = self.num_test_waveforms
         if self.background == "synthetic":
             params.update(duration=self.background_duration, segment=self.segment_duration)
         else:
@@ -202,6 +206,16 @@ class DataParameters(AframeTask):
             if self.train_start is not None:
                 params["segment_source"] = self.segment_source
         return params
+
+    def waveform_counts(self) -> dict[int, int]:
+        """Rows of each waveform set, by stream (``num_test_waveforms`` unset: as many as
+        ``num_val_waveforms``, as aframe-lib does)."""
+        test = self.num_test_waveforms
+        return {
+            STREAMS["train_waveforms"]: self.num_waveforms,
+            STREAMS["val_waveforms"]: self.num_val_waveforms,
+            STREAMS["test_waveforms"]: self.num_val_waveforms if test is None else test,
+        }
 
     def population_dict(self) -> dict:
         """``--population`` as plain JSON-able dicts."""

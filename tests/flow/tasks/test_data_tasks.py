@@ -15,6 +15,7 @@ from aframe_flow import (
     HeldOutBackground,
     Segments,
     SyntheticData,
+    TestWaveforms,
     TrainingWaveforms,
     ValidationWaveforms,
 )
@@ -47,6 +48,7 @@ def tasks(tmp_path, **params):
         HeldOutBackground(**common),
         TrainingWaveforms(**common),
         ValidationWaveforms(**common),
+        TestWaveforms(**common, num_test_waveforms=2),
         FetchBackground(**common, **fetch),
         Segments(**common, **query),
     ]
@@ -71,26 +73,55 @@ def test_every_data_task_parameter_is_an_argument_of_aframe_data(tmp_path):
             assert (list(parsed) if isinstance(value, list) else parsed) == value, key
         used |= set(args) & params
         used |= {QUERY_NAMES[k] for k in args if k in QUERY_NAMES}
-        used |= {"waveform_duration"} if "duration" in args else set()  # waveforms' name
         used |= {"num_val_waveforms"} if isinstance(task, ValidationWaveforms) else set()
     assert params - FLOW_ONLY - used == set()
 
 
 def test_the_seed_streams_are_aframe_libs():
     for seed in (0, 1, 7, 101, 5000):
-        for stream in (0, 1, 2, 3, 10):
+        for stream in (0, 1, 2, 3, 4, 10):
             assert flow_data.stream_seed(seed, stream) == synthetic.stream_seed(seed, stream)
-    assert (flow_data.TRAIN_WAVEFORMS, flow_data.VAL_WAVEFORMS) == (
-        synthetic.TRAIN_WAVEFORMS, synthetic.VAL_WAVEFORMS)  # fmt: skip
+    assert (flow_data.TRAIN_WAVEFORMS, flow_data.VAL_WAVEFORMS, flow_data.TEST_WAVEFORMS) == (
+        synthetic.TRAIN_WAVEFORMS, synthetic.VAL_WAVEFORMS, synthetic.TEST_WAVEFORMS)  # fmt: skip
     assert (flow_data.HELDOUT_BACKGROUND, flow_data.EVALUATE) == (
         synthetic.HELDOUT_BACKGROUND, synthetic.EVALUATE)  # fmt: skip
     assert flow_data.MANIFEST == synthetic.MANIFEST
 
 
+def test_flow_ships_aframe_libs_declaration_of_the_data_settings():
+    """Item 7 of issue 21: flow's data parameters are derived from aframe-lib's declaration
+    (``ensure_synthetic_dataset``), never re-declared. The copy flow ships is lib's own, and each
+    declared setting is a flow parameter of the same name, default and help."""
+    import inspect
+    from importlib import resources
+
+    from aframe_lib.data import declaration
+
+    shipped = resources.files("aframe_flow").joinpath("synthetic.json").read_text()
+    assert shipped == declaration.dumps(), (
+        "aframe_flow/synthetic.json is stale: run `python -m aframe_lib.data.declaration "
+        "packages/aframe-flow/aframe_flow/synthetic.json`"
+    )
+    params = dict(DataParameters.get_params())
+    signature = inspect.signature(synthetic.ensure_synthetic_dataset).parameters
+    for name, arg in signature.items():
+        if name == "data_dir":
+            continue
+        assert name in params, name  # one name per concept: lib's
+        default = params[name]._default
+        if name == "population":
+            assert default == {} and arg.default is None
+        elif name == "ifos":
+            assert tuple(default) == tuple(arg.default)
+        else:
+            assert default == arg.default, name
+    assert "Seconds per waveform row" in params["waveform_duration"].description
+
+
 def test_data_requires_one_synthetic_dataset_or_the_fetched_parts(tmp_path):
     assert list(Data(data_dir=str(tmp_path)).requires()) == ["data"]
     fetched = Data(data_dir=str(tmp_path), background="fetch", segments="0-8").requires()
-    assert sorted(fetched) == ["background", "val_waveforms", "waveforms"]
+    assert sorted(fetched) == ["background", "test_waveforms", "val_waveforms", "waveforms"]
     with pytest.raises(Exception, match=r"--data-image=/nowhere.sif: no such Apptainer"):
         SyntheticData(data_dir=str(tmp_path), data_image="/nowhere.sif")
 
@@ -137,6 +168,6 @@ def test_the_task_defaults_are_the_functions_defaults(tmp_path):
         signature = inspect.signature(cli.functions([task.subcommand])[task.subcommand])
         for key, value in task.arguments().items():
             default = signature.parameters[key].default
-            if default is inspect.Parameter.empty or key == "seed":  # seed: its stream's
+            if default is inspect.Parameter.empty or key == "stream":  # the task's stream
                 continue
             assert value == (list(default) if isinstance(default, tuple) else default), key

@@ -35,7 +35,7 @@ def test_command_scores_trains_model_on_held_out_background_by_default(tmp_path)
     pairs = dict(zip(args[::2], args[1::2], strict=False))
     assert pairs["--model"] == "/r/model.pt" and pairs["--out"] == str(tmp_path / "e")
     assert pairs["--data"] == "/d/heldout" and pairs["--livetime"] == "5000"
-    assert pairs["--num_injections"] == "20" and pairs["--seed"] == "3010"
+    assert pairs["--num_injections"] == "20" and pairs["--seed"] == "3"
     assert pairs["--device"] == "cpu" and args[-2:] == ["--threshold", "2"]
     assert task.eval_data_info()["kind"] == "heldout"
     out = task.output()
@@ -64,7 +64,7 @@ def test_held_out_background_at_the_deployment_rate_and_length(tmp_path):
     assert plain.data_path == "/d/heldout"
     assert plain.store_parts() != task.store_parts()
     key = digest("heldout", None, None, [])  # the key every existing report has
-    assert plain.store_parts()[-1] == f"heldout-{key}"
+    assert plain.store_parts()[-2] == f"heldout-{key}"
     for bad, match in (
         (dict(heldout_sample_rate=1000.0), "whole multiple of --sample-rate=512"),
         (dict(heldout_sample_rate=256.0), "only downsamples"),
@@ -84,10 +84,11 @@ def test_a_given_model_and_synthetic_background_need_no_upstream_task(tmp_path):
     assert task.requires() == {}
     args = task.command(task.model_path(), "/out")
     assert "--data" not in args and args[args.index("--model") + 1] == str(model)
-    # evaluate's own noise uses seeds E, E+1, E+2: none is a seed of the training data
-    assert args[args.index("--seed") + 1] == "5010"
-    assert task.eval_data_info() == {"kind": "synthetic", "seed": 5010,
-                                     "training_seeds": [5, 5001, 5002]}  # fmt: skip
+    # evaluate draws its noise and injections from streams 10-12 of the seed, which no
+    # training data use
+    assert args[args.index("--seed") + 1] == "5"
+    assert task.eval_data_info() == {"kind": "synthetic", "seed": 5, "stream": 10,
+                                     "training_seed": 5}  # fmt: skip
     assert args[args.index("--device") + 1] == "cuda"
     assert task.sandbox().environment({})["CUDA_VISIBLE_DEVICES"] == "1"
     other = Evaluate(model=str(model), eval_data=str(tmp_path))
@@ -118,7 +119,7 @@ def test_each_search_setting_of_the_task_maps_to_an_evaluate_argument(tmp_path):
     plain = Evaluate(model=str(model), eval_data="synthetic")
     argv = plain.command(str(model), "/out")[2:]
     assert parse_settings_args(evaluate, argv, "x")[1] == SearchSettings(device="cpu")
-    assert plain.store_parts()[-1] == "synthetic-" + digest("synthetic", None, None, [])
+    assert plain.store_parts()[-2] == "synthetic-" + digest("synthetic", None, None, [])
     assert plain.store_parts() != task.store_parts()
     with pytest.raises(ParameterError, match=r"unknown setting\(s\) \['batch'\]"):
         Evaluate(model=str(model), eval_data="synthetic", search_settings={"batch": 1})
@@ -127,12 +128,15 @@ def test_each_search_setting_of_the_task_maps_to_an_evaluate_argument(tmp_path):
 
 
 def test_evaluation_seeds_are_disjoint_from_every_training_seed():
-    """For every seed: training uses seed (background), seed*1000+1/2 (waveforms); held-out
-    background and evaluate's own noise and injections (E, E+1, E+2) use none of them."""
+    """For every pair of seeds: evaluate's binaries and sky positions (streams 11, 12 of its
+    seed) are no training set's waveforms (streams 1, 2, 4 of its seed). Its noise (stream
+    10) and the training background (stream 0) are numpy spawn keys that never meet
+    (tests/lib/data/test_provenance.py)."""
     for seed in range(200):
-        training = {seed, stream_seed(seed, 1), stream_seed(seed, 2)}
-        evaluation = {stream_seed(seed, 3)} | {stream_seed(seed, 10) + k for k in range(3)}
-        assert not training & evaluation, seed
+        evaluation = {stream_seed(seed, 11), stream_seed(seed, 12)}
+        for other in range(200):
+            training = {stream_seed(other, k) for k in (1, 2, 4)}
+            assert not training & evaluation, (seed, other)
 
 
 @pytest.mark.parametrize(
@@ -165,7 +169,11 @@ def test_law_run_evaluate_trains_then_writes_the_report_on_held_out_data(tmp_pat
     out = Path(env["AFRAME_BASE_DIR"])
     (data,) = out.glob("data/H1L1-512Hz-synthetic-seed101-*")
     assert len(list(out.glob("run/*/train-*/model.pt"))) == 1  # Train ran first
-    (report,) = out.glob(f"eval/{data.name}/train-*/heldout-*")
+    # the training output records the code that made it; the report is keyed by it
+    (code,) = out.glob("run/*/train-*/code.json")
+    code_hash = json.loads(code.read_text())["code_hash"]
+    assert re.fullmatch(r"[0-9a-f]{12}", code_hash)
+    (report,) = out.glob(f"eval/{data.name}/train-*/heldout-*/code-{code_hash}")
     numbers = dict(re.findall(r"^(\w[\w.]*): (\S+)$", (report / "numbers.txt").read_text(), re.M))
     assert float(numbers["background_livetime_s"]) >= 1500
     assert float(numbers["num_injections"]) > 0
@@ -188,3 +196,30 @@ def test_law_run_evaluate_trains_then_writes_the_report_on_held_out_data(tmp_pat
     )
     again = law_run(env, "aframe_flow.Evaluate", *args)
     assert again.returncode == 0 and " ran successfully" not in again.stdout + again.stderr
+
+
+def test_reports_are_keyed_by_the_code_that_made_them(tmp_path):
+    """Item 6 of issue 21: a report made by other code is not complete (its location holds the
+    hash of the sources that run); --code-hash reuses an older one."""
+    from aframe_flow import code
+
+    root = tmp_path / "tree"
+    for module in ("aframe-lib/aframe_lib", "aframe-train/aframe_train"):
+        (root / "packages" / module).mkdir(parents=True)
+        (root / "packages" / module / "__init__.py").write_text("x = 1\n")
+    image = tmp_path / "train.sif"
+    image.write_bytes(b"image")
+    before = code.source_digest(image, dev=True, root=root)
+    (root / "packages/aframe-lib/aframe_lib/__init__.py").write_text("x = 2\n")  # uncommitted
+    code._tree_digest.cache_clear()
+    assert code.source_digest(image, dev=True, root=root) != before
+    assert code.source_digest(image) != code.source_digest(image, dev=True, root=root)
+
+    model = tmp_path / "m" / "model.pt"
+    model.parent.mkdir()
+    model.write_bytes(b"")
+    task = Evaluate(model=str(model), eval_data="synthetic")
+    assert task.store_parts()[-1] == f"code-{code.source_digest()}"
+    reuse = Evaluate(model=str(model), eval_data="synthetic", code_hash="0123456789ab")
+    assert reuse.store_parts()[:-1] == task.store_parts()[:-1]
+    assert reuse.store_parts()[-1] == "code-0123456789ab"

@@ -232,3 +232,32 @@ def test_settings_are_declared_once_and_readable_not_writable(tmp_path):
     assert dataset.hparams["sample_rate"] == SAMPLE_RATE and dataset.hparams["psd_length"] is None
     assert dataset.hparams["max_memory"] == 4.0 and dataset.hparams["psd"] == psd.to_dict()
     assert "snr_sampler" not in dataset.hparams
+
+
+def test_data_provenance_names_each_split_and_the_population(data_dir):
+    """What ExportModel writes into model.json: each split's records (the training files'
+    GPS spans, not the validation files'), the waveform sets' streams and the population."""
+    from aframe_lib.data import provenance
+
+    ds = make(data_dir)
+    ds.setup("fit")
+    record = ds.data_provenance()
+    (train,), (valid,) = record["train"], record["valid"]
+    assert (train["seed"], train["stream"]) == (0, 0) and not record["unrecorded"]
+    assert provenance.same_data(train, valid) is None  # disjoint in time
+    assert train["spans"]["H1"] == [[s.t0, s.t0 + s.duration] for s in ds._split_paths["train"]]
+    streams = {k: v["stream"] for k, v in record["waveforms"].items()}
+    assert streams == {"train": 1, "valid": 2, "test": 4}
+    assert record["population"]["masses"]["init_args"] == {"low": 10.0, "high": 80.0}
+
+
+def test_the_test_split_injects_its_own_waveforms_snrs_and_sky_positions(data_dir):
+    """Item 3 of issue 21: the test split is scored on test_waveforms.hdf5 with SNRs and sky
+    positions of its own, not the validation set that chose the checkpoint."""
+    fit, test = make(data_dir), make(data_dir, test_frac=0.3, valid_frac=0.3)
+    fit.setup("fit")
+    test.setup("test")
+    assert test._test_waveforms().endswith("test_waveforms.hdf5")
+    n = min(len(fit.valid_snrs), len(test.valid_snrs))
+    assert not torch.allclose(fit.valid_snrs[:n], test.valid_snrs[:n])
+    assert not torch.equal(fit.valid_responses[:n], test.valid_responses[:n])

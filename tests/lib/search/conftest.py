@@ -36,7 +36,7 @@ def foreground(tmp_path_factory, noise_dir):
 
     out = tmp_path_factory.mktemp("foreground")
     waveforms = generate_waveforms(
-        str(out / "waveforms.hdf5"), 24, SAMPLE_RATE, duration=4.0, coalescence_time=3.0,
+        str(out / "waveforms.hdf5"), 24, SAMPLE_RATE, waveform_duration=4.0, coalescence_time=3.0,
         population=WaveformPopulation(distance=PowerLaw(50.0, 300.0, 2)), seed=5,
     )  # fmt: skip
     injections = inject_population(

@@ -18,7 +18,8 @@ def test_injection_snr_is_against_the_true_psd(noise_dir, tmp_path):
     from aframe_lib.search import inject_population
 
     waveforms = generate_waveforms(
-        str(tmp_path / "waveforms.hdf5"), 4, SAMPLE_RATE, duration=4.0, coalescence_time=3.0,
+        str(tmp_path / "waveforms.hdf5"), 4, SAMPLE_RATE,
+        waveform_duration=4.0, coalescence_time=3.0,
         population=WaveformPopulation(distance=PowerLaw(200.0, 400.0, 2)), seed=11,
     )  # fmt: skip
     injections = inject_population(

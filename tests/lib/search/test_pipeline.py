@@ -95,7 +95,8 @@ def test_injection_in_the_first_seconds_of_a_segment_is_found(engine, noise_dir,
     from aframe_lib.search import inject_population
 
     waveforms = generate_waveforms(
-        str(tmp_path / "waveforms.hdf5"), 2, SAMPLE_RATE, duration=4.0, coalescence_time=3.0,
+        str(tmp_path / "waveforms.hdf5"), 2, SAMPLE_RATE,
+        waveform_duration=4.0, coalescence_time=3.0,
         population={"distance": {"class_path": "ml4gw.distributions.PowerLaw",
             "init_args": {"minimum": 50.0, "maximum": 80.0, "index": 2.0}}}, seed=7,
     )  # fmt: skip

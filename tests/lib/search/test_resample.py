@@ -84,7 +84,7 @@ def fast_foreground(tmp_path_factory):
     root = tmp_path_factory.mktemp("fast")
     generate_background(str(root / "noise"), IFOS, 160.0, FAST, segment_duration=160.0, seed=3)
     waveforms = generate_waveforms(
-        str(root / "waveforms.hdf5"), 11, FAST, duration=4.0, coalescence_time=3.0,
+        str(root / "waveforms.hdf5"), 11, FAST, waveform_duration=4.0, coalescence_time=3.0,
         population=WaveformPopulation(distance=PowerLaw(50.0, 200.0, 2)), seed=5,
     )  # fmt: skip
     injections = inject_population(

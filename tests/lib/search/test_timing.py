@@ -124,7 +124,9 @@ def test_calibrate_exported_stores_the_timing_that_the_search_then_uses(
     model.write_bytes(oracle.read_bytes())
     model.with_suffix(".json").write_bytes(oracle.with_suffix(".json").read_bytes())
     waveforms = tmp_path / "val_waveforms.hdf5"
-    generate_waveforms(str(waveforms), 8, SAMPLE_RATE, duration=4.0, coalescence_time=3.0, seed=2)
+    generate_waveforms(
+        str(waveforms), 8, SAMPLE_RATE, waveform_duration=4.0, coalescence_time=3.0, seed=2
+    )
     timing = calibrate_exported(
         str(model), str(noise_dir), str(waveforms), num_injections=12, device="cpu",
     )  # fmt: skip

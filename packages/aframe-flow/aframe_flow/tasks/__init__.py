@@ -8,6 +8,7 @@ from .data import (
     Segments,
     SyntheticBackground,
     SyntheticData,
+    TestWaveforms,
     TrainingWaveforms,
     ValidationWaveforms,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "SyntheticBackground",
     "SyntheticData",
     "Train",
+    "TestWaveforms",
     "TrainingWaveforms",
     "Tune",
     "TunePipeline",

@@ -5,9 +5,9 @@ All write into one data directory laid out as aframe-lib's training Dataset read
 ``<paths.base_dir>/data/<data key>`` (keyed by every data parameter). :class:`Data` requires
 :class:`SyntheticData` (the whole synthetic dataset) or, for ``--background fetch``,
 :class:`FetchBackground` (which requires :class:`Segments`: ``Segments -> FetchBackground ->
-Data``) and both waveform sets. :class:`HeldOutBackground` is evaluation's:
-more synthetic noise in ``<data dir>/heldout/``, from a seed stream disjoint from every one
-training uses (:func:`stream_seed`).
+Data``) and the training, validation and test waveform sets.
+:class:`HeldOutBackground` is evaluation's: more synthetic noise in ``<data dir>/heldout/``,
+from a seed stream disjoint from every one training uses (:func:`stream_seed`).
 
 Every task runs aframe-lib's ``aframe-data`` command (its subcommands are aframe-lib's data
 functions; the task's parameters are their arguments, by name) exactly as ``Train`` runs
@@ -28,22 +28,18 @@ import luigi
 from luigi.parameter import ParameterVisibility
 
 from ..base import DataParameters, SandboxTask
+from ..declared import MANIFEST, STREAMS, SYNTHETIC, WAVEFORM_FILES, stream_seed
 from ..parameters import GpusParameter, ParameterError
 from ..sandbox import local_executable
 from ..targets import file_target, join, write_bytes_atomic
 
-# seed streams of one --seed: training background (the seed itself), training and validation
-# waveforms, held-out background, and aframe-train evaluate's own noise (it uses E, E+1, E+2).
-# The numbers of aframe_lib.data.synthetic.stream_seed (not imported: a login node has no
-# aframe-lib; tests/flow/test_data_cli.py checks they agree).
-BACKGROUND, TRAIN_WAVEFORMS, VAL_WAVEFORMS, HELDOUT_BACKGROUND, EVALUATE = 0, 1, 2, 3, 10
-MANIFEST = "synthetic.json"  # aframe_lib.data.synthetic.MANIFEST
-
-
-def stream_seed(seed: int, stream: int) -> int:
-    """The seed of one stream: ``seed`` for the training background, else ``seed * 1000 +
-    stream`` (never ``seed`` itself for seed >= 0)."""
-    return int(seed) if stream == BACKGROUND else int(seed) * 1000 + int(stream)
+# seed streams of one --seed and the names of a synthetic dataset's files: aframe-lib's
+# (aframe_lib.data.synthetic), read from its declaration shipped with flow (a login node has no
+# aframe-lib; tests/flow/tasks/test_data_tasks.py checks the copy is aframe-lib's)
+BACKGROUND, TRAIN_WAVEFORMS, VAL_WAVEFORMS, TEST_WAVEFORMS, HELDOUT_BACKGROUND, EVALUATE = (
+    STREAMS[k] for k in ("background", "train_waveforms", "val_waveforms", "test_waveforms",
+                         "heldout_background", "evaluate")
+)  # fmt: skip
 
 
 def cli_args(kwargs: dict[str, Any]) -> list[str]:
@@ -110,20 +106,21 @@ class SyntheticData(DataTask):
     subcommand = "synthetic"
 
     def arguments(self) -> dict[str, Any]:
-        return dict(
-            data_dir=self.data_root, ifos=list(self.ifos), sample_rate=self.sample_rate,
-            background_duration=self.background_duration, segment_duration=self.segment_duration,
-            num_waveforms=self.num_waveforms, num_val_waveforms=self.num_val_waveforms,
-            waveform_duration=self.waveform_duration, coalescence_time=self.coalescence_time,
-            seed=self.seed, **self.waveform_population(),
-        )  # fmt: skip
+        """Every declared argument of ``ensure_synthetic_dataset`` by its own name (``population``
+        and ``num_test_waveforms`` only when given, so older data keep their arguments)."""
+        args = {name: getattr(self, name) for name in SYNTHETIC if name != "population"}
+        if args["num_test_waveforms"] is None:
+            del args["num_test_waveforms"]
+        args["ifos"] = list(self.ifos)
+        return dict(data_dir=self.data_root, **args, **self.waveform_population())
 
     def output(self):
-        return {
-            "manifest": file_target(join(self.data_root, MANIFEST)),
-            "waveforms": file_target(join(self.data_root, "waveforms.hdf5")),
-            "val_waveforms": file_target(join(self.data_root, "val_waveforms.hdf5")),
-        }
+        files = {"manifest": file_target(join(self.data_root, MANIFEST))}
+        for stream, count in self.waveform_counts().items():
+            if count > 0:
+                name = WAVEFORM_FILES[stream]
+                files[name.removesuffix(".hdf5")] = file_target(join(self.data_root, name))
+        return files
 
 
 class SyntheticBackground(SyntheticData):
@@ -230,8 +227,8 @@ class WaveformTask(DataTask):
     def arguments(self) -> dict[str, Any]:
         return dict(
             path=self.output().path, num_waveforms=self.num, sample_rate=self.sample_rate,
-            duration=self.waveform_duration, coalescence_time=self.coalescence_time,
-            seed=stream_seed(self.seed, self.stream), **self.waveform_population(),
+            waveform_duration=self.waveform_duration, coalescence_time=self.coalescence_time,
+            seed=self.seed, stream=self.stream, **self.waveform_population(),
         )  # fmt: skip
 
 
@@ -251,6 +248,19 @@ class ValidationWaveforms(WaveformTask):
     @property
     def num(self) -> int:
         return self.num_val_waveforms
+
+
+class TestWaveforms(WaveformTask):
+    """``test_waveforms.hdf5``: the waveforms of the test split, from their own stream (not the
+    validation set that chose the checkpoint)."""
+
+    __test__ = False  # not a pytest class
+    filename = "test_waveforms.hdf5"
+    stream = TEST_WAVEFORMS
+
+    @property
+    def num(self) -> int:
+        return self.waveform_counts()[TEST_WAVEFORMS]
 
 
 class HeldOutBackground(DataTask):
@@ -313,7 +323,7 @@ class HeldOutBackground(DataTask):
         return dict(
             data_dir=self.heldout_root, ifos=list(self.ifos), sample_rate=self.heldout_rate,
             background_duration=self.heldout_length, segment_duration=self.segment_duration,
-            num_waveforms=0, num_val_waveforms=0, seed=self.heldout_seed,
+            num_waveforms=0, num_val_waveforms=0, num_test_waveforms=0, seed=self.heldout_seed,
         )  # fmt: skip
 
     def output(self):
@@ -329,11 +339,14 @@ class Data(DataParameters, law.WrapperTask):
     def requires(self):
         if self.background == "synthetic":
             return {"data": SyntheticData.req(self)}
-        return {
+        reqs = {
             "background": FetchBackground.req(self),
             "waveforms": TrainingWaveforms.req(self),
             "val_waveforms": ValidationWaveforms.req(self),
         }
+        if self.waveform_counts()[TEST_WAVEFORMS] > 0:
+            reqs["test_waveforms"] = TestWaveforms.req(self)
+        return reqs
 
 
 __all__ = [
@@ -343,6 +356,7 @@ __all__ = [
     "HeldOutBackground",
     "SyntheticBackground",
     "SyntheticData",
+    "TestWaveforms",
     "TrainingWaveforms",
     "ValidationWaveforms",
 ]

@@ -6,8 +6,8 @@ The model is Train's output (``.req(self)``, so the same parameters train it fir
 - default (``--eval-data heldout``): :class:`~.data.HeldOutBackground`, synthetic noise like the
   training background's from a seed stream training never uses (fetched training data: give
   ``--eval-data DIR`` with strain training never saw);
-- ``--eval-data synthetic``: noise that ``aframe-train evaluate`` generates itself, seeded with
-  ``stream_seed(seed, EVALUATE)`` (disjoint from the training seeds);
+- ``--eval-data synthetic``: noise that ``aframe-train evaluate`` generates itself, from the
+  stream ``EVALUATE`` of ``--seed`` (which no training background of any seed uses);
 - ``--eval-data DIR``: a background directory (not the training data's).
 
 The search settings (``aframe_lib.search.SearchSettings``: inference rate, batch size,
@@ -16,7 +16,8 @@ as evaluate's flag of that name; the device follows ``--gpus``.
 
 The command runs on the host or in the train image (``--image``), on the GPU when ``--gpus`` is
 given. Output, in ``--report-dir`` (local or ``s3://``; default
-``<paths.base_dir>/eval/<data key>/<model key>/<eval data>-<hash>``): everything the evaluation
+``<paths.base_dir>/eval/<data key>/<model key>/<eval data>-<hash>/code-<code hash>``, the code
+hash being that of the sources that run, :mod:`~aframe_flow.code`): everything the evaluation
 writes (``report.md``, plots, event files), ``eval_data.json`` (which data were scored), and
 ``numbers.txt``, the key numbers as ``name: value`` lines, written atomically and last: the
 report counts as done only once it exists.
@@ -33,6 +34,7 @@ import tempfile
 import luigi
 
 from ..base import digest
+from ..code import source_digest
 from ..parameters import ParameterError, PathParameter
 from ..sandbox import run_command
 from ..targets import atomic_local_path, file_target, filesystem, is_remote, join
@@ -102,6 +104,13 @@ class Evaluate(TrainBase):
         description="search settings of aframe-train evaluate as JSON, e.g. "
         '{"cluster_window": 4, "batch_size": 256} (fields of aframe_lib.search.SearchSettings, '
         "each passed as its --flag; the device comes from --gpus); empty: evaluate's defaults",
+    )
+    code_hash = luigi.Parameter(
+        default="",
+        description="hash of the code the report is keyed by; empty: that of the installed "
+        "aframe-lib and aframe-train sources (or the image, and with --dev the working tree's), "
+        "so a report made by other code is not reused. Give an older report's hash (the "
+        "code-<hash> part of its directory) to reuse it",
     )
     eval_args = luigi.ListParameter(
         default=[],
@@ -195,8 +204,9 @@ class Evaluate(TrainBase):
 
     @property
     def eval_seed(self) -> int:
-        """Seed of evaluate's noise and injections: a stream no training data use."""
-        return stream_seed(self.seed, EVALUATE)
+        """Seed given to evaluate: ``--seed``; evaluate draws its noise and injections from
+        that seed's streams 10-12, which no training data use."""
+        return self.seed
 
     def model_key(self) -> str:
         """The part of the report location that names the model."""
@@ -213,7 +223,13 @@ class Evaluate(TrainBase):
         key = digest(
             self.eval_data, self.livetime, self.num_injections, self.eval_args, *settings, *shape
         )
-        return ("eval", self.data_key, self.model_key(), f"{kind or 'heldout'}-{key}")
+        code = f"code-{self.code_key}"
+        return ("eval", self.data_key, self.model_key(), f"{kind or 'heldout'}-{key}", code)
+
+    @property
+    def code_key(self) -> str:
+        """``--code-hash``, else the hash of the code the command runs (see ..code)."""
+        return self.code_hash or source_digest(self.image_path, self.dev)
 
     def explicit_dir(self) -> str:
         return self.report_dir
@@ -234,9 +250,8 @@ class Evaluate(TrainBase):
     def eval_data_info(self) -> dict:
         """Which data are scored (written to ``eval_data.json`` and logged)."""
         if self.eval_data == "synthetic":
-            return {"kind": "synthetic", "seed": self.eval_seed,
-                    "training_seeds": [self.seed, stream_seed(self.seed, 1),
-                                       stream_seed(self.seed, 2)]}  # fmt: skip
+            return {"kind": "synthetic", "seed": self.eval_seed, "stream": EVALUATE,
+                    "training_seed": self.seed}  # fmt: skip
         if self.eval_data in ("", "heldout"):
             heldout = HeldOutBackground.req(self)
             return {"kind": "heldout", "path": self.data_path,
@@ -286,6 +301,8 @@ class Evaluate(TrainBase):
             args += ["--livetime", f"{self.livetime:g}"]
         if self.num_injections is not None:
             args += ["--num_injections", str(self.num_injections)]
+        if self.population and not self.model:  # the population Train's data were drawn from
+            args += ["--population", json.dumps(self.population_dict())]
         return [*entry, "evaluate", *args, *[str(a) for a in self.eval_args]]
 
     def run(self):

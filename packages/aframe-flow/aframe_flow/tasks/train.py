@@ -26,6 +26,7 @@ Rerunning an interrupted distributed training resumes it from its latest checkpo
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -286,3 +287,14 @@ class Train(TrainBase, RayClusterTask):
                 self.run_training(cluster.address)
         else:
             self.run_training()
+        self.record_code()
+
+    def record_code(self) -> None:
+        """Write ``code.json`` beside the model: the hash of the code that trained it
+        (:mod:`~aframe_flow.code`). Training outputs stay keyed by their parameters (a code
+        change does not force a retrain); this says what made them."""
+        from ..code import source_digest
+        from ..targets import write_bytes_atomic
+
+        record = {"code_hash": source_digest(self.image_path, self.dev)}
+        write_bytes_atomic(join(self.run_root, "code.json"), json.dumps(record).encode())

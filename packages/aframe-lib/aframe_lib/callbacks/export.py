@@ -86,7 +86,10 @@ class ExportModel(pl.Callback):
     ``tolerance`` warns.
 
     Beside ``model.pt`` an ONNX copy (``model.onnx``, same stem) is written unless ``onnx`` is
-    false. ``model.json`` also records the data module's hyperparameters (``data``), its PSD
+    false. ``model.json`` also records the data module's hyperparameters (``data``); for data
+    modules with ``data_provenance()`` (``AframeDataset``) the provenance of each split's data
+    (``provenance``, see :mod:`aframe_lib.data.provenance`) and the training waveforms'
+    ``population`` (the config form ``aframe-train evaluate`` defaults to); its PSD
     policy (``psd``, read back by the search), ``max_abs_diff`` (TorchScript vs eager, the same
     check) and ``onnx``: ``{"filename", "max_abs_diff", "opset"}``, or ``{"skipped": reason}``
     when the ONNX export was not possible (onnx/onnxruntime missing, or an operator ONNX lacks):
@@ -169,6 +172,12 @@ class ExportModel(pl.Callback):
         metadata = {"checkpoint": best or None}
         hparams = getattr(datamodule, "hparams", {}) if datamodule is not None else {}
         metadata["data"] = {k: v for k, v in hparams.items() if _jsonable(v)}
+        if callable(getattr(datamodule, "data_provenance", None)):
+            # what it trained, validated and is tested on, and its population: evaluation
+            # defaults to that population and refuses to score it on that data
+            provenance = datamodule.data_provenance()
+            metadata["population"] = provenance.pop("population", None)
+            metadata["provenance"] = provenance
         policy = getattr(datamodule, "psd_policy", None)
         if policy is not None:  # the search whitens with the policy training used
             metadata["psd"] = policy.resolve(datamodule.kernel_length, datamodule.fduration)

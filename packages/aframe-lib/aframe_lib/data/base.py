@@ -184,11 +184,37 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
             len(valid),
             len(test),
         )
+        self._split_paths = {"train": train, "valid": valid, "test": test}
         self._setup_training(train)
         if stage == "test":
             self._setup_validation(test, self._test_waveforms())
         else:
             self._setup_validation(valid)
+
+    def data_provenance(self) -> dict[str, Any]:
+        """Where the data of each split came from (:mod:`~aframe_lib.data.provenance`), as
+        ``model.json`` records it: ``{"train" | "valid" | "test": [records], "unrecorded":
+        {split: [files without a record]}, "waveforms": {"train" | "valid" | "test": record}}``
+        and ``population``, the training waveforms' population (``None``: not recorded)."""
+        from . import provenance
+
+        splits = getattr(self, "_split_paths", None)
+        if splits is None:
+            return {}
+        out: dict[str, Any] = {"unrecorded": {}, "waveforms": {}}
+        for name, segments in splits.items():
+            out[name], missing = provenance.of_files([s.path for s in segments])
+            if missing:
+                out["unrecorded"][name] = missing
+        files = {"train": fs.join(self.local_dir, "waveforms.hdf5"),
+                 "valid": fs.join(self.local_dir, "val_waveforms.hdf5"),
+                 "test": self._test_waveforms()}  # fmt: skip
+        for name, path in files.items():
+            if os.path.exists(path):
+                out["waveforms"][name] = provenance.read(path)
+        train = out["waveforms"].get("train") or {}
+        out["population"] = train.get("population")
+        return out
 
     def _split(self, segments: list) -> tuple[list, list, list]:
         """Training, validation and test files (see :mod:`~aframe_lib.data.splits`)."""
@@ -309,7 +335,8 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
         # fixed sky positions and SNRs, so the validation score is comparable across epochs
         # and equal on every rank
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+            # the test split's sky positions and SNRs are its own, not validation's
+            torch.manual_seed(self.seed if waveforms is None else self.seed * 1000 + 4)
             cross, plus = torch.as_tensor(val.cross[keep]), torch.as_tensor(val.plus[keep])
             self.valid_responses = self.injector.project(cross, plus).float()
             sampler = self.valid_snr_sampler or self.snr_sampler

@@ -267,3 +267,47 @@ def find_same(ours: Iterable[Mapping[str, Any]], theirs: Iterable[Mapping[str, A
             if reason := same_data(a, b):
                 return reason
     return None
+
+
+def _from_manifest(path: str) -> dict[str, Any] | None:
+    """The record of a synthetic background file written before files carried one, from the
+    ``synthetic.json`` manifest beside it (its seed; stream 0, the design PSD)."""
+    import h5py
+
+    from aframe_lib.utils import fs
+
+    from .noise import GENERATOR, PSD_MODEL
+    from .synthetic import MANIFEST
+
+    folder = path.rsplit("/", 1)[0] if "/" in path else "."
+    filesystem, inner = fs.filesystem(fs.join(folder, MANIFEST))
+    if not filesystem.exists(inner):
+        return None
+    manifest = json.loads(filesystem.cat_file(inner))
+    with h5py.File(fs.filesystem(path)[1], "r") as f:
+        spans = {}
+        for ifo in manifest.get("ifos", []):
+            if ifo in f:
+                x0, dx = float(f[ifo].attrs["x0"]), float(f[ifo].attrs["dx"])
+                spans[ifo] = [[x0, x0 + dx * len(f[ifo])]]
+    return synthetic("background", GENERATOR, manifest["seed"], 0, psd=PSD_MODEL, spans=spans)
+
+
+def of_files(paths: Iterable[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records of data files, combined (:func:`combine`), and the files without one.
+
+    A local synthetic background file written before files carried records gets one from the
+    ``synthetic.json`` manifest of its directory.
+    """
+    from aframe_lib.utils import fs
+
+    records, missing = [], []
+    for path in sorted(set(paths)):
+        record = read(path)
+        if record is None and not fs.is_remote(path) and "background-" in path:
+            record = _from_manifest(path)
+        if record is None:
+            missing.append(path)
+        else:
+            records.append(record)
+    return combine(records), missing

@@ -361,7 +361,7 @@ def generate_waveforms(
     path: str,
     num_waveforms: int,
     sample_rate: float,
-    duration: float = 8.0,
+    waveform_duration: float = 8.0,
     coalescence_time: float = 6.0,
     f_min: float = F_MIN,
     f_ref: float = 20.0,
@@ -385,7 +385,8 @@ def generate_waveforms(
         path: Output file (local or ``s3://``).
         num_waveforms: Number of rows N.
         sample_rate: Sample rate in Hz.
-        duration: Row length in seconds.
+        waveform_duration: Row length in seconds (``waveform_duration`` of
+            :func:`ensure_synthetic_dataset`).
         coalescence_time: Seconds from the start of a row to the amplitude peak.
         f_min: Lowest frequency of the waveforms (Hz).
         f_ref: Reference frequency of the phase (Hz).
@@ -399,16 +400,16 @@ def generate_waveforms(
             (:mod:`aframe_lib.data.provenance`).
 
     Returns:
-        The set written, plus/cross of shape ``(N, round(duration * sample_rate))``.
+        The set written, plus/cross of shape ``(N, round(waveform_duration * sample_rate))``.
     """
     import torch
     from ml4gw.waveforms import IMRPhenomD
     from ml4gw.waveforms.generator import TimeDomainCBCWaveformGenerator
 
-    if num_waveforms < 1 or not 0 < coalescence_time < duration:
+    if num_waveforms < 1 or not 0 < coalescence_time < waveform_duration:
         raise ValueError(
             f"need num_waveforms >= 1 (got {num_waveforms}) and 0 < coalescence_time "
-            f"({coalescence_time}) < duration ({duration})"
+            f"({coalescence_time}) < waveform_duration ({waveform_duration})"
         )
     from .provenance import synthetic
 
@@ -417,9 +418,14 @@ def generate_waveforms(
     params = {k: torch.as_tensor(v) for k, v in drawn.items()}
 
     generator = TimeDomainCBCWaveformGenerator(
-        IMRPhenomD(), sample_rate, duration, f_min, f_ref, right_pad=duration - coalescence_time
+        IMRPhenomD(),
+        sample_rate,
+        waveform_duration,
+        f_min,
+        f_ref,
+        right_pad=waveform_duration - coalescence_time,
     )
-    size = round(duration * sample_rate)
+    size = round(waveform_duration * sample_rate)
     taper = np.ones(size)  # half-Hann over one cycle at f_min: rows may start mid-inspiral
     taper_len = max(4, round(sample_rate / f_min))
     taper[:taper_len] = 0.5 - 0.5 * np.cos(np.pi * np.arange(taper_len) / taper_len)
@@ -436,7 +442,7 @@ def generate_waveforms(
         cross=cross,
         parameters=drawn,
         sample_rate=sample_rate,
-        duration=duration,
+        duration=waveform_duration,
         coalescence_time=coalescence_time,
     )
     record = synthetic(
