@@ -339,6 +339,7 @@ def test_a_killed_fetch_reruns_to_byte_identical_files(tmp_path, frames):
     assert not list((tmp_path / "bg").glob(".*tmp"))  # the killed run's temporary is gone
 
 
+@pytest.mark.slow  # two spawned worker processes (torch, gwpy imports): ~35 s
 def test_parallel_jobs_write_the_same_bytes(tmp_path, frames):
     server, _ = frames
     kw = dict(start=T0, end=T0 + 128, max_duration=64, host=server.url, **FRAMES)

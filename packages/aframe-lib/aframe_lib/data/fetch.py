@@ -458,7 +458,7 @@ def _run(todo: list[tuple], jobs: int):
 
     # spawn: no fork of a process holding threads (torch, the HTTP clients)
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=8) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         yield from pool.map(_one, todo)
 
 
