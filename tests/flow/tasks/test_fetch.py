@@ -21,8 +21,9 @@ from helpers.gwdata_servers import (  # noqa: E402
     write_frames,
 )
 
-from aframe_flow import Data, FetchBackground, Segments, Train  # noqa: E402
+from aframe_flow import Data, Evaluate, FetchBackground, Segments, Train  # noqa: E402
 from aframe_flow.parameters import ParameterError  # noqa: E402
+from aframe_flow.tasks.data import FetchTestBackground  # noqa: E402
 from aframe_lib.data import provenance as prov  # noqa: E402
 from aframe_lib.data.background import list_segments  # noqa: E402
 from aframe_lib.data.segments import read_segments  # noqa: E402
@@ -86,6 +87,30 @@ def test_the_fetched_background_is_segments_then_fetch_then_data(tmp_path):
     ]:  # fmt: skip
         with pytest.raises(ParameterError, match=match):
             Data(**{**params, **bad})
+
+
+def test_evaluation_of_a_fetched_background_searches_the_test_period(tmp_path):
+    params = dict(config="projects/quickstart/train.yaml", data_dir=str(tmp_path / "d"),
+                  report_dir=str(tmp_path / "e"), background="fetch", train_start=T0,
+                  train_stop=T0 + 96, test_stop=T0 + 128, **FRAMES)  # fmt: skip
+    task = Evaluate(**params)
+    test = task.requires()["data"]
+    assert isinstance(test, FetchTestBackground)
+    assert task.data_path == test.test_root == str(tmp_path / "d" / "test")
+    args = test.arguments()
+    assert args["segments"] == str(tmp_path / "d" / "segments" / "test.txt")
+    assert args["data_dir"] == test.test_root and args["frametypes"] == [
+        "H1_HOFT_C00",
+        "L1_HOFT_C00",
+    ]
+    assert task.eval_data_info()["gps"] == [T0 + 96, T0 + 128]
+    # the training background is the data directory itself, never the test period's
+    assert task.requires()["train"].requires().requires()["background"].data_root == str(
+        tmp_path / "d"
+    )
+    no_test = {k: v for k, v in params.items() if k != "test_stop"}
+    with pytest.raises(ParameterError, match="no held-out data for --background=fetch"):
+        Evaluate(**no_test)
 
 
 @pytest.mark.slow  # two aframe-data processes (gwpy, torch) and a fetch of 2 IFOs: ~40 s

@@ -146,10 +146,13 @@ class Segments(DataTask):
         return join(self.data_root, "segments")
 
     def output(self):
-        return {
+        out = {
             "query": file_target(join(self.segments_dir, "segments.json")),
             "train": file_target(join(self.segments_dir, "train.txt")),
         }
+        if self.train_start is not None and self.test_stop is not None:
+            out["test"] = file_target(join(self.segments_dir, "test.txt"))
+        return out
 
     def arguments(self) -> dict[str, Any]:
         end = self.test_stop if self.test_stop is not None else self.train_stop
@@ -208,6 +211,32 @@ class FetchBackground(DataTask):
         if self.frametypes:
             args.update(frametypes=list(self.frametypes), channels=list(self.channels))
         return args
+
+
+class FetchTestBackground(FetchBackground):
+    """The test period's strain (``<data dir>/test``, over ``segments/test.txt``): evaluation's
+    held-out background when the training background is fetched with ``--test-stop``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.train_start is None or self.test_stop is None:
+            raise ParameterError(
+                "a test period needs --train-start, --train-stop and --test-stop (the test "
+                "period is [train-stop, test-stop))"
+            )
+
+    @property
+    def test_root(self) -> str:
+        return join(self.data_root, "test")
+
+    def output(self):
+        return file_target(join(self.test_root, "fetch.json"))
+
+    def arguments(self) -> dict[str, Any]:
+        return {
+            **super().arguments(), "data_dir": self.test_root,
+            "segments": self.input()["test"].path,
+        }  # fmt: skip
 
 
 class WaveformTask(DataTask):
@@ -352,6 +381,7 @@ class Data(DataParameters, law.WrapperTask):
 __all__ = [
     "Data",
     "FetchBackground",
+    "FetchTestBackground",
     "Segments",
     "HeldOutBackground",
     "SyntheticBackground",
