@@ -34,7 +34,7 @@ from aframe_lib.data import cli  # noqa: E402
 from aframe_lib.data import provenance as prov  # noqa: E402
 from aframe_lib.data.background import list_segments, read_segment  # noqa: E402
 from aframe_lib.data.fetch import fetch_background, fetch_strain  # noqa: E402
-from aframe_lib.data.segments import query_segments, read_segments  # noqa: E402
+from aframe_lib.data.segments import SegmentsError, query_segments, read_segments  # noqa: E402
 from aframe_lib.utils.errors import DataError  # noqa: E402
 
 T0 = 1_000_000_000  # a multiple of 64: frame files start on it
@@ -180,6 +180,17 @@ def test_open_data_timeline_segments_through_gwosc(tmp_path, monkeypatch):
     assert read_segments(tmp_path / "s" / "test.txt") == [(T0 + 1000.0, T0 + 1500.0)]
     assert json.loads((tmp_path / "s" / "segments.json").read_text())["flags"] == {
         "H1": ["H1_DATA"], "L1": ["L1_DATA"]}  # fmt: skip
+
+
+def test_segments_files_read_two_and_four_columns_and_refuse_a_bad_line(tmp_path):
+    (tmp_path / "a.txt").write_text("# seg start stop duration\n0 10 20 10\n1 30 45 15\n")
+    (tmp_path / "b.txt").write_text("10 20\n30 45\n")
+    assert read_segments(tmp_path / "a.txt") == read_segments(tmp_path / "b.txt")
+    assert read_segments(tmp_path / "b.txt") == [(10.0, 20.0), (30.0, 45.0)]
+    # igwn-segments stops at the first line it cannot parse; the rest must not vanish silently
+    (tmp_path / "c.txt").write_text("10 20\n30 forty\n50 60\n")
+    with pytest.raises(SegmentsError, match="line '30 forty' is not a segment"):
+        read_segments(tmp_path / "c.txt")
 
 
 # ---------------------------------------------------------------- frames through gwdatafind
