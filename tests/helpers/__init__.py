@@ -13,4 +13,6 @@ fixtures' building blocks live here.
 - ``flow``: ``law run`` environments for the flow tests
 - ``k8s_api``: a Kubernetes API server of the tests' own
 - ``search``: tiny strain settings and the oracle model of the search tests
+- ``gwdata_servers``: the real gwdatafind-server over GWF files the test writes, and DQSegDB
+  and open-data (GWOSC) stand-ins speaking their HTTP protocols
 """

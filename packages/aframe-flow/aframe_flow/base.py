@@ -126,8 +126,9 @@ class DataParameters(AframeTask):
     background = luigi.ChoiceParameter(
         default="synthetic",
         choices=["synthetic", "fetch"],
-        description="synthetic: coloured Gaussian noise (offline); fetch: real strain via gwpy "
-        "over --segments (open data, or --channels from frames)",
+        description="synthetic: coloured Gaussian noise (offline); fetch: real strain over "
+        "--segments or the queried --train-start/--train-stop segments (open data, or "
+        "--frametypes/--channels frames)",
     )
     segments = law.CSVParameter(
         default=(),
@@ -139,8 +140,43 @@ class DataParameters(AframeTask):
     )
     channels = law.CSVParameter(
         default=(),
-        description="fetched background: one frame channel per IFO (H1:GDS-CALIB_STRAIN,...) "
-        "read with TimeSeries.get; empty: open data via TimeSeries.fetch_open_data",
+        description="fetched background: one frame channel per IFO (H1:GDS-CALIB_STRAIN,...), "
+        "read from the --frametypes frames; empty: open data (GWOSC)",
+    )
+    frametypes = law.CSVParameter(
+        default=(),
+        description="fetched background: one frame type per IFO (H1_HOFT_C00,...), found with "
+        "gwdatafind (GWDATAFIND_SERVER); empty: open data",
+    )
+    train_start = luigi.OptionalFloatParameter(
+        default=None,
+        description="fetched background: GPS start of the training period; its segments are "
+        "queried (aframe-data segments) instead of given by --segments",
+    )
+    train_stop = luigi.OptionalFloatParameter(
+        default=None, description="fetched background: GPS end of the training period"
+    )
+    test_stop = luigi.OptionalFloatParameter(
+        default=None,
+        description="fetched background: GPS end of the test period after --train-stop "
+        "(its segments are written beside the training ones); empty: no test period",
+    )
+    flags = law.CSVParameter(
+        default=(),
+        description="data-quality flags every IFO must pass (H1:DMT-ANALYSIS_READY:1,... or "
+        "H1_DATA,... for --segment-source gwosc); empty: each IFO's analysis-ready flag",
+    )
+    vetoes = law.CSVParameter(
+        default=(), description="veto flags whose active time is removed (DQSegDB)"
+    )
+    segment_source = luigi.ChoiceParameter(
+        default="dqsegdb",
+        choices=["dqsegdb", "gwosc"],
+        description="where --train-start/--train-stop segments come from: DQSegDB "
+        "(DEFAULT_SEGMENT_SERVER) or the open-data timeline (GWOSC_SERVER_URL)",
+    )
+    min_duration = luigi.FloatParameter(
+        default=0.0, description="fetched background: shortest segment kept (s)"
     )
 
     def data_params(self) -> dict:
@@ -162,6 +198,15 @@ class DataParameters(AframeTask):
         else:
             params.update(segments=list(self.segments), max_duration=self.max_duration,
                           channels=list(self.channels))  # fmt: skip
+            # the newer fetch parameters key the data only when given (older keys stay put)
+            extra = dict(
+                frametypes=list(self.frametypes), train_start=self.train_start,
+                train_stop=self.train_stop, test_stop=self.test_stop, flags=list(self.flags),
+                vetoes=list(self.vetoes), min_duration=self.min_duration or None,
+            )  # fmt: skip
+            params.update({k: v for k, v in extra.items() if v not in (None, [])})
+            if self.train_start is not None:
+                params["segment_source"] = self.segment_source
         return params
 
     def waveform_counts(self) -> dict[int, int]:
@@ -219,15 +264,32 @@ class DataParameters(AframeTask):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.background == "fetch":
-            if not self.parsed_segments():
+            query = self.train_start is not None or self.train_stop is not None
+            if query == bool(self.segments):
                 raise ParameterError(
-                    "--background=fetch needs --segments (start-end GPS pairs, comma-separated)"
+                    "--background=fetch needs --segments (start-end GPS pairs, comma-separated) "
+                    "or --train-start and --train-stop (segments queried), not both"
                 )
-            if self.channels and len(self.channels) != len(self.ifos):
+            self.parsed_segments()
+            if query and (
+                self.train_start is None
+                or self.train_stop is None
+                or not self.train_stop > self.train_start
+                or (self.test_stop is not None and not self.test_stop > self.train_stop)
+            ):
                 raise ParameterError(
-                    f"--channels={','.join(self.channels)}: give one channel per IFO "
-                    f"({','.join(self.ifos)}), or none for open data"
+                    f"--train-start={self.train_start}, --train-stop={self.train_stop}, "
+                    f"--test-stop={self.test_stop}: give GPS times with train-start < "
+                    "train-stop (< test-stop)"
                 )
+            for name in ("channels", "frametypes"):
+                values = getattr(self, name)
+                if (self.channels or self.frametypes) and len(values) != len(self.ifos):
+                    raise ParameterError(
+                        f"--{name}={','.join(values)}: give one per IFO ({','.join(self.ifos)}) "
+                        "with both --channels and --frametypes to read frames, or neither for "
+                        "open data"
+                    )
 
 
 class SandboxTask(AframeTask):

@@ -13,6 +13,7 @@ from aframe_flow import (
     Data,
     FetchBackground,
     HeldOutBackground,
+    Segments,
     SyntheticData,
     TestWaveforms,
     TrainingWaveforms,
@@ -33,10 +34,15 @@ TINY = dict(sample_rate=256.0, background_duration=64.0, segment_duration=32.0,
 # what flow itself consumes, not aframe-data: where data go (data_dir becomes data_dir/path),
 # which task makes the background, how fetched segments are cut into files, where a task runs
 FLOW_ONLY = {"data_dir", "background", "segments", "max_duration", "data_image", "dev"}
+# flow's (upstream aframe's) names of the segment query's arguments
+QUERY_NAMES = {"start": "train_start", "end": "test_stop", "source": "segment_source"}
 
 
 def tasks(tmp_path, **params):
-    fetch = dict(background="fetch", segments="1000-1016", channels="H1:A,L1:B")
+    fetch = dict(background="fetch", segments="1000-1016", channels="H1:A,L1:B",
+                 frametypes="H1_T,L1_T")  # fmt: skip
+    query = dict(background="fetch", train_start=1000.0, train_stop=2000.0, test_stop=3000.0,
+                 flags="H1:X:1,L1:Y:1", vetoes="H1:V:1", min_duration=10.0)  # fmt: skip
     common = dict(data_dir=str(tmp_path), seed=3, population=POPULATION, noise=NOISE, **params)
     return [
         SyntheticData(**common),
@@ -44,7 +50,8 @@ def tasks(tmp_path, **params):
         TrainingWaveforms(**common),
         ValidationWaveforms(**common),
         TestWaveforms(**common, num_test_waveforms=2),
-        FetchBackground(**common, **fetch, branch=0),
+        FetchBackground(**common, **fetch),
+        Segments(**common, **query),
     ]
 
 
@@ -69,6 +76,7 @@ def test_every_data_task_parameter_is_an_argument_of_aframe_data(tmp_path):
                 parsed["psd_scale"] = list(parsed["psd_scale"])
             assert (list(parsed) if isinstance(value, list) else parsed) == value, key
         used |= set(args) & params
+        used |= {QUERY_NAMES[k] for k in args if k in QUERY_NAMES}
         used |= {"num_val_waveforms"} if isinstance(task, ValidationWaveforms) else set()
     assert params - FLOW_ONLY - used == set()
 

@@ -1,133 +1,151 @@
-"""Real background via gwpy: only the network call is replaced, by strain built here.
-
-The task runs ``aframe-data fetch`` in a child process (as it runs in production), so the
-replacement is installed there: a ``sitecustomize`` on the child's ``PYTHONPATH`` swaps gwpy's
-``TimeSeries.fetch_open_data`` / ``TimeSeries.get`` for :func:`fake_strain` and records each call.
-"""
+"""``Segments -> FetchBackground -> Data`` for real strain: the tasks run the ``aframe-data``
+command in child processes (as in production), which reach the stand-in services on 127.0.0.1
+through the clients' own settings (``DEFAULT_SEGMENT_SERVER``, ``GWDATAFIND_SERVER``), inherited
+from this process: the real gwdatafind-server over GWF frames written here, and a DQSegDB
+stand-in (``helpers.gwdata_servers``)."""
 
 from __future__ import annotations
 
 import json
-import os
-import textwrap
 
-import h5py
 import luigi
-import numpy as np
 import pytest
-from gwpy.timeseries import TimeSeries
 
-from aframe_flow import FetchBackground
-from aframe_lib.data.background import list_segments, read_segment
+pytest.importorskip("lalframe")
+pytest.importorskip("gwdatafind_server")
 
-RATE_IN, RATE_OUT = 1024, 256
+from helpers.gwdata_servers import (  # noqa: E402
+    DatafindServer,
+    SegmentServer,
+    write_ffl,
+    write_frames,
+)
 
-SITECUSTOMIZE = """
-import json, os
-import numpy as np
-from gwpy.timeseries import TimeSeries
+from aframe_flow import Data, Evaluate, FetchBackground, Segments, Train  # noqa: E402
+from aframe_flow.parameters import ParameterError  # noqa: E402
+from aframe_flow.tasks.data import FetchTestBackground  # noqa: E402
+from aframe_lib.data import provenance as prov  # noqa: E402
+from aframe_lib.data.background import list_segments  # noqa: E402
+from aframe_lib.data.segments import read_segments  # noqa: E402
 
-RATE_IN = {rate}
-
-
-def fake_strain(ifo_or_channel, start, end, **kwargs):
-    \"\"\"What the open-data service would return: a ramp with a tone, per IFO, at 1024 Hz.\"\"\"
-    t = np.arange(int((end - start) * RATE_IN)) / RATE_IN
-    offset = 1.0 if ifo_or_channel.startswith("H1") else -1.0
-    data = (offset + np.sin(2 * np.pi * 10 * t)) * 1e-21
-    return TimeSeries(data, t0=start, sample_rate=RATE_IN, name=ifo_or_channel, unit="strain")
-
-
-def record(kind):
-    def fetch(cls, *args, **kwargs):
-        with open(os.environ["FAKE_GWPY_CALLS"], "a") as f:
-            f.write(json.dumps([kind, *args[:3]]) + "\\n")
-        return fake_strain(*args, **kwargs)
-
-    return classmethod(fetch)
+T0 = 1_000_000_000.0
+RATE_OUT = 2048.0
+FLAGS = {"H1:DMT-ANALYSIS_READY:1": [(T0, T0 + 100)],
+         "L1:DMT-ANALYSIS_READY:1": [(T0 + 20, T0 + 128)]}  # fmt: skip
+FRAMES = dict(frametypes="H1_HOFT_C00,L1_HOFT_C00",
+              channels="H1:GDS-CALIB_STRAIN,L1:GDS-CALIB_STRAIN")  # fmt: skip
 
 
-TimeSeries.fetch_open_data = record("open")
-TimeSeries.get = record("frames")
-"""
-
-
-class Calls(list):
-    """The gwpy calls the child processes made: ``(kind, ifo or channel, start, end)``."""
-
-    def __init__(self, path):
-        super().__init__()
-        self.path = path
-
-    def read(self) -> Calls:
-        self[:] = []
-        if self.path.exists():
-            self[:] = [tuple(json.loads(line)) for line in self.path.read_text().splitlines()]
-        return self
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
-        super().clear()
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    root = tmp_path_factory.mktemp("frames")
+    files = []
+    for ifo in ("H1", "L1"):
+        files += write_frames(
+            root, ifo, f"{ifo}:GDS-CALIB_STRAIN", "HOFT_C00", [(T0, T0 + 128)], 64
+        )
+    write_ffl(root / "frames.ffl", files)
+    datafind = DatafindServer(root, tmp_path_factory.mktemp("datafind"))
+    segments = SegmentServer(FLAGS)
+    yield datafind, segments
+    datafind.stop()
+    segments.stop()
 
 
 @pytest.fixture
-def calls(tmp_path_factory, monkeypatch):
-    site = tmp_path_factory.mktemp("fake-gwpy")
-    (site / "sitecustomize.py").write_text(textwrap.dedent(SITECUSTOMIZE.format(rate=RATE_IN)))
-    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
-    monkeypatch.setenv("PYTHONPATH", path)
-    monkeypatch.setenv("FAKE_GWPY_CALLS", str(site / "calls.jsonl"))
-    return Calls(site / "calls.jsonl")
+def env(services, monkeypatch):
+    datafind, segments = services
+    monkeypatch.setenv("GWDATAFIND_SERVER", datafind.url)
+    monkeypatch.setenv("DEFAULT_SEGMENT_SERVER", segments.url)
+    monkeypatch.setenv("AFRAME_SERVICE_DELAY", "0.01")
+    return services
 
 
 def run(task) -> None:
     assert luigi.build([task], local_scheduler=True, log_level="WARNING")
 
 
-@pytest.mark.slow  # one aframe-data process (gwpy, h5py) per branch: ~10 s each
-def test_open_data_branches_write_files_that_meet_the_contract(tmp_path, calls):
-    task = FetchBackground(
-        ifos="H1,L1", sample_rate=float(RATE_OUT), data_dir=str(tmp_path), background="fetch",
-        segments="1238166018-1238166082,1238170000-1238170032", max_duration=40.0,
-    )  # fmt: skip
-    # one branch per chunk of at most max_duration seconds
-    assert task.branch_map == {
-        0: (1238166018.0, 1238166058.0),
-        1: (1238166058.0, 1238166082.0),
-        2: (1238170000.0, 1238170032.0),
-    }
-    run(task)
-    calls.read()
-    assert {c[:2] for c in calls} == {("open", "H1"), ("open", "L1")} and len(calls) == 6
-    segments = list_segments(str(tmp_path), ["H1", "L1"], sample_rate=RATE_OUT)
-    assert [(s.t0, s.duration) for s in segments] == [
-        (1238166018.0, 40.0), (1238166058.0, 24.0), (1238170000.0, 32.0),
-    ]  # fmt: skip
-    names = sorted(p.name for p in tmp_path.glob("background-*.hdf5"))
-    assert names[0] == "background-1238166018-40.hdf5"
-    x = read_segment(segments[0])
-    assert x.shape == (2, 40 * RATE_OUT) and x.dtype == np.float32
-    # resampled strain: H1 ramps around +1e-21, L1 around -1e-21
-    assert np.mean(x[0]) == pytest.approx(1e-21, rel=0.05)
-    assert np.mean(x[1]) == pytest.approx(-1e-21, rel=0.05)
-    with h5py.File(tmp_path / names[0]) as f:
-        assert f["H1"].attrs["x0"] == 1238166018.0
-        assert f["H1"].attrs["dx"] == pytest.approx(1 / RATE_OUT)
-    # gwpy reads what we wrote
-    back = TimeSeries.read(tmp_path / names[0], path="H1", format="hdf5")
-    assert back.sample_rate.value == RATE_OUT and back.t0.value == 1238166018.0
-    # a second run finds everything done and calls nobody
-    calls.clear()
-    run(task)
-    assert calls.read() == []
+def test_the_fetched_background_is_segments_then_fetch_then_data(tmp_path):
+    params = dict(data_dir=str(tmp_path), background="fetch", train_start=T0,
+                  train_stop=T0 + 96, test_stop=T0 + 128, **FRAMES)  # fmt: skip
+    data = Data(**params).requires()
+    fetch = data["background"]
+    assert isinstance(fetch, FetchBackground) and isinstance(fetch.requires(), Segments)
+    args = fetch.requires().arguments()
+    assert (args["start"], args["end"], args["train_stop"]) == (T0, T0 + 128, T0 + 96)
+    train = Train(config="projects/quickstart/train.yaml", **params)
+    assert isinstance(train.requires(), Data)
+    assert train.requires().requires()["background"].task_id == fetch.task_id
+    # the query parameters key the data; the jobs do not
+    other = Data(**{**params, "train_stop": T0 + 80}).requires()["background"]
+    assert other.data_key != fetch.data_key
+    assert FetchBackground(**params, fetch_jobs=4).data_key == fetch.data_key
+    for bad, match in [
+        (dict(segments="1-2"), "not both"),
+        (dict(train_stop=T0 - 1), "train-start < train-stop"),
+        (dict(frametypes="H1_HOFT_C00"), "--frametypes=H1_HOFT_C00: give one per IFO"),
+    ]:  # fmt: skip
+        with pytest.raises(ParameterError, match=match):
+            Data(**{**params, **bad})
 
 
-def test_frame_channels_go_through_timeseries_get(tmp_path, calls):
-    task = FetchBackground(
-        ifos="H1,L1", sample_rate=float(RATE_OUT), data_dir=str(tmp_path), background="fetch",
-        segments="1000-1016", channels="H1:GDS-CALIB_STRAIN,L1:GDS-CALIB_STRAIN",
-    )  # fmt: skip
+def test_evaluation_of_a_fetched_background_searches_the_test_period(tmp_path):
+    params = dict(config="projects/quickstart/train.yaml", data_dir=str(tmp_path / "d"),
+                  report_dir=str(tmp_path / "e"), background="fetch", train_start=T0,
+                  train_stop=T0 + 96, test_stop=T0 + 128, **FRAMES)  # fmt: skip
+    task = Evaluate(**params)
+    test = task.requires()["data"]
+    assert isinstance(test, FetchTestBackground)
+    assert task.data_path == test.test_root == str(tmp_path / "d" / "test")
+    args = test.arguments()
+    assert args["segments"] == str(tmp_path / "d" / "segments" / "test.txt")
+    assert args["data_dir"] == test.test_root and args["frametypes"] == [
+        "H1_HOFT_C00",
+        "L1_HOFT_C00",
+    ]
+    assert task.eval_data_info()["gps"] == [T0 + 96, T0 + 128]
+    # the training background is the data directory itself, never the test period's
+    assert task.requires()["train"].requires().requires()["background"].data_root == str(
+        tmp_path / "d"
+    )
+    no_test = {k: v for k, v in params.items() if k != "test_stop"}
+    with pytest.raises(ParameterError, match="no held-out data for --background=fetch"):
+        Evaluate(**no_test)
+
+
+@pytest.mark.slow  # two aframe-data processes (gwpy, torch) and a fetch of 2 IFOs: ~40 s
+def test_queried_segments_are_fetched_from_frames_chunk_by_chunk(tmp_path, env):
+    datafind, segments = env
+    task = FetchBackground(data_dir=str(tmp_path), background="fetch", ifos="H1,L1",
+                           sample_rate=RATE_OUT, train_start=T0, train_stop=T0 + 96,
+                           test_stop=T0 + 128, max_duration=64, **FRAMES)  # fmt: skip
     run(task)
-    assert [c[:2] for c in calls.read()] == [("frames", "H1:GDS-CALIB_STRAIN"),
-                                      ("frames", "L1:GDS-CALIB_STRAIN")]  # fmt: skip
-    assert len(list_segments(str(tmp_path), ["H1", "L1"])) == 1
+    # H1 and L1 are ready together in [T0+20, T0+100): train [T0+20, T0+96), test the rest
+    assert read_segments(tmp_path / "segments" / "train.txt") == [(T0 + 20.0, T0 + 96.0)]
+    assert read_segments(tmp_path / "segments" / "test.txt") == [(T0 + 96.0, T0 + 100.0)]
+    found = list_segments(str(tmp_path), ["H1", "L1"], sample_rate=RATE_OUT)
+    # chunks end on the frame files' edge at T0+64
+    assert [(s.t0, s.duration) for s in found] == [(T0 + 20, 44.0), (T0 + 64, 32.0)]
+    record = prov.read(found[0].path)
+    assert record["flags"] == {"H1": ["H1:DMT-ANALYSIS_READY:1"],
+                               "L1": ["L1:DMT-ANALYSIS_READY:1"]}  # fmt: skip
+    assert record["frametypes"]["H1"] == "H1_HOFT_C00"
+    assert json.loads((tmp_path / "fetch.json").read_text())["files"] == [
+        f"background-{T0 + 20:.0f}-44.hdf5", f"background-{T0 + 64:.0f}-32.hdf5"]  # fmt: skip
+    # complete: a second run asks no service anything
+    seen = len(datafind.requests), len(segments.requests)
+    run(task)
+    assert (len(datafind.requests), len(segments.requests)) == seen
+
+
+@pytest.mark.slow  # one aframe-data process: ~20 s
+def test_given_segments_need_no_query(tmp_path, env):
+    datafind, segments = env
+    before = len(segments.requests)
+    given = f"{T0 + 8:.0f}-{T0 + 40:.0f}"
+    task = FetchBackground(data_dir=str(tmp_path), background="fetch", ifos="H1,L1",
+                           sample_rate=RATE_OUT, segments=given, **FRAMES)  # fmt: skip
+    run(task)
+    assert len(segments.requests) == before
+    (seg,) = list_segments(str(tmp_path), ["H1", "L1"], sample_rate=RATE_OUT)
+    assert (seg.t0, seg.duration) == (T0 + 8, 32.0)

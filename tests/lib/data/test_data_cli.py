@@ -1,6 +1,6 @@
 """``aframe-data``: its subcommands are the data functions; the waveform population is
-configuration (CLI arguments, a training config's data section); one seed-stream scheme; fetching
-real strain with gwpy (only the network call replaced)."""
+configuration (CLI arguments, a training config's data section); one seed-stream scheme. Fetching
+real strain is tested against stand-in servers in test_real_data.py."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ import json
 import numpy as np
 import pytest
 import yaml
-from gwpy.timeseries import TimeSeries
 
 from aframe_lib.data import cli, synthetic
 from aframe_lib.data.background import list_segments, read_segment
-from aframe_lib.data.fetch import fetch_background
 from aframe_lib.data.synthetic import (
     WaveformPopulation,
     ensure_synthetic_dataset,
@@ -22,7 +20,6 @@ from aframe_lib.data.synthetic import (
     stream_seed,
 )
 from aframe_lib.data.waveforms import read_waveforms
-from aframe_lib.utils.errors import DataError
 
 WAVEFORMS = ["--sample_rate", "256", "--waveform_duration", "4", "--coalescence_time", "3"]
 NARROW = [
@@ -134,8 +131,10 @@ def test_bad_arguments_exit_2_with_one_message(tmp_path, capsys):
          "--sample_rate=-5.0: must be a positive number"),
         (["synthetic", "--data_dir", str(tmp_path / "b"), "--ifos=[X1]"], "--ifos=['X1']"),
         (["waveforms", "--path", "w.hdf5", "--num_waveforms", "many"], "num_waveforms"),
-        (["fetch", "--path", "x.hdf5", "--ifos=[H1]", "--start", "10", "--end", "5",
-          "--sample_rate", "256"], "end=5.0: must be after start=10.0"),
+        (["fetch", "--data_dir", str(tmp_path / "c"), "--ifos=[H1]", "--start", "10",
+          "--end", "5", "--sample_rate", "256"], "end=5.0: must be after start=10.0"),
+        (["segments", "--out_dir", str(tmp_path / "d"), "--ifos=[H1]", "--start", "10",
+          "--end", "5"], "end=5.0: must be after start=10.0"),
     ]:  # fmt: skip
         with pytest.raises(SystemExit) as exc:
             cli.main(argv)
@@ -169,58 +168,6 @@ def test_synthetic_subcommand_is_ensure_synthetic_dataset(tmp_path, capsys):
               "--num_val_waveforms=0"])  # fmt: skip
     assert not list((tmp_path / "bg").glob("*waveforms*"))
     assert (tmp_path / "bg" / "synthetic.json").exists()
-
-
-# ---------------------------------------------------------------- fetch (gwpy)
-
-RATE_IN = 1024
-
-
-def fake_strain(ifo_or_channel: str, start: float, end: float, **kwargs) -> TimeSeries:
-    """What the open-data service would return: a ramp with a tone, per IFO, at 1024 Hz."""
-    t = np.arange(int((end - start) * RATE_IN)) / RATE_IN
-    offset = 1.0 if ifo_or_channel.startswith("H1") else -1.0
-    data = (offset + np.sin(2 * np.pi * 10 * t)) * 1e-21
-    return TimeSeries(data, t0=start, sample_rate=RATE_IN, name=ifo_or_channel, unit="strain")
-
-
-@pytest.fixture
-def gwpy_calls(monkeypatch):
-    seen = []
-
-    def record(kind):
-        def fetch(cls, *args, **kwargs):
-            seen.append((kind, *args[:3]))
-            return fake_strain(*args, **kwargs)
-
-        return classmethod(fetch)
-
-    monkeypatch.setattr(TimeSeries, "fetch_open_data", record("open"))
-    monkeypatch.setattr(TimeSeries, "get", record("frames"))
-    return seen
-
-
-def test_fetch_writes_a_background_file_of_the_contract(tmp_path, gwpy_calls):
-    path = str(tmp_path / "background-1000-16.hdf5")
-    cli.main(["fetch", "--path", path, "--ifos=[H1,L1]", "--start", "1000", "--end", "1016",
-              "--sample_rate", "256"])  # fmt: skip
-    assert gwpy_calls == [("open", "H1", 1000.0, 1016.0), ("open", "L1", 1000.0, 1016.0)]
-    (segment,) = list_segments(str(tmp_path), ["H1", "L1"], sample_rate=256)
-    assert (segment.t0, segment.duration) == (1000.0, 16.0)
-    x = read_segment(segment)
-    assert x.shape == (2, 16 * 256) and x.dtype == np.float32
-    assert np.mean(x[0]) == pytest.approx(1e-21, rel=0.05)
-    assert np.mean(x[1]) == pytest.approx(-1e-21, rel=0.05)
-    fetch_background(str(tmp_path / "f.hdf5"), ["H1"], 1000, 1008, 256, ["H1:GDS-CALIB_STRAIN"])
-    assert gwpy_calls[-1] == ("frames", "H1:GDS-CALIB_STRAIN", 1000, 1008)
-
-
-def test_fetch_refuses_strain_that_does_not_cover_the_segment(tmp_path, monkeypatch):
-    short = classmethod(lambda cls, ifo, start, end, **k: fake_strain(ifo, start, end - 4))
-    monkeypatch.setattr(TimeSeries, "fetch_open_data", short)
-    with pytest.raises(DataError, match="do not cover the segment 1000-1016"):
-        fetch_background(str(tmp_path / "x.hdf5"), ["H1"], 1000, 1016, 256)
-    assert not list(tmp_path.iterdir())
 
 
 def test_sky_distributions_from_a_training_config_data_section(tmp_path):

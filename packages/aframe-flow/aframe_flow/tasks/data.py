@@ -1,10 +1,11 @@
-"""Data tasks: background strain (synthetic, or fetched with gwpy) and waveform sets.
+"""Data tasks: background strain (synthetic, or fetched over analysis segments) and waveforms.
 
 All write into one data directory laid out as aframe-lib's training Dataset reads it
 (``background-*.hdf5``, ``psd.hdf5``, ``waveforms.hdf5``, ``val_waveforms.hdf5``), by default
 ``<paths.base_dir>/data/<data key>`` (keyed by every data parameter). :class:`Data` requires
 :class:`SyntheticData` (the whole synthetic dataset) or, for ``--background fetch``,
-:class:`FetchBackground` and the training, validation and test waveform sets.
+:class:`FetchBackground` (which requires :class:`Segments`: ``Segments -> FetchBackground ->
+Data``) and the training, validation and test waveform sets.
 :class:`HeldOutBackground` is evaluation's: more synthetic noise in ``<data dir>/heldout/``,
 from a seed stream disjoint from every one training uses (:func:`stream_seed`).
 
@@ -30,7 +31,7 @@ from ..base import DataParameters, SandboxTask
 from ..declared import MANIFEST, STREAMS, SYNTHETIC, WAVEFORM_FILES, stream_seed
 from ..parameters import GpusParameter, ParameterError
 from ..sandbox import local_executable
-from ..targets import file_target, join
+from ..targets import file_target, join, write_bytes_atomic
 
 # seed streams of one --seed and the names of a synthetic dataset's files: aframe-lib's
 # (aframe_lib.data.synthetic), read from its declaration shipped with flow (a login node has no
@@ -134,31 +135,112 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
-class FetchBackground(DataTask, law.LocalWorkflow):
-    """Real strain via gwpy (``aframe-data fetch``), one branch per chunk (at most
-    ``--max-duration``) of a segment."""
+class Segments(DataTask):
+    """The analysis segments of a fetched background, in ``<data dir>/segments/``:
+    ``train.txt`` (and ``test.txt`` with ``--test-stop``), segwizard files, and ``segments.json``
+    (the query; written last). With ``--train-start``/``--train-stop`` they are queried with
+    ``aframe-data segments`` (DQSegDB or the open-data timeline: ``--segment-source``,
+    ``--flags``, ``--vetoes``, ``--min-duration``); with ``--segments`` the given pairs are
+    written as they are (no query)."""
+
+    subcommand = "segments"
+
+    @property
+    def segments_dir(self) -> str:
+        return join(self.data_root, "segments")
+
+    def output(self):
+        out = {
+            "query": file_target(join(self.segments_dir, "segments.json")),
+            "train": file_target(join(self.segments_dir, "train.txt")),
+        }
+        if self.train_start is not None and self.test_stop is not None:
+            out["test"] = file_target(join(self.segments_dir, "test.txt"))
+        return out
+
+    def arguments(self) -> dict[str, Any]:
+        end = self.test_stop if self.test_stop is not None else self.train_stop
+        args = dict(
+            out_dir=self.segments_dir, ifos=list(self.ifos), start=self.train_start, end=end,
+            source=self.segment_source, min_duration=self.min_duration,
+        )  # fmt: skip
+        if self.test_stop is not None:
+            args["train_stop"] = self.train_stop
+        if self.flags:
+            args["flags"] = list(self.flags)
+        if self.vetoes:
+            args["vetoes"] = list(self.vetoes)
+        return args
+
+    def run(self):
+        if self.train_start is not None:
+            return super().run()
+        # given pairs: a two-column segments file (what igwn-segments' fromsegwizard reads)
+        text = "".join(f"{_num(a)} {_num(b)}\n" for a, b in self.parsed_segments())
+        write_bytes_atomic(join(self.segments_dir, "train.txt"), text.encode())
+        query = {"source": "given", "segments": [list(p) for p in self.parsed_segments()]}
+        write_bytes_atomic(self.output()["query"].path, json.dumps(query).encode())
+
+
+class FetchBackground(DataTask):
+    """Real strain over the training segments (``aframe-data fetch --segments
+    <data dir>/segments/train.txt``): chunks of at most ``--max-duration`` on the source files'
+    edges, ``--fetch-jobs`` in parallel, from frames (``--frametypes`` + ``--channels``, through
+    gwdatafind) or open data; resumable (a rerun fetches only the missing files).
+    ``fetch.json``, written last by aframe-data, marks it complete."""
 
     subcommand = "fetch"
 
-    def create_branch_map(self):
-        chunks = []
-        for start, end in self.parsed_segments():
-            n = math.ceil((end - start) / self.max_duration)
-            edges = [start + i * self.max_duration for i in range(n)] + [end]
-            chunks += list(zip(edges[:-1], edges[1:], strict=True))
-        return dict(enumerate(chunks))
+    fetch_jobs = luigi.IntParameter(
+        default=1, significant=False,
+        description="chunks fetched in parallel (memory grows with it)",
+    )  # fmt: skip
+    skip_bad = luigi.BoolParameter(
+        default=False, significant=False,
+        description="keep going past chunks refused for holes (listed in refused.json)",
+    )  # fmt: skip
+
+    def requires(self):
+        return Segments.req(self)
 
     def output(self):
-        start, end = self.branch_data
-        name = f"background-{_num(start)}-{_num(end - start)}.hdf5"
-        return file_target(join(self.data_root, name))
+        return file_target(join(self.data_root, "fetch.json"))
 
     def arguments(self) -> dict[str, Any]:
-        start, end = self.branch_data
-        return dict(
-            path=self.output().path, ifos=list(self.ifos), start=start, end=end,
-            sample_rate=self.sample_rate, channels=list(self.channels),
+        args = dict(
+            data_dir=self.data_root, ifos=list(self.ifos), sample_rate=self.sample_rate,
+            segments=self.input()["train"].path, max_duration=self.max_duration,
+            jobs=self.fetch_jobs, skip_bad=self.skip_bad,
         )  # fmt: skip
+        if self.frametypes:
+            args.update(frametypes=list(self.frametypes), channels=list(self.channels))
+        return args
+
+
+class FetchTestBackground(FetchBackground):
+    """The test period's strain (``<data dir>/test``, over ``segments/test.txt``): evaluation's
+    held-out background when the training background is fetched with ``--test-stop``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.train_start is None or self.test_stop is None:
+            raise ParameterError(
+                "a test period needs --train-start, --train-stop and --test-stop (the test "
+                "period is [train-stop, test-stop))"
+            )
+
+    @property
+    def test_root(self) -> str:
+        return join(self.data_root, "test")
+
+    def output(self):
+        return file_target(join(self.test_root, "fetch.json"))
+
+    def arguments(self) -> dict[str, Any]:
+        return {
+            **super().arguments(), "data_dir": self.test_root,
+            "segments": self.input()["test"].path,
+        }  # fmt: skip
 
 
 class WaveformTask(DataTask):
@@ -304,6 +386,8 @@ class Data(DataParameters, law.WrapperTask):
 __all__ = [
     "Data",
     "FetchBackground",
+    "FetchTestBackground",
+    "Segments",
     "HeldOutBackground",
     "SyntheticBackground",
     "SyntheticData",

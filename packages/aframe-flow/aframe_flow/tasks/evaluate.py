@@ -4,8 +4,9 @@ The model is Train's output (``.req(self)``, so the same parameters train it fir
 ``--model`` path. The background searched is never the training background:
 
 - default (``--eval-data heldout``): :class:`~.data.HeldOutBackground`, synthetic noise like the
-  training background's from a seed stream training never uses (fetched training data: give
-  ``--eval-data DIR`` with strain training never saw);
+  training background's from a seed stream training never uses; for fetched training data, the
+  test period ``[--train-stop, --test-stop)`` fetched by :class:`~.data.FetchTestBackground`
+  (without ``--test-stop``: give ``--eval-data DIR`` with strain training never saw);
 - ``--eval-data synthetic``: noise that ``aframe-train evaluate`` generates itself, from the
   stream ``EVALUATE`` of ``--seed`` (which no training background of any seed uses);
 - ``--eval-data DIR``: a background directory (not the training data's).
@@ -39,7 +40,7 @@ from ..parameters import ParameterError, PathParameter
 from ..sandbox import run_command
 from ..targets import atomic_local_path, file_target, filesystem, is_remote, join
 from ..targets import write_bytes_atomic as write_atomic
-from .data import EVALUATE, HeldOutBackground, stream_seed
+from .data import EVALUATE, FetchTestBackground, HeldOutBackground, stream_seed
 from .train import Train, TrainBase, resolve_config
 
 NUMBER_LINE = re.compile(r"^(\w[\w.]*): (\S+)$")
@@ -125,10 +126,11 @@ class Evaluate(TrainBase):
         self.config_path = resolve_config(self.config) if self.config else None
         self.check_model()
         eval_data = self.eval_data or "heldout"
-        if eval_data == "heldout" and self.background != "synthetic":
+        if eval_data == "heldout" and self.background != "synthetic" and self.test_stop is None:
             raise ParameterError(
                 f"Evaluate: no held-out data for --background={self.background}: give "
-                "--eval-data DIR (strain the model was not trained on) or --eval-data synthetic"
+                "--test-stop (the test period after --train-stop, fetched), --eval-data DIR "
+                "(strain the model was not trained on) or --eval-data synthetic"
             )
         if eval_data not in KEYWORDS:
             if is_remote(eval_data) or not os.path.exists(eval_data):
@@ -244,6 +246,8 @@ class Evaluate(TrainBase):
         if self.eval_data == "synthetic":
             return None
         if self.eval_data in ("", "heldout"):
+            if self.background == "fetch":  # the test period
+                return FetchTestBackground.req(self).test_root
             return HeldOutBackground.req(self).heldout_root
         return self.eval_data
 
@@ -252,6 +256,13 @@ class Evaluate(TrainBase):
         if self.eval_data == "synthetic":
             return {"kind": "synthetic", "seed": self.eval_seed, "stream": EVALUATE,
                     "training_seed": self.seed}  # fmt: skip
+        if self.eval_data in ("", "heldout") and self.background == "fetch":
+            return {
+                "kind": "test period",
+                "path": self.data_path,
+                "gps": [self.train_stop, self.test_stop],
+                "training_data": self.data_root,
+            }
         if self.eval_data in ("", "heldout"):
             heldout = HeldOutBackground.req(self)
             return {"kind": "heldout", "path": self.data_path,
@@ -268,7 +279,8 @@ class Evaluate(TrainBase):
         if not self.model:
             reqs["train"] = self.model_requirement()
         if self.eval_data in ("", "heldout"):
-            reqs["data"] = HeldOutBackground.req(self)
+            fetched = self.background == "fetch"
+            reqs["data"] = (FetchTestBackground if fetched else HeldOutBackground).req(self)
         return reqs
 
     def model_path(self) -> str:

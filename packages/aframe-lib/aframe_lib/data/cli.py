@@ -5,7 +5,8 @@ docstrings), so each parameter is written once, in the function::
 
     aframe-data synthetic --data_dir DIR [--ifos=[H1,L1] --sample_rate 2048 --seed 0 ...]
     aframe-data waveforms --path FILE --num_waveforms N --sample_rate 2048 [--seed 0 ...]
-    aframe-data fetch --path FILE --ifos=[H1,L1] --start T0 --end T1 --sample_rate 2048
+    aframe-data segments --out_dir SEGS --ifos=[H1,L1] --start T0 --end T1 --train_stop T
+    aframe-data fetch --data_dir DIR --segments SEGS/train.txt --ifos=[H1,L1] --sample_rate 2048
     aframe-data synthetic --config data.yaml     # any of them from a YAML file
 
 =============  =====================================================  ========================
@@ -13,7 +14,8 @@ subcommand     function                                               writes
 =============  =====================================================  ========================
 ``synthetic``  :func:`~aframe_lib.data.synthetic.ensure_synthetic_dataset`  a whole dataset
 ``waveforms``  :func:`~aframe_lib.data.synthetic.generate_waveforms`  one waveform file
-``fetch``      :func:`~aframe_lib.data.fetch.fetch_background`        one background file
+``segments``   :func:`~aframe_lib.data.segments.query_segments`       segment lists by period
+``fetch``      :func:`~aframe_lib.data.fetch.fetch_strain`            background files
 ``glitches``   :func:`~aframe_lib.data.glitches.generate_glitch_bank` a glitch bank
 =============  =====================================================  ========================
 
@@ -42,11 +44,18 @@ PROG = "aframe-data"
 COMMANDS = {
     "synthetic": ("aframe_lib.data.synthetic", "ensure_synthetic_dataset"),
     "waveforms": ("aframe_lib.data.synthetic", "generate_waveforms"),
-    "fetch": ("aframe_lib.data.fetch", "fetch_background"),
+    "fetch": ("aframe_lib.data.fetch", "fetch_strain"),
+    "segments": ("aframe_lib.data.segments", "query_segments"),
     "glitches": ("aframe_lib.data.glitches", "generate_glitch_bank"),
 }
 # the argument of each subcommand that names where it writes (for storage error messages)
-OUTPUT = {"synthetic": "data_dir", "waveforms": "path", "fetch": "path", "glitches": "path"}
+OUTPUT = {
+    "synthetic": "data_dir",
+    "waveforms": "path",
+    "fetch": "data_dir",
+    "segments": "out_dir",
+    "glitches": "path",
+}
 
 
 def functions(names: Sequence[str] = tuple(COMMANDS)) -> dict[str, Callable[..., Any]]:
@@ -89,7 +98,7 @@ def _summary(name: str, kwargs: dict[str, Any], result: Any) -> None:
         for path in sorted(filesystem.ls(inner, detail=False)):
             print(f"{path.rsplit('/', 1)[-1]:48s} {filesystem.size(path) / 2**20:9.1f} MiB")
         print(f"synthetic dataset ready in {result}")
-    elif name in ("fetch", "glitches"):
+    elif name in ("fetch", "segments", "glitches"):
         print(f"wrote {result}")
 
 
