@@ -55,8 +55,8 @@ def test_each_candidate_arrives_once_with_its_p_astro(gracedb, tmp_path):
         assert event["content_id"] == c.content_id
         (log,) = event["log"]
         assert log["filename"] == "aframe.p_astro.json" and log["tag_names"] == ["p_astro"]
-        assert json.loads(event["files"]["aframe.p_astro.json"]) == {"BBH": 0.9,
-                                                                    "Terrestrial": pytest.approx(0.1)}  # fmt: skip
+        p_astro = json.loads(event["files"]["aframe.p_astro.json"])
+        assert p_astro == {"BBH": 0.9, "Terrestrial": pytest.approx(0.1)}
     assert len(outbox.acknowledged()) == 3
 
 
