@@ -42,9 +42,10 @@ COMMANDS = {
     "synthetic": ("aframe_lib.data.synthetic", "ensure_synthetic_dataset"),
     "waveforms": ("aframe_lib.data.synthetic", "generate_waveforms"),
     "fetch": ("aframe_lib.data.fetch", "fetch_background"),
+    "replay": ("aframe_lib.data.replay", "replay"),
 }
 # the argument of each subcommand that names where it writes (for storage error messages)
-OUTPUT = {"synthetic": "data_dir", "waveforms": "path", "fetch": "path"}
+OUTPUT = {"synthetic": "data_dir", "waveforms": "path", "fetch": "path", "replay": "out"}
 
 
 def functions(names: Sequence[str] = tuple(COMMANDS)) -> dict[str, Callable[..., Any]]:

@@ -93,8 +93,9 @@ class Outbox:
             "content_id": candidate.content_id,
             "graceid": None,
         }
-        path = self.directory / f"{candidate.gpstime:.3f}-{candidate.content_id}.json"
-        if not path.exists():
+        name = f"{candidate.gpstime:.3f}-{candidate.content_id}.json"
+        path = self.directory / name
+        if not path.exists() and not (self.sent / name).exists():  # a replayed candidate
             self._write(path, record)
         return path
 

@@ -1,0 +1,123 @@
+"""The whole online road on a replay: frames -> aframe-online -> a GraceDB stand-in (https).
+
+The model is the search tests' oracle (whitened excess power, helpers/search.py); the
+background is built as ``aframe-train evaluate`` builds it (timeslides of other noise, the
+settings recorded in the file).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers.gracedb_api import GraceDbStandIn
+from helpers.search import IFOS, SAMPLE_RATE
+
+pytestmark = pytest.mark.slow  # ~70 s: a 3000 s timeslide background, frames written by gwpy
+
+T0 = 1_000_000_000  # generate_background's first GPS second
+
+
+@pytest.fixture(scope="module")
+def world(oracle, tmp_path_factory):
+    """The model, a background file (settings recorded), noise to replay, loud waveforms."""
+    from ml4gw.distributions import PowerLaw
+
+    from aframe_lib.data.noise import generate_background
+    from aframe_lib.data.synthetic import WaveformPopulation, generate_waveforms
+    from aframe_lib.online.service import ONLINE_DEFAULTS
+    from aframe_lib.search import Search, SearchSettings, find_spans, timeslide_spans
+    from aframe_lib.search.events import write_events
+
+    root = tmp_path_factory.mktemp("online")
+    settings = SearchSettings(**ONLINE_DEFAULTS, device="cpu")
+    search = Search.from_exported(str(oracle), settings)
+    generate_background(str(root / "bgdata"), IFOS, 240.0, SAMPLE_RATE, 120.0, seed=11)
+    spans = find_spans(str(root / "bgdata"), IFOS, SAMPLE_RATE)
+    result = search.run(timeslide_spans(spans, 2.0, 3000.0, search.livetime_of), progress=False)
+    write_events(str(root / "background_events.hdf5"), result.events,
+                 {**search.settings(), "livetime": result.livetime})  # fmt: skip
+    generate_background(str(root / "noise"), IFOS, 100.0, SAMPLE_RATE, 100.0, seed=12)
+    generate_waveforms(
+        str(root / "waveforms.hdf5"), 8, SAMPLE_RATE, duration=4.0, coalescence_time=3.0,
+        population=WaveformPopulation(distance=PowerLaw(50.0, 150.0, 2)), seed=5,
+    )  # fmt: skip
+    return {"root": root, "model": str(oracle), "livetime": result.livetime}
+
+
+@pytest.fixture
+def gracedb(tmp_path, monkeypatch):
+    with GraceDbStandIn(tmp_path) as server:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.cert))
+        yield server
+
+
+def _online(world, frames, tmp_path, gracedb, **kwargs):
+    from aframe_lib.online.service import run_online
+
+    args = dict(
+        model=world["model"], frames=str(frames),
+        background=str(world["root"] / "background_events.hdf5"), gracedb=gracedb.url,
+        outbox=str(tmp_path / "outbox"), far_threshold=1.5 / world["livetime"] * 3.15576e7,
+        group="Test", exit_after_idle=3.0, late=0.2, timeout=1.0,
+    )  # fmt: skip
+    return run_online(**{**args, **kwargs})
+
+
+def test_an_injection_in_a_replay_arrives_with_its_gps_time_and_a_far_below_threshold(
+    world, tmp_path, gracedb, capsys
+):
+    from aframe_lib.data.replay import replay
+    from aframe_lib.search.injections import read_injections
+
+    frames = tmp_path / "frames"
+    replay(str(world["root"] / "noise"), str(frames), speed=0,
+           injections=str(world["root"] / "waveforms.hdf5"), injection_spacing=16.0,
+           injection_start=24.0)  # fmt: skip
+    table, _ = read_injections(str(frames / "injections.hdf5"))
+    assert len(table["time"]) >= 3
+    summary = _online(world, frames, tmp_path, gracedb)
+    threshold = 1.5 / world["livetime"] * 3.15576e7
+    events = list(gracedb.events.values())
+    assert gracedb.duplicates == 0 and summary["pending_uploads"] == 0
+    for t in table["time"]:
+        near = [e for e in events if abs(e["gpstime"] - t) < 0.5]
+        assert len(near) == 1, (t, [e["gpstime"] for e in events])
+        assert near[0]["far"] * 3.15576e7 < threshold
+        assert near[0]["pipeline"] == "aframe" and near[0]["search"] == "AllSky"
+    # one 100 s segment: kernels ending 1.5 s to 99.5 s in, every 1/4 s, less 3 integrated
+    assert summary["livetime_s"] == pytest.approx(((100 - 2) * 4 + 1 - 3) / 4)
+
+
+def test_pure_noise_uploads_nothing_above_threshold_and_gaps_are_dead_time(
+    world, tmp_path, gracedb, capsys
+):
+    """Noise replayed with a missing second (H1) and a not-ready second (L1): both are dead
+    time, the search restarts after each, and only events under the threshold are uploaded."""
+    from aframe_lib.data.frames import ifo_frame_name
+    from aframe_lib.data.replay import replay, write_second
+
+    frames = tmp_path / "frames"
+    replay(str(world["root"] / "noise"), str(frames), speed=0)
+    (frames / ifo_frame_name("H1", "llhoft", T0 + 40)).unlink()
+    write_second(frames, "L1", T0 + 70, np.zeros(int(SAMPLE_RATE)), state=1)  # no intent bit
+    summary = _online(world, frames, tmp_path, gracedb, far_threshold=1e9)
+    out = capsys.readouterr().out
+    fars = [float(w.split("=")[1]) for w in out.split() if w.startswith("far_per_yr=")]
+    assert len(fars) > 10 and len(gracedb.events) == sum(f < 1e9 for f in fars)
+    # the second missing, and the one after the replay's last that never comes
+    assert summary["dead_time_missing_s"] == 2 and summary["dead_time_not_ready_s"] == 1
+    # three segments: [0, 40), [41, 70), [71, 100): each loses psd warm-up + filter + kernel
+    expected = sum(((n - 2) * 4 + 1 - 3) / 4 for n in (40, 29, 29))
+    assert summary["livetime_s"] == pytest.approx(expected)
+
+
+def test_a_background_made_with_other_settings_is_refused(world, tmp_path):
+    from aframe_lib.online.service import run_online
+    from aframe_lib.online.significance import BackgroundMismatch
+    from aframe_lib.search import SearchSettings
+
+    (tmp_path / "frames").mkdir()
+    with pytest.raises(BackgroundMismatch, match="cluster_window=1.0.*cluster_window=8.0"):
+        run_online(world["model"], str(tmp_path / "frames"),
+                   str(world["root"] / "background_events.hdf5"),
+                   settings=SearchSettings(device="cpu"))  # fmt: skip
