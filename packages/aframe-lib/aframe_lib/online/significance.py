@@ -20,8 +20,11 @@ timeslides; attributes: ``livetime`` and the search settings it ran with,
   with the ``p-astro`` package's ``p_astro_update``): over the events above ``s0``, the
   background's statistic at ``pastro_far`` (default 1 per day),
 
-  - ``b(s)``: the density of the background events' statistic above ``s0`` (a Gaussian KDE),
-    ``Λb`` their rate, ``#{stat > s0} / T`` per year;
+  - ``b(s)``: the density of the background events' statistic above ``s0``: a Gaussian KDE up
+    to the ``tail``-th loudest event (default the 50th), an exponential beyond it fitted to
+    those ``tail`` loudest (the maximum-likelihood rate of their excess over it), since a
+    KDE's Gaussian tails fall faster than a background's and would make every loud event
+    certain; ``Λb`` their rate, ``#{stat > s0} / T`` per year;
   - ``f(s)``: that of the found injections' statistic above ``s0``, ``Λs = R V(s0)`` with
     ``V(s0)`` the sensitive volume of the injections above ``s0`` (Euclidean, uniform in
     volume over their distance range, :func:`aframe_lib.search.metrics.sensitive_volume`)
@@ -29,8 +32,7 @@ timeslides; attributes: ``livetime`` and the search settings it ran with,
     yr^-1 (at z = 0.2) of the GWTC-3 population analysis (LVK, Phys. Rev. X 13, 011048
     (2023)).
 
-  Below ``s0`` p_astro is not computed (0 is reported); above every background event ``b``
-  is the KDE's tail. The p-astro package's rate files and SNR thresholds are for matched-filter
+  Below ``s0`` p_astro is not computed (0 is reported). The p-astro package's rate files and SNR thresholds are for matched-filter
   pipelines and are not used.
 """
 
@@ -121,6 +123,7 @@ class PAstro:
         distance_range: ``(min, max)`` Mpc the injections were drawn from, uniform in volume.
         bbh_rate: BBH merger rate, Gpc^-3 yr^-1.
         pastro_far: FAR (per year) of the statistic ``s0`` above which p_astro is computed.
+        tail: loudest background events the exponential tail of ``b`` is fitted to.
     """
 
     background: Background
@@ -128,6 +131,7 @@ class PAstro:
     distance_range: tuple[float, float]
     bbh_rate: float = BBH_RATE
     pastro_far: float = 365.25
+    tail: int = 50
 
     def __post_init__(self) -> None:
         from scipy.stats import gaussian_kde
@@ -147,8 +151,13 @@ class PAstro:
                 "for their densities; use a longer background or more injections, or a "
                 "larger --pastro_far"
             )
-        self.b = gaussian_kde(above)
+        self.kde_b = gaussian_kde(above)
         self.f = gaussian_kde(signal)
+        k = min(self.tail, len(above) - 1)
+        self.s_tail = float(above[k])  # above is sorted loudest first
+        excess = above[:k] - self.s_tail
+        self.tail_rate = 1.0 / max(float(excess.mean()), 1e-12) if k else math.inf
+        self.tail_mass = k / len(above)
         self.rate_b = len(above) / self.background.livetime * SECONDS_PER_YEAR
         volume = sensitive_volume(
             np.asarray(self.found, np.float64), self.s0, self.distance_range
@@ -160,10 +169,16 @@ class PAstro:
 
         if not stat > self.s0:
             return 0.0
-        f, b = float(self.f(stat)[0]), float(self.b(stat)[0])
-        b = max(b, 1e-300)
+        f, b = float(self.f(stat)[0]), max(self.b(stat), 1e-300)
         counts = {"counts_Terrestrial": self.rate_b, "counts_BBH": self.rate_s}
         return float(p_astro_update("counts_BBH", {"counts_BBH": f / b}, counts))
+
+    def b(self, stat: float) -> float:
+        """Density of the background statistic above ``s0`` at ``stat``."""
+        if stat <= self.s_tail:
+            return float(self.kde_b(stat)[0])
+        lam = self.tail_rate
+        return self.tail_mass * lam * math.exp(-lam * (stat - self.s_tail))
 
     @classmethod
     def read(cls, background: Background, path: str | Path, **kwargs: Any) -> PAstro:
