@@ -82,6 +82,7 @@ class GraceDbStandIn:
         self.fail_until = 0.0
         self.fail_status = 503
         self.failed = 0
+        self.delay = 0.0  # seconds each event creation takes (to kill a client mid-stream)
         self.lock = threading.Lock()
         stand_in = self
 
@@ -187,6 +188,7 @@ class GraceDbStandIn:
         if not parts and method == "GET":
             return 200, self.root()
         if parts == ["events"] and method == "POST":
+            time.sleep(self.delay)
             return self._create(self._form(h))
         if len(parts) >= 2 and parts[0] == "events":
             event = self._find(parts[1])

@@ -121,3 +121,63 @@ def test_a_background_made_with_other_settings_is_refused(world, tmp_path):
         run_online(world["model"], str(tmp_path / "frames"),
                    str(world["root"] / "background_events.hdf5"),
                    settings=SearchSettings(device="cpu"))  # fmt: skip
+
+
+def _script() -> list[str]:
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "aframe-online"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "aframe_lib.online.service"]
+
+
+def test_kill_9_and_restart_uploads_each_event_exactly_once(world, tmp_path, gracedb):
+    """The service is killed (SIGKILL) right after GraceDB acknowledged the first candidate,
+    the rest still in the outbox (the server had been failing); restarted on the same outbox
+    and frames, it uploads every candidate exactly once."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from aframe_lib.data.replay import replay
+    from aframe_lib.search.injections import read_injections
+
+    frames, outbox = tmp_path / "frames", tmp_path / "outbox"
+    replay(str(world["root"] / "noise"), str(frames), speed=0,
+           injections=str(world["root"] / "waveforms.hdf5"), injection_spacing=16.0,
+           injection_start=24.0)  # fmt: skip
+    n = len(read_injections(str(frames / "injections.hdf5"))[0]["time"])
+    cmd = [*_script(), "--model", world["model"], "--frames", str(frames), "--background",
+           str(world["root"] / "background_events.hdf5"), "--gracedb", gracedb.url,
+           "--outbox", str(outbox), "--far_threshold",
+           str(1.5 / world["livetime"] * 3.15576e7), "--group", "Test", "--device", "cpu",
+           "--late", "0.2", "--timeout", "1"]  # fmt: skip
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(gracedb.cert)}
+
+    def wait(cond, timeout=120.0):
+        end = time.monotonic() + timeout
+        while not cond() and time.monotonic() < end:
+            time.sleep(0.01)
+        return cond()
+
+    gracedb.fail_for(600.0)
+    gracedb.delay = 0.5  # each creation takes 0.5 s: the kill comes while the rest wait
+    proc = subprocess.Popen([*cmd, "--exit_after_idle", "600"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        assert wait(lambda: len(list(outbox.glob("*.json"))) == n), proc.stderr
+        gracedb.fail_for(0.0)
+        assert wait(lambda: outbox.joinpath("sent").exists()
+                    and len(list(outbox.joinpath("sent").glob("*.json"))) >= 1)  # fmt: skip
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    acked = len(list(outbox.joinpath("sent").glob("*.json")))
+    assert 1 <= acked < n
+    gracedb.delay = 0.0
+    proc = subprocess.run([*cmd, "--exit_after_idle", "3"], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(gracedb.events) == n and gracedb.duplicates == 0
+    assert not list(outbox.glob("*.json")) and len(list((outbox / "sent").glob("*.json"))) == n

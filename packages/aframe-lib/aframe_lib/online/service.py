@@ -178,3 +178,7 @@ def main(args: list[str] | None = None) -> None:
     settings = SearchSettings.pop_from(values)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     run_online(**values, settings=settings)
+
+
+if __name__ == "__main__":
+    main()
