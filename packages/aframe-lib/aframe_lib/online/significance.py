@@ -32,8 +32,8 @@ timeslides; attributes: ``livetime`` and the search settings it ran with,
     yr^-1 (at z = 0.2) of the GWTC-3 population analysis (LVK, Phys. Rev. X 13, 011048
     (2023)).
 
-  Below ``s0`` p_astro is not computed (0 is reported). The p-astro package's rate files and SNR thresholds are for matched-filter
-  pipelines and are not used.
+  Below ``s0`` p_astro is not computed (0 is reported). The p-astro package's rate files and
+  SNR thresholds are for matched-filter pipelines and are not used.
 """
 
 from __future__ import annotations
