@@ -1,0 +1,69 @@
+"""The frame source: every second read, or dead time with its reason; never an exception."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+RATE = 64
+
+
+def _write(frames, gps, ifos=("H1", "L1"), state=3, value=None):
+    from aframe_lib.data.replay import write_second
+
+    for j, ifo in enumerate(ifos):
+        x = np.full(RATE, gps + j / 10.0 if value is None else value)
+        write_second(frames, ifo, gps, x, state=state)
+
+
+def _read_all(frames, **kwargs):
+    from aframe_lib.online.source import FrameSource
+
+    src = FrameSource(frames, ["H1", "L1"], RATE, late=0.05, timeout=0.3, **kwargs)
+    seconds = []
+    for s in src:
+        seconds.append(s)
+        if s.gps >= 109:
+            break
+    return src, seconds
+
+
+def test_bad_seconds_are_dead_time_with_their_reason(tmp_path):
+    from aframe_lib.data.frames import ifo_frame_name
+
+    for gps in range(100, 110):
+        _write(tmp_path, gps)
+    (tmp_path / ifo_frame_name("L1", "llhoft", 102)).unlink()  # missing
+    _write(tmp_path, 104, state=2)  # HOFT_OK bit clear
+    _write(tmp_path, 105, value=np.nan)  # NaN strain
+    (tmp_path / ifo_frame_name("H1", "llhoft", 106)).write_bytes(b"not a frame")
+    (tmp_path / "H-H1_llhoft-notgps-1.gwf").write_bytes(b"")  # ignored name
+    src, seconds = _read_all(tmp_path)
+    reasons = {s.gps: s.reason for s in seconds}
+    assert reasons == {100: None, 101: None, 102: "missing", 103: None, 104: "not ready",
+                       105: "nonfinite", 106: "unreadable", 107: None, 108: None, 109: None}  # fmt: skip
+    ok = next(s for s in seconds if s.gps == 103)
+    np.testing.assert_allclose(ok.strain, [[103.0] * RATE, [103.1] * RATE], rtol=1e-6)
+    assert src.dead == {"missing": 1, "not ready": 1, "nonfinite": 1, "unreadable": 1}
+
+
+def test_a_custom_bitmask_and_a_jump_over_a_long_gap(tmp_path):
+    for gps in (100, 101, 105, 106, 107, 108, 109):
+        _write(tmp_path, gps, state=1)
+    src, seconds = _read_all(tmp_path, bitmask=1)
+    assert [s.gps for s in seconds] == [100, 101, 102, 105, 106, 107, 108, 109]
+    assert [s.reason for s in seconds][2] == "missing"
+    assert src.dead == {"missing": 3}  # 102, 103, 104
+    src, seconds = _read_all(tmp_path)  # default bitmask 3: bit 1 unset, nothing is ready
+    assert {s.reason for s in seconds if s.gps != 102} == {"not ready"}
+
+
+def test_aframe_online_bad_input_is_one_message_and_exit_2(tmp_path, capsys):
+    from aframe_lib.online.service import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--model", str(tmp_path / "model.pt"), "--frames", str(tmp_path / "nope"),
+              "--background", str(tmp_path / "bg.hdf5")])  # fmt: skip
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--frames" in err and "no such directory" in err and "Traceback" not in err
