@@ -245,6 +245,7 @@ class GraceDbStandIn:
                 "labels": [],
                 "log": [],
                 "files": {filename: content},
+                "created": time.time(),  # when it was acknowledged (latency benchmarks)
             }
             return 201, self._public(self.events[graceid])
 

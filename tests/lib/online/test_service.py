@@ -88,7 +88,7 @@ def test_an_injection_in_a_replay_arrives_with_its_gps_time_and_a_far_below_thre
     assert summary["livetime_s"] == pytest.approx(((100 - 2) * 4 + 1 - 3) / 4)
 
 
-def test_pure_noise_uploads_nothing_above_threshold_and_gaps_are_dead_time(
+def test_pure_noise_uploads_nothing_above_threshold_gaps_are_dead_time_and_outages_lose_nothing(
     world, tmp_path, gracedb, capsys
 ):
     """Noise replayed with a missing second (H1) and a not-ready second (L1): both are dead
@@ -98,12 +98,14 @@ def test_pure_noise_uploads_nothing_above_threshold_and_gaps_are_dead_time(
 
     frames = tmp_path / "frames"
     replay(str(world["root"] / "noise"), str(frames), speed=0)
+    gracedb.fail_for(4.0)  # GraceDB down as the service starts: nothing may be lost
     (frames / ifo_frame_name("H1", "llhoft", T0 + 40)).unlink()
     write_second(frames, "L1", T0 + 70, np.zeros(int(SAMPLE_RATE)), state=1)  # no intent bit
     summary = _online(world, frames, tmp_path, gracedb, far_threshold=1e9)
     out = capsys.readouterr().out
     fars = [float(w.split("=")[1]) for w in out.split() if w.startswith("far_per_yr=")]
     assert len(fars) > 10 and len(gracedb.events) == sum(f < 1e9 for f in fars)
+    assert gracedb.failed > 0 and gracedb.duplicates == 0 and summary["pending_uploads"] == 0
     # the second missing, and the one after the replay's last that never comes
     assert summary["dead_time_missing_s"] == 2 and summary["dead_time_not_ready_s"] == 1
     # three segments: [0, 40), [41, 70), [71, 100): each loses psd warm-up + filter + kernel

@@ -125,6 +125,8 @@ def replay(
     if not spans:
         return out
     gps0, wall0 = spans[0].t0, time.monotonic()
+    # the GPS-to-wall-clock mapping of this replay (a log line, for latency measurements)
+    logger.info("replay: GPS %d begins at unix time %.6f (speed %g)", gps0, time.time(), speed)
     written = 0
     for span in spans:
         rate = int(span.sample_rate)

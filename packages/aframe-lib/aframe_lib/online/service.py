@@ -51,6 +51,7 @@ def run_online(
     late: float = 1.0,
     timeout: float = 10.0,
     exit_after_idle: float | None = None,
+    heartbeat: float = 600.0,
     settings: SearchSettings | None = None,
 ) -> dict[str, float]:
     """Run the online search until stopped (see the module docstring).
@@ -73,7 +74,10 @@ def run_online(
         start: first GPS second; ``None``: the oldest second in ``frames``.
         late: seconds to wait for a frame once a later one of its IFO is there.
         timeout: seconds to wait for a frame when nothing newer comes.
-        exit_after_idle: stop after this many seconds without a new frame; ``None``: never.
+        exit_after_idle: stop after this many seconds without a new frame once frames came;
+            ``None``: never.
+        heartbeat: print a ``status:`` line (GPS, livetime, dead time, uploads, peak memory)
+            every this many seconds of data.
 
     Returns:
         The counts printed at the end.
@@ -104,16 +108,19 @@ def run_online(
     if gracedb:
         uploader = Uploader(box, lambda: client(gracedb), group=group).start()
     engine = OnlineSearch(search)
-    last_data = [time.monotonic()]
+    last_data: list[float | None] = [None]  # when the last frame was read
 
     def idle() -> bool:
-        return exit_after_idle is not None and time.monotonic() - last_data[0] > exit_after_idle
+        if exit_after_idle is None or last_data[0] is None:
+            return False
+        return time.monotonic() - last_data[0] > exit_after_idle
 
     source = FrameSource(
         frames, search.ifos, search.sample_rate, bitmask, start=start, late=late,
         timeout=timeout, stop=idle,
     )  # fmt: skip
     counts = {"events": 0, "candidates": 0}
+    logger.info("aframe-online: watching %s for %s frames", frames, ",".join(search.ifos))
 
     def handle(events) -> None:
         for e in events:
@@ -133,9 +140,28 @@ def run_online(
                 if uploader is not None:
                     uploader.wake()
 
+    beat = [None]
+
+    def status(gps: int) -> None:
+        import resource
+
+        if beat[0] is None:
+            beat[0] = gps
+        if gps - beat[0] < heartbeat:
+            return
+        beat[0] = gps
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+        print(
+            f"status: gps={gps} livetime_s={engine.livetime:g} "
+            f"dead_time_s={sum(source.dead.values())} events={counts['events']} "
+            f"uploaded={len(uploader.acks) if uploader else 0} max_rss_mb={rss:.1f}",
+            flush=True,
+        )
+
     try:
         for second in source:
             last_data[0] = time.monotonic()
+            status(second.gps)
             if second.strain is None:
                 handle(engine.end_segment())
             else:
