@@ -67,3 +67,18 @@ def test_aframe_online_bad_input_is_one_message_and_exit_2(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--frames" in err and "no such directory" in err and "Traceback" not in err
+
+
+def test_frames_at_a_multiple_of_the_model_rate_are_read_and_others_are_dead(tmp_path):
+    from aframe_lib.data.replay import write_second
+    from aframe_lib.online.source import FrameSource
+
+    for ifo in ("H1", "L1"):
+        write_second(tmp_path, ifo, 100, np.ones(2 * RATE))  # 2x: resampled by the engine
+        write_second(tmp_path, ifo, 101, np.ones(RATE + 1))  # not a multiple
+    write_second(tmp_path, "H1", 102, np.ones(RATE))
+    write_second(tmp_path, "L1", 102, np.ones(2 * RATE))  # IFOs at different rates
+    src = FrameSource(tmp_path, ["H1", "L1"], RATE)
+    first = src.read(100)
+    assert first.rate == 2 * RATE and first.strain.shape == (2, 2 * RATE)
+    assert src.read(101).reason == "rate" and src.read(102).reason == "rate"

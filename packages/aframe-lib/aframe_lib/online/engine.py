@@ -172,11 +172,20 @@ class OnlineSearch:
         """GPS time of the next sample the current segment wants (``None``: no segment)."""
         if self.t0 is None:
             return None
-        return self.t0 + self.size / self.search.sample_rate
+        return self.end_time
 
-    def _start(self, t0: float) -> None:
+    def _start(self, t0: float, rate: float) -> None:
         s = self.search
-        self.t0 = t0
+        self.t0 = self.end_time = t0
+        self.rate_in = rate
+        self.factor = 1
+        if not math.isclose(rate, s.sample_rate):
+            from aframe_lib.search.strain import resample_factor
+
+            self.factor = resample_factor(f"strain at GPS {t0}", rate, s.sample_rate)
+        # stored samples (at rate_in) not yet resampled: raw[:, i] is stored sample raw0 + i
+        self.raw = np.zeros((len(s.ifos), 0), np.float32)
+        self.raw0 = self.raw_size = self.resampled = 0
         self.size = 0
         self.offset = 0  # segment index of self.buffer's first sample
         self.buffer = np.zeros((len(s.ifos), 0), np.float32)
@@ -186,30 +195,75 @@ class OnlineSearch:
         self.outputs = 0
         self.segments += 1
 
-    def push(self, t0: float, strain: np.ndarray) -> list[Event]:
+    def push(self, t0: float, strain: np.ndarray, rate: float | None = None) -> list[Event]:
         """Add strain ``(num_ifos, n)`` starting at GPS ``t0``; return the events now decided.
 
-        Strain that does not continue the current segment (a gap) ends it first
-        (:meth:`end_segment`) and starts a new one.
+        Strain that does not continue the current segment (a gap, or another sample rate)
+        ends it first (:meth:`end_segment`) and starts a new one. ``rate`` (Hz; ``None``: the
+        model's) may be an integer multiple of the model's: the strain is then resampled as
+        the offline search resamples a span (:mod:`aframe_lib.search.resample`: the same
+        filter, each output computed once the stored samples its filter spans are there, the
+        segment's ends zero-padded as a span's are), which delays the search by the filter's
+        half-width (~64 model samples).
+
+        Raises:
+            aframe_lib.search.strain.StrainError: a rate the model's cannot be reached from.
         """
+        s = self.search
+        rate = s.sample_rate if rate is None else float(rate)
         strain = np.asarray(strain, np.float32)
         out: list[Event] = []
         if self.t0 is not None:
-            step = 1 / self.search.sample_rate
-            if abs(t0 - self.expected) > step / 2:
+            if abs(t0 - self.expected) > 0.5 / rate or not math.isclose(rate, self.rate_in):
                 out += self.end_segment()
         if self.t0 is None:
-            self._start(t0)
-        self.buffer = np.concatenate([self.buffer, strain], axis=1)
-        self.size += strain.shape[1]
+            self._start(t0, rate)
+        self.end_time = t0 + strain.shape[1] / rate
+        if self.factor == 1:
+            self._append(strain)
+        else:
+            self.raw = np.concatenate([self.raw, strain], axis=1)
+            self.raw_size += strain.shape[1]
+            self._resample(final=False)
         out += self._advance()
         return out
+
+    def _append(self, x: np.ndarray) -> None:
+        self.buffer = np.concatenate([self.buffer, x], axis=1)
+        self.size += x.shape[1]
+
+    def _resample(self, final: bool) -> None:
+        """Resample the stored samples whose outputs are complete (all of them at the end)."""
+        from aframe_lib.search.resample import decimate, margin
+
+        q, pad = self.factor, margin(self.factor)
+        last = self.raw_size // q if final else max(0, (self.raw_size - pad) // q)
+        first = self.resampled
+        if last <= first:
+            return
+        lo = max(0, first * q - pad)
+        hi = min(self.raw_size, last * q + pad)
+        if final:
+            hi = (self.raw_size // q) * q  # a span resamples whole model samples only
+        x = torch.from_numpy(self.raw[:, lo - self.raw0 : hi - self.raw0]).to(torch.float64)
+        y = decimate(x, q)
+        skip = first - lo // q
+        self._append(y[:, skip : skip + last - first].float().numpy())
+        self.resampled = last
+        keep = max(0, last * q - pad)
+        if keep > self.raw0:
+            self.raw = self.raw[:, keep - self.raw0 :]
+            self.raw0 = keep
 
     def end_segment(self) -> list[Event]:
         """The data stop here (a gap): decide the segment's last candidates, as offline."""
         if self.t0 is None:
             return []
-        events = self._events(self.clusterer.finish())
+        events = []
+        if self.factor != 1:
+            self._resample(final=True)
+            events += self._advance()
+        events += self._events(self.clusterer.finish())
         self.livetime += self.outputs / self.search.rate
         self.t0 = None
         return events

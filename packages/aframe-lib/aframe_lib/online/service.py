@@ -165,7 +165,7 @@ def run_online(
             if second.strain is None:
                 handle(engine.end_segment())
             else:
-                handle(engine.push(second.gps, second.strain))
+                handle(engine.push(second.gps, second.strain, second.rate))
     except KeyboardInterrupt:
         pass
     finally:

@@ -27,7 +27,9 @@ reason it is dead time:
 - ``not ready``: a state-vector sample without every bit of ``bitmask`` set (default
   :data:`~aframe_lib.data.replay.READY_BITMASK` = 3: bit 0 ``HOFT_OK``, bit 1
   ``OBSERVATION_INTENT``);
-- ``rate``: strain not at the model's sample rate.
+- ``rate``: strain neither at the model's sample rate nor at an integer multiple of it (which
+  :class:`~aframe_lib.online.engine.OnlineSearch` resamples as the offline search does), or
+  at different rates in different IFOs.
 
 The source never raises on bad data: it logs and goes on.
 """
@@ -55,6 +57,7 @@ class Second:
     gps: int
     strain: np.ndarray | None
     reason: str | None = None
+    rate: float | None = None  # Hz of ``strain``
 
 
 class FrameSource:
@@ -63,7 +66,8 @@ class FrameSource:
     Args:
         directory: where the frames land.
         ifos: IFOs, in the model's channel order.
-        sample_rate: the model's rate (Hz); frames at another rate are dead time.
+        sample_rate: the model's rate (Hz); frames at neither it nor a multiple of it are dead
+            time.
         bitmask: state-vector bits that must all be set for a second to count.
         strain_channel: strain channel after ``{IFO}:``.
         state_channel: state-vector channel after ``{IFO}:``.
@@ -190,11 +194,11 @@ class FrameSource:
             if not np.isfinite(x).all():
                 logger.warning("GPS %d: %s strain has NaN/inf: dead time", gps, ifo)
                 return Second(gps, None, "nonfinite")
-            if len(x) != round(self.sample_rate):
+            if len(x) % round(self.sample_rate) or (rows and len(x) != rows[0].shape[-1]):
                 logger.warning(
-                    "GPS %d: %s strain at %d Hz, not the model's %g Hz: dead time",
-                    gps, ifo, len(x), self.sample_rate,
+                    "GPS %d: %s strain at %d Hz, neither the model's %g Hz nor a multiple of it "
+                    "that every IFO shares: dead time", gps, ifo, len(x), self.sample_rate,
                 )  # fmt: skip
                 return Second(gps, None, "rate")
             rows.append(x.astype(np.float32))
-        return Second(gps, np.stack(rows))
+        return Second(gps, np.stack(rows), rate=float(rows[0].shape[-1]))
