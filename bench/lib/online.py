@@ -27,8 +27,14 @@ Run by ``nox -s bench`` as ``python bench/lib/online.py [--injections 50] [--mem
    sixth (the issue's 6 h vs 1 h, scaled to fit the benchmark's time; ``--memory 21600`` for
    the real thing).
 
+4. Sensitivity cost of the online settings: the tests' energy-detector oracle (no training, so
+   the comparison isolates the settings) searched with the online and the offline settings
+   over the same timeslide background (20 000 s) and 200 injections; the ratio of their
+   detection efficiencies at 1e4 false alarms per year (what that background can measure).
+
 Headlines: ``online_latency_p50_s``, ``online_latency_p90_s``, ``online_decision_delay_s``,
-``online_processing_p50_s``, ``online_events_measured``, ``online_memory_growth``.
+``online_processing_p50_s``, ``online_events_measured``, ``online_memory_growth``,
+``online_sensitivity_ratio``. ``--parts latency,memory,sensitivity`` picks what runs.
 """
 
 from __future__ import annotations
@@ -163,24 +169,76 @@ def memory(setup, root: Path, server, env, seconds: float) -> None:
                  f"after {seconds * (len(rss)) / 6:.0f} s")  # fmt: skip
 
 
+def sensitivity(root: Path, far_per_yr: float = 1e4) -> None:
+    """Detection efficiency at ``far_per_yr`` with the online settings over the offline ones,
+    for the energy-detector oracle of the tests (``tests/helpers/search.py``: a network-free
+    detector whose response does not depend on training, so the ratio isolates what the
+    shorter clustering window costs), on the same background and injections."""
+    from helpers.search import IFOS as OIFOS
+    from helpers.search import SAMPLE_RATE, export_oracle
+    from ml4gw.distributions import PowerLaw
+
+    from aframe_lib.data.noise import generate_background
+    from aframe_lib.data.synthetic import WaveformPopulation, generate_waveforms
+    from aframe_lib.online.service import ONLINE_DEFAULTS
+    from aframe_lib.search import (
+        Search,
+        SearchSettings,
+        find_spans,
+        inject_population,
+        timeslide_spans,
+    )  # fmt: skip
+    from aframe_lib.search import metrics as m
+
+    model = export_oracle(root / "oracle.pt")
+    generate_background(str(root / "sbg"), OIFOS, 1200.0, SAMPLE_RATE, 600.0, seed=5)
+    waveforms = generate_waveforms(
+        str(root / "swf.hdf5"), 200, SAMPLE_RATE, duration=4.0, coalescence_time=3.0,
+        population=WaveformPopulation(distance=PowerLaw(200.0, 1500.0, 2)), seed=6,
+    )  # fmt: skip
+    table = inject_population(str(root / "sbg"), str(root / "sfg"), waveforms, OIFOS, 10.0,
+                              24.0, highpass=32.0, seed=7)  # fmt: skip
+    eff = {}
+    for name, fields in (("online", ONLINE_DEFAULTS), ("offline", {})):
+        search = Search.from_exported(str(model), SearchSettings(**fields, device="cpu"))
+        spans = find_spans(str(root / "sbg"), OIFOS, SAMPLE_RATE)
+        bg = search.run(timeslide_spans(spans, 2.0, 20_000.0, search.livetime_of),
+                        progress=False)  # fmt: skip
+        fg = search.run(find_spans(str(root / "sfg"), OIFOS, SAMPLE_RATE), progress=False)
+        found = m.match_injections(table["time"], fg.events.time, fg.events.stat, fg.events.var)
+        threshold = m.threshold_at_far(bg.events.stat, bg.livetime, far_per_yr / YEAR)
+        eff[name] = m.efficiency(found, threshold)
+        _common.note(f"{name} settings: {len(bg.events)} background events in "
+                     f"{bg.livetime:.0f} s; efficiency at {far_per_yr:g}/yr {eff[name]:.3f} "
+                     f"of {len(found)} injections")  # fmt: skip
+    _common.headline("online_sensitivity_ratio", eff["online"] / max(eff["offline"], 1e-12))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--injections", type=int, default=50)
     parser.add_argument("--spacing", type=float, default=4.0)
     parser.add_argument("--memory", type=float, default=1800.0, help="s of data for memory")
+    parser.add_argument("--parts", default="latency,memory,sensitivity")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     from helpers.gracedb_api import GraceDbStandIn
 
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(dir=base) as tmp:
         root = Path(tmp)
-        setup = prepare(root, args.injections, args.spacing, args.memory)
-        with GraceDbStandIn(root) as server:
-            env = {**os.environ, "REQUESTS_CA_BUNDLE": str(server.cert)}
-            latency(setup, root, server, env, args.spacing)
-        with GraceDbStandIn(root) as server:
-            memory(setup, root, server, env | {"REQUESTS_CA_BUNDLE": str(server.cert)},
-                   args.memory)  # fmt: skip
+        if parts & {"latency", "memory"}:
+            setup = prepare(root, args.injections, args.spacing, args.memory)
+        if "latency" in parts:
+            with GraceDbStandIn(root) as server:
+                env = {**os.environ, "REQUESTS_CA_BUNDLE": str(server.cert)}
+                latency(setup, root, server, env, args.spacing)
+        if "memory" in parts:
+            with GraceDbStandIn(root) as server:
+                env = {**os.environ, "REQUESTS_CA_BUNDLE": str(server.cert)}
+                memory(setup, root, server, env, args.memory)
+        if "sensitivity" in parts:
+            sensitivity(root)
 
 
 if __name__ == "__main__":
