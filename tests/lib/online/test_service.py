@@ -7,6 +7,8 @@ settings recorded in the file).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from helpers.gracedb_api import GraceDbStandIn
@@ -37,10 +39,28 @@ def world(oracle, tmp_path_factory):
     write_events(str(root / "background_events.hdf5"), result.events,
                  {**search.settings(), "livetime": result.livetime})  # fmt: skip
     generate_background(str(root / "noise"), IFOS, 100.0, SAMPLE_RATE, 100.0, seed=12)
-    generate_waveforms(
+    waveforms = generate_waveforms(
         str(root / "waveforms.hdf5"), 8, SAMPLE_RATE, duration=4.0, coalescence_time=3.0,
         population=WaveformPopulation(distance=PowerLaw(50.0, 150.0, 2)), seed=5,
     )  # fmt: skip
+    # evaluate's injection_results.hdf5 (matched stat, distances) for p_astro, as it makes it
+    import h5py
+
+    from aframe_lib.search import inject_population
+    from aframe_lib.search.metrics import match_injections
+
+    fg_wf = generate_waveforms(
+        str(root / "fg_waveforms.hdf5"), 14, SAMPLE_RATE, duration=4.0, coalescence_time=3.0,
+        population=WaveformPopulation(distance=PowerLaw(50.0, 400.0, 2)), seed=6,
+    )  # fmt: skip
+    table = inject_population(str(root / "bgdata"), str(root / "fg"), fg_wf, IFOS, 16.0, 20.0,
+                              distance_range=(50.0, 400.0), seed=7)  # fmt: skip
+    fg = search.run(find_spans(str(root / "fg"), IFOS, SAMPLE_RATE), progress=False)
+    found = match_injections(table["time"], fg.events.time, fg.events.stat, fg.events.var)
+    with h5py.File(root / "injection_results.hdf5", "w") as f:
+        f["stat"], f["distance"] = found, table["distance"]
+        f.attrs["distance_range"] = [50.0, 400.0]
+    del waveforms
     return {"root": root, "model": str(oracle), "livetime": result.livetime}
 
 
@@ -59,6 +79,7 @@ def _online(world, frames, tmp_path, gracedb, **kwargs):
         background=str(world["root"] / "background_events.hdf5"), gracedb=gracedb.url,
         outbox=str(tmp_path / "outbox"), far_threshold=1.5 / world["livetime"] * 3.15576e7,
         group="Test", exit_after_idle=3.0, late=0.2, timeout=1.0,
+        pastro_far=20 / world["livetime"] * 3.15576e7,  # s0: the 20th loudest background event
     )  # fmt: skip
     return run_online(**{**args, **kwargs})
 
@@ -85,6 +106,12 @@ def test_an_injection_in_a_replay_arrives_with_its_gps_time_and_a_far_below_thre
         assert len(near) == 1, (t, [e["gpstime"] for e in events])
         assert near[0]["far"] * 3.15576e7 < threshold
         assert near[0]["pipeline"] == "aframe" and near[0]["search"] == "AllSky"
+        # p_astro (injection_results.hdf5 beside the background): louder than every
+        # background event, these are astrophysical beyond doubt
+        (log,) = near[0]["log"]
+        assert log["filename"] == "aframe.p_astro.json" and log["tag_names"] == ["p_astro"]
+        p_astro = json.loads(near[0]["files"]["aframe.p_astro.json"])
+        assert p_astro["BBH"] > 0.9 and p_astro["Terrestrial"] == pytest.approx(1 - p_astro["BBH"])
     # one 100 s segment: kernels ending 1.5 s to 99.5 s in, every 1/4 s, less 3 integrated
     assert summary["livetime_s"] == pytest.approx(((100 - 2) * 4 + 1 - 3) / 4)
 
