@@ -82,3 +82,40 @@ def test_frames_at_a_multiple_of_the_model_rate_are_read_and_others_are_dead(tmp
     first = src.read(100)
     assert first.rate == 2 * RATE and first.strain.shape == (2, 2 * RATE)
     assert src.read(101).reason == "rate" and src.read(102).reason == "rate"
+
+
+def test_the_service_survives_a_second_the_search_fails_on(tmp_path, oracle, monkeypatch):
+    """An exception inside the search on one second is logged dead time; the service goes on."""
+    from helpers.search import SAMPLE_RATE
+
+    from aframe_lib.data.replay import write_second
+    from aframe_lib.online import engine as engine_module
+    from aframe_lib.online.service import run_online
+
+    frames = tmp_path / "frames"
+    rng = np.random.default_rng(0)
+    for gps in range(100, 104):
+        for ifo in ("H1", "L1"):
+            write_second(frames, ifo, gps, rng.normal(size=int(SAMPLE_RATE)))
+    push, calls = engine_module.OnlineSearch.push, []
+
+    def failing(self, t0, strain, rate=None):
+        calls.append(t0)
+        if t0 == 101:
+            raise RuntimeError("boom")
+        return push(self, t0, strain, rate)
+
+    monkeypatch.setattr(engine_module.OnlineSearch, "push", failing)
+    monkeypatch.setattr(
+        "aframe_lib.online.significance.Background.check", lambda self, settings: None
+    )
+    import h5py
+
+    with h5py.File(tmp_path / "bg.hdf5", "w") as f:
+        f["stat"] = np.arange(10.0)
+        f.attrs["livetime"] = 100.0
+    summary = run_online(str(oracle), str(frames), str(tmp_path / "bg.hdf5"),
+                         outbox=str(tmp_path / "outbox"), exit_after_idle=0.5, late=0.1,
+                         timeout=0.3)  # fmt: skip
+    assert calls == [100, 101, 102, 103]
+    assert summary["dead_time_error_s"] == 1

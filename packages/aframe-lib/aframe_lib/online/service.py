@@ -164,8 +164,15 @@ def run_online(
             status(second.gps)
             if second.strain is None:
                 handle(engine.end_segment())
-            else:
-                handle(engine.push(second.gps, second.strain, second.rate))
+                continue
+            try:
+                events = engine.push(second.gps, second.strain, second.rate)
+            except Exception:  # never stop on data: this second is dead, the search restarts
+                logger.exception("GPS %d: the search failed on this second (dead time)", second.gps)
+                source.dead["error"] = source.dead.get("error", 0) + 1
+                engine.t0 = None  # its segment is dropped: a new one starts with the next data
+                continue
+            handle(events)
     except KeyboardInterrupt:
         pass
     finally:

@@ -166,7 +166,7 @@ class FrameSource:
                     return Second(gps, None, "missing")
             elif now - began >= self.timeout:
                 logger.warning(
-                    "GPS %d: no frame of %s for %.0f s (dead time until frames come back)",
+                    "GPS %d: no frame of %s for %g s (dead time until frames come back)",
                     gps, ",".join(missing), self.timeout,
                 )  # fmt: skip
                 self.resync = True
