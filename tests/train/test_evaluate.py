@@ -52,6 +52,18 @@ def test_evaluate_writes_report_plots_and_numbers(tmp_path, capsys):
     # from the injections' SNRs: its efficiency, distance, and each FAR's fraction of it
     with h5py.File(out / "injection_results.hdf5") as f:
         snr = f["snr"][:]
+        assert f.attrs["distance_range"].tolist() == [50.0, 300.0]  # for aframe-online's p_astro
+    # the background records the settings it was made with: aframe-online accepts it with the
+    # same settings and refuses other ones
+    from aframe_lib.online.significance import Background, BackgroundMismatch
+    from aframe_lib.search import Search, SearchSettings
+
+    bg = Background.read(out / "background_events.hdf5")
+    same = SearchSettings(cluster_window=4, device="cpu")
+    bg.check(Search.from_exported(str(tmp_path / "model.pt"), same).settings())
+    with pytest.raises(BackgroundMismatch, match="cluster_window"):
+        other = SearchSettings(cluster_window=1, device="cpu")
+        bg.check(Search.from_exported(str(tmp_path / "model.pt"), other).settings())
     assert numbers["ideal_snr"] == 8.0
     assert numbers["ideal_efficiency"] == pytest.approx(np.mean(snr >= 8.0), abs=1e-6)
     ideal = (300.0**3 - 50.0**3) ** (1 / 3) * np.mean(snr >= 8.0) ** (1 / 3)

@@ -233,7 +233,7 @@ def evaluate(
     numbers["num_timeslides"] = float(len(shifted))
     numbers["realtime_factor_background"] = background.realtime_factor
     numbers["realtime_factor_foreground"] = foreground.realtime_factor
-    _write_outputs(run, engine, background, foreground, injections, curves)
+    _write_outputs(run, engine, background, foreground, injections, curves, distance_range)
     _plots(run, curves, fars_per_year, background.livetime)
     _report(run, model, data, numbers, sources, population_source)
     shutil.rmtree(run / "resampled", ignore_errors=True)  # a cache for reruns after a kill
@@ -481,7 +481,9 @@ def _metrics(
     return numbers, curves
 
 
-def _write_outputs(run: Path, engine, background, foreground, injections, curves) -> None:
+def _write_outputs(
+    run: Path, engine, background, foreground, injections, curves, distance_range=None
+) -> None:
     import h5py
 
     from aframe_lib.search import write_events
@@ -507,6 +509,8 @@ def _write_outputs(run: Path, engine, background, foreground, injections, curves
         f.create_dataset("stat", data=curves["found"])
         f.create_dataset("far", data=curves["found_far"])
         f.attrs["background_livetime"] = background.livetime
+        if distance_range:  # the volume the distances fill, for p_astro (aframe-online)
+            f.attrs["distance_range"] = np.asarray(distance_range, np.float64)
 
 
 def _plots(run: Path, curves, fars_per_year, livetime) -> None:

@@ -17,6 +17,7 @@ subcommand     function                                               writes
 ``segments``   :func:`~aframe_lib.data.segments.query_segments`       segment lists by period
 ``fetch``      :func:`~aframe_lib.data.fetch.fetch_strain`            background files
 ``glitches``   :func:`~aframe_lib.data.glitches.generate_glitch_bank` a glitch bank
+``replay``     :func:`~aframe_lib.data.replay.replay`                 1-second GWF frames
 =============  =====================================================  ========================
 
 The waveform population is ``--population.masses``, ``--population.spins`` ... each a torch or
@@ -47,6 +48,7 @@ COMMANDS = {
     "fetch": ("aframe_lib.data.fetch", "fetch_strain"),
     "segments": ("aframe_lib.data.segments", "query_segments"),
     "glitches": ("aframe_lib.data.glitches", "generate_glitch_bank"),
+    "replay": ("aframe_lib.data.replay", "replay"),
 }
 # the argument of each subcommand that names where it writes (for storage error messages)
 OUTPUT = {
@@ -55,6 +57,7 @@ OUTPUT = {
     "fetch": "data_dir",
     "segments": "out_dir",
     "glitches": "path",
+    "replay": "out",
 }
 
 
