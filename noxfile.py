@@ -188,13 +188,17 @@ def lint(session: nox.Session) -> None:
     _run(session, env, "actionlint", *sorted(str(p) for p in ROOT.glob(".github/workflows/*.yml")))
 
 
-@nox.session
+@nox.session(venv_backend="venv")
 def image(session: nox.Session) -> None:
     """The OCI training image (projects/images/train.Containerfile) from this checkout's wheels,
     with buildah or podman. Posargs go to projects/images/build.py: --push REGISTRY,
-    --local-base (a debootstrap base: no registry needed), --tool podman, --dry-run ..."""
-    env = shared_env(session)
-    _run(session, env, "python", str(ROOT / "projects" / "images" / "build.py"), *session.posargs)
+    --local-base (a debootstrap base: no registry needed), --tool podman, --dry-run ...
+    Its own small venv: building the wheels needs only `build` and `hatchling` (the dev
+    group's), the rest is installed inside the image."""
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]["dev"]
+    session.install(*[r for r in dev if re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0] in
+                      ("build", "hatchling")])  # fmt: skip
+    session.run("python", str(ROOT / "projects" / "images" / "build.py"), *session.posargs)
 
 
 @nox.session

@@ -3,7 +3,7 @@
     python projects/images/build.py [--tool buildah|podman] [--push REGISTRY] [--local-base]
         [--base IMAGE] [--dist DIR] [--network host] [--dry-run]
 
-(``nox -s image -- ARGS`` runs this in the project's environment.) Steps:
+(``nox -s image -- ARGS`` runs this in a venv with ``build`` and ``hatchling``.) Steps:
 
 1. the three wheels of this checkout (``python -m build --wheel``, as ``nox -s build`` makes
    them) into a build context beside ``constraints.txt`` (``--dist DIR``: take them from DIR);
