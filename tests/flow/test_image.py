@@ -98,6 +98,15 @@ def test_the_definition_installs_this_checkouts_wheels_with_the_repository_pins(
     assert train["scripts"]["aframe-train"] == "aframe_train.cli:main"
 
 
+def test_the_local_base_is_a_debootstrap_root_fs_with_what_the_definition_needs():
+    """``--local-base``: FROM scratch + the root fs as a tar; debootstrap includes python3 and
+    its venv module (the definition's first step), and CA certificates (pip over HTTPS)."""
+    assert instructions(IMAGES / "base.Containerfile")[:2] == [
+        ("FROM", "scratch"), ("ADD", "rootfs.tar /")]  # fmt: skip
+    assert {"python3", "python3-venv", "ca-certificates"} <= set(build.BASE_PACKAGES)
+    assert "python3 -m venv /opt/aframe/venv" in _install_step(instructions(TRAIN))
+
+
 def _run_install(wheels: str, dist: Path) -> subprocess.CompletedProcess:
     """The install step in bash with the venv made elsewhere and pip echoing its arguments."""
     run = _install_step(instructions(TRAIN)).replace("/opt/aframe/dist", str(dist))
