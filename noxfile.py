@@ -177,11 +177,28 @@ def quickstart(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint + format check) and the layering rule lib <- train <- flow."""
+    """ruff (lint + format check), the layering rule lib <- train <- flow, the image definitions
+    (hadolint) and the CI workflows (actionlint), all offline."""
     env = shared_env(session)
     _run(session, env, "ruff", "check", ".")
     _run(session, env, "ruff", "format", "--check", ".")
     _run(session, env, "python", "-m", "pytest", "-q", "tests/integration/test_layers.py")
+    containerfiles = sorted(str(p) for p in (ROOT / "projects").rglob("*.Containerfile"))
+    _run(session, env, "hadolint", *containerfiles)
+    _run(session, env, "actionlint", *sorted(str(p) for p in ROOT.glob(".github/workflows/*.yml")))
+
+
+@nox.session(venv_backend="venv")
+def image(session: nox.Session) -> None:
+    """The OCI training image (projects/images/train.Containerfile) from this checkout's wheels,
+    with buildah or podman. Posargs go to projects/images/build.py: --push REGISTRY,
+    --local-base (a debootstrap base: no registry needed), --tool podman, --dry-run ...
+    Its own small venv: building the wheels needs only `build` and `hatchling` (the dev
+    group's), the rest is installed inside the image."""
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]["dev"]
+    session.install(*[r for r in dev if re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0] in
+                      ("build", "hatchling")])  # fmt: skip
+    session.run("python", str(ROOT / "projects" / "images" / "build.py"), *session.posargs)
 
 
 @nox.session

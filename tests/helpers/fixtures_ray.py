@@ -89,20 +89,31 @@ def ray_temp_dir() -> Iterator[str]:
 
 # client address -> (GCS port, temp dir) of the heads started here (to join worker nodes)
 HEADS: dict[str, tuple[int, str]] = {}
+# client address -> dashboard URL of the heads started with include_dashboard=True
+DASHBOARDS: dict[str, str] = {}
 
 
 @contextlib.contextmanager
-def start_ray_head(num_cpus: int = 2, **extra_env: str) -> Iterator[str]:
+def start_ray_head(
+    num_cpus: int = 2, include_dashboard: bool = False, **extra_env: str
+) -> Iterator[str]:
     """A real Ray head (``ray start --head``, client server) on 127.0.0.1 whose processes (and
     so every Ray worker, every trial) have ``extra_env`` in their environment; yields its
-    client address ``ray://127.0.0.1:PORT`` and stops it afterwards."""
+    client address ``ray://127.0.0.1:PORT`` and stops it afterwards. ``include_dashboard``:
+    with the dashboard (its URL in ``DASHBOARDS``; it needs ``ray[default]``)."""
     temp = f"/tmp/rh-{uuid.uuid4().hex[:8]}"
     port, client_port = free_port(), free_port()
     ray = Path(sys.executable).parent / "ray"
+    if include_dashboard:
+        dashboard_port = free_port()
+        dashboard = ["--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                     f"--dashboard-port={dashboard_port}"]  # fmt: skip
+    else:
+        dashboard = ["--include-dashboard=false"]
     cmd = [
         str(ray), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
         f"--ray-client-server-port={client_port}", f"--num-cpus={num_cpus}", "--num-gpus=0",
-        "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats",
+        *dashboard, f"--temp-dir={temp}", "--disable-usage-stats",
     ]  # fmt: skip
     # the head's workers inherit this environment: the tests' python path included
     env = {**os.environ, **RAY_ENV, "PYTHONPATH": _pythonpath()}
@@ -115,6 +126,8 @@ def start_ray_head(num_cpus: int = 2, **extra_env: str) -> Iterator[str]:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         HEADS[f"ray://127.0.0.1:{client_port}"] = (port, temp)
+        if include_dashboard:
+            DASHBOARDS[f"ray://127.0.0.1:{client_port}"] = f"http://127.0.0.1:{dashboard_port}"
         yield f"ray://127.0.0.1:{client_port}"
     finally:
         stop_processes(temp)

@@ -4,8 +4,9 @@ It speaks what the Ray launcher (through kr8s, over httpx) uses:
 
 - discovery: ``/version``, ``/api``, ``/api/v1``, ``/apis``, ``/apis/{group}/{version}``
   (``ray.io/v1`` only while the KubeRay CRD is "installed": ``kuberay=True``);
-- namespaced ``secrets``, ``services`` (core/v1), ``deployments`` (apps/v1), ``rayclusters``
-  (ray.io/v1): create (POST), get, list (``fieldSelector=metadata.name=``, ``labelSelector``),
+- namespaced ``secrets``, ``services``, ``pods`` (core/v1), ``deployments`` (apps/v1),
+  ``rayclusters`` (ray.io/v1): create (POST), get, list (``fieldSelector=metadata.name=``,
+  ``labelSelector``),
   watch (``?watch=true``: a chunked stream of JSON event lines from ``resourceVersion``, ended
   after ``timeoutSeconds``; an ``ERROR`` event with a 410 ``Status`` when that version is older
   than the compacted history), merge patch, delete (``propagationPolicy``; objects with
@@ -39,6 +40,7 @@ TOKEN = "aframe-test-token"
 RESOURCES = {
     ("v1", "secrets"): ("Secret", []),
     ("v1", "services"): ("Service", ["svc"]),
+    ("v1", "pods"): ("Pod", ["po"]),
     ("apps/v1", "deployments"): ("Deployment", ["deploy"]),
     ("ray.io/v1", "rayclusters"): ("RayCluster", []),
 }
@@ -176,6 +178,13 @@ class KubeAPI:
                 patch = step.patch(obj) if callable(step.patch) else step.patch
                 self.objects[key] = merge_patch(obj, patch)
                 self._record("MODIFIED", key, self.objects[key])
+
+    def add_pod(self, namespace: str, body: dict) -> None:
+        """What a controller and the kubelet do: create the Pod ``body`` (see :func:`pod`), then
+        write its status."""
+        key = ("v1", "pods", namespace, body["metadata"]["name"])
+        self.create(key, body)
+        self.patch(key, {"status": body["status"]})
 
     def patch(self, key: tuple, body: dict) -> tuple[int, dict]:
         with self.lock:
@@ -452,6 +461,18 @@ def _name_ok(key: tuple, query: dict) -> bool:
 RUNNING = {"state": "ready", "desiredWorkerReplicas": 3, "readyWorkerReplicas": 3,
            "conditions": [{"type": "HeadPodReady", "status": "True"},
                           {"type": "RayClusterProvisioned", "status": "True"}]}  # fmt: skip
+
+
+def pod(name: str, instance: str, image: str, waiting: dict | None = None) -> dict:
+    """A Pod of the cluster ``instance`` (its labels) whose one container waits with ``waiting``
+    (``{"reason": "ImagePullBackOff", "message": ...}``) or runs; as the kubelet reports it."""
+    state = {"waiting": waiting} if waiting else {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/instance": instance}},
+            "spec": {"containers": [{"name": "ray", "image": image}]},
+            "status": {"phase": "Pending" if waiting else "Running", "containerStatuses": [
+                {"name": "ray", "image": image, "ready": not waiting, "restartCount": 0,
+                 "state": state}]}}  # fmt: skip
 
 
 def deployment_up(obj):

@@ -358,6 +358,7 @@ class RayClusterTask(AframeTask):
     def cluster_spec(self):
         """The cluster described by the configuration, before :meth:`configure_cluster`."""
         from .clusters import ClusterSpec, internal_endpoint
+        from .clusters.manifests import default_image
 
         k8s, head, worker, s3 = (
             config.kubernetes(),
@@ -369,7 +370,7 @@ class RayClusterTask(AframeTask):
         return ClusterSpec(
             name=name,
             namespace=k8s.namespace,
-            image=k8s.image,
+            image=k8s.image or default_image(),
             workers=worker.replicas,
             worker_cpus=worker.cpus,
             worker_gpus=worker.gpus,

@@ -86,8 +86,10 @@ class kubernetes(luigi.Config):  # noqa: N801
         "Services, for clusters that forbid custom resources",
     )
     image = luigi.Parameter(
-        default=_env("AFRAME_RAY_IMAGE", "ghcr.io/ml4gw/aframe/train:main"),
-        description="container image of head and workers",
+        default=_env("AFRAME_RAY_IMAGE"),
+        description="container image of head and workers (env AFRAME_RAY_IMAGE); empty: "
+        "ghcr.io/ml4gw/aframe/train:<this aframe-flow's version>, which `nox -s image -- --push "
+        "REGISTRY` builds and pushes (see docs/howto/container-image.md)",
     )
 
 

@@ -123,6 +123,22 @@ def copy_atomic(src: str, dst: str) -> None:
         retry(lambda: remote.get_file(inner, str(tmp)))
 
 
+def get_directory(src: str, dst: str | os.PathLike) -> int:
+    """Copy every file below the directory ``src`` (local or remote) into ``dst``, keeping the
+    relative layout; the number of files. One file at a time, so memory does not grow with the
+    directory (disk does: ``dst`` holds them all)."""
+    remote, inner = filesystem(src)
+    inner = inner.rstrip("/")
+    files = retry(lambda: remote.find(inner))
+    if not files:
+        raise FileNotFoundError(f"{src}: no such directory, or it is empty")
+    for path in files:
+        local = Path(dst, path[len(inner) :].lstrip("/"))
+        local.parent.mkdir(parents=True, exist_ok=True)
+        retry(lambda path=path, local=local: remote.get_file(path, str(local)))
+    return len(files)
+
+
 class RemoteFileTarget(Target):
     """A file behind a URL (``s3://...``), checked and removed through fsspec.
 

@@ -19,6 +19,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 from helpers.k8s_api import RUNNING, Step, deployment_up
+from helpers.k8s_api import pod as make_pod
 
 from aframe_flow.clusters import (
     ClusterError,
@@ -206,6 +207,7 @@ PENDING = {"status": {"state": "pending", "desiredWorkerReplicas": 3, "readyWork
 def kuberay(kube, **kwargs) -> RayCluster:
     server, client = kube
     server.finalizers["RayCluster"] = ["ray.io/gcs-ft-redis-cleanup-finalizer"]
+    kwargs.setdefault("ray_wait", None)  # no Ray behind the tests' API server
     return RayCluster(spec(), backend="kuberay", client=client, **kwargs)
 
 
@@ -353,6 +355,92 @@ def test_failing_pods_end_the_wait_and_everything_is_deleted(kube):
         with cluster:
             pass
     assert not server.objects and cluster.created == []
+
+
+PULL = {"reason": "ImagePullBackOff",
+        "message": 'Back-off pulling image "ghcr.io/ml4gw/aframe/train:0.1.0"'}  # fmt: skip
+
+
+def test_the_default_image_not_pushed_yet_is_one_message_saying_how_to_build_and_push_it(kube):
+    """Neither a Deployment's nor a RayCluster's status says that an image cannot be pulled:
+    the pods' container statuses do (the kubelet's ErrImagePull, then ImagePullBackOff)."""
+    from aframe_flow.clusters.manifests import default_image
+
+    server, client = kube
+    client.pod_poll = 0.1
+    image = default_image()
+    assert image == spec().image  # the tests' spec names this aframe-flow's default image
+    server.timeline("Deployment", "aframe-tune-head", [Step(0.1, {"status": {
+        "observedGeneration": 1, "replicas": 1, "readyReplicas": 0}})])  # fmt: skip
+    threading.Timer(0.4, server.add_pod, args=("bbhnet", make_pod(
+        "aframe-tune-head-7d9c-x2x4p", "aframe-tune", image, PULL))).start()  # fmt: skip
+    cluster = RayCluster(spec(), backend="deployments", client=client, ray_wait=None)
+    start = time.monotonic()
+    with pytest.raises(ClusterError) as info:
+        with cluster:
+            pass
+    assert time.monotonic() - start < 5  # not the 900 s of the wait's timeout
+    text = str(info.value)
+    for words in (f"cannot pull the image {image}", "pod aframe-tune-head-7d9c-x2x4p",
+                  "ImagePullBackOff: Back-off pulling image", "nox -s image -- --push REGISTRY",
+                  "AFRAME_RAY_IMAGE", "docs/howto/container-image.md"):  # fmt: skip
+        assert words in text, text
+    # the pods were listed by the cluster's label, and everything was deleted
+    lists = [q for _, _, q in server.calls("GET", "/api/v1/namespaces/bbhnet/pods")]
+    assert lists and lists[0]["labelSelector"] == ["app.kubernetes.io/instance=aframe-tune"]
+    assert not [k for k in server.objects if k[1] != "pods"] and cluster.created == []
+
+
+def test_a_pull_failure_of_a_chosen_image_names_it_and_kuberay_waits_for_the_pods_too(kube):
+    server, client = kube
+    client.pod_poll = 0.1
+    image = "registry.example.org/me/aframe:dev"
+    server.timeline("RayCluster", "aframe-tune", [Step(0.1, PENDING)])
+    # a healthy head and a worker whose image name does not resolve
+    threading.Timer(0.2, server.add_pod, args=("bbhnet", make_pod(
+        "aframe-tune-head-abc", "aframe-tune", image))).start()  # fmt: skip
+    threading.Timer(0.3, server.add_pod, args=("bbhnet", make_pod(
+        "aframe-tune-gpu-workers-xyz", "aframe-tune", image,
+        {"reason": "ErrImagePull", "message": "manifest unknown"}))).start()  # fmt: skip
+    cluster = RayCluster(spec(image=image), backend="kuberay", client=client, ray_wait=None)
+    with pytest.raises(ClusterError) as info:
+        with cluster:
+            pass
+    text = str(info.value)
+    assert f"cannot pull the image {image}" in text and "aframe-tune-gpu-workers-xyz" in text
+    assert "ErrImagePull: manifest unknown" in text and "imagePullSecret" in text
+    assert "nox -s image" not in text  # not the default image: no build instructions
+
+
+def test_ray_is_asked_once_the_kuberay_cluster_is_ready_and_running_pods_are_no_failure(kube):
+    """Both backends end the wait with Ray's own answer (the Ray version check among it)."""
+    server, client = kube
+    client.pod_poll = 0.05
+    server.timeline("RayCluster", "aframe-tune", [Step(0.5, {"status": RUNNING})])
+    server.add_pod("bbhnet", make_pod("aframe-tune-head-abc", "aframe-tune", spec().image))
+    asked = []
+    with kuberay(kube, ray_wait=lambda *args: asked.append(args)):
+        pass
+    ((address, workers, timeout),) = asked
+    assert address == "ray://aframe-tune-head-svc.bbhnet.svc.cluster.local:10001"
+    assert workers == 3 and timeout > 0
+    assert len(server.calls("GET", "/api/v1/namespaces/bbhnet/pods")) >= 3
+
+
+def test_the_external_load_balancer_exposes_the_client_and_the_dashboard():
+    (service,) = [m for m in deployments(spec(), external=True)
+                  if m["metadata"]["name"] == "aframe-tune-client"]  # fmt: skip
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
+        "client": 10001, "dashboard": 8265}  # fmt: skip
+
+
+def test_the_default_image_is_tagged_by_this_aframe_flows_version():
+    import aframe_flow
+    from aframe_flow.clusters.manifests import IMAGE_REPOSITORY, default_image
+
+    assert default_image() == f"{IMAGE_REPOSITORY}:{aframe_flow.__version__}"
+    assert ClusterSpec(name="x").image == default_image()
+    assert not default_image().endswith(":main")
 
 
 def test_objects_deleted_by_someone_else_are_reported_or_skipped(kube):

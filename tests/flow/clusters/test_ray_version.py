@@ -23,11 +23,20 @@ def test_the_pin_matches_constraints_the_installed_client_and_the_manifests():
     assert ray_cluster(ClusterSpec(name="x"))["spec"]["rayVersion"] == RAY_VERSION
 
 
-@pytest.mark.parametrize("definition", sorted(ROOT.glob("projects/**/*.def")), ids=str)
+IMAGE_DEFINITIONS = sorted(ROOT.glob("projects/**/*.def")) + sorted(
+    p for p in ROOT.glob("projects/**/*.Containerfile") if "pip install" in p.read_text()
+)
+
+
+def test_the_oci_training_image_is_among_the_checked_definitions():
+    assert ROOT / "projects/images/train.Containerfile" in IMAGE_DEFINITIONS
+
+
+@pytest.mark.parametrize("definition", IMAGE_DEFINITIONS, ids=str)
 def test_images_install_the_pinned_ray(definition):
     """An image names that exact Ray, or installs with constraints.txt (which pins it)."""
     text = definition.read_text()
-    named = re.findall(r"\bray(?:\[[^\]]*\])?==(\S+)", text)
+    named = re.findall(r"\bray(?:\[[^\]]*\])?==(\d\S*)", text)  # version pins
     assert named == [RAY_VERSION] * len(named)
     assert named or re.search(r"-c\s+\S*constraints\.txt", text), (
         f"{definition} installs an unpinned Ray: add ray=={RAY_VERSION} or -c constraints.txt"

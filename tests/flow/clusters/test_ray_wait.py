@@ -1,5 +1,6 @@
-"""The Deployments backend's wait for Ray itself (aframe_flow.clusters.ray_wait) and the search's
-retried first connection (aframe_lib.tune.tuner), against a real Ray head and a closed port."""
+"""The launcher's wait for Ray itself (aframe_flow.clusters.ray_wait: the head's dashboard HTTP
+API, no Ray client) and the search's retried first connection (aframe_lib.tune.tuner), against a
+real Ray head (`ray start --head --include-dashboard=true`), a closed port and a silent one."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import time
 import pytest
 from helpers.fixtures_ray import free_port
 
-from aframe_flow.clusters import wait_for_ray
-
-pytest.importorskip("ray")
+from aframe_flow.clusters import ClusterError, wait_for_ray
+from aframe_flow.clusters import ray_wait as rw
+from aframe_flow.clusters.manifests import RAY_VERSION
 
 
 def test_a_closed_port_is_a_clear_error_in_seconds():
@@ -42,15 +43,78 @@ def test_the_search_retries_its_first_connection_then_names_the_address_and_time
     assert sum("retrying in" in r.message for r in caplog.records) == attempts - 1
 
 
-@pytest.mark.slow
-def test_wait_for_ray_counts_the_workers_the_head_reports(ray_head):
-    """The head alone: 0 workers reported; asking for 1 times out naming what it saw."""
-    assert wait_for_ray(ray_head, workers=0, timeout=120) == 0
-    with pytest.raises(TimeoutError) as info:
-        wait_for_ray(ray_head, workers=1, timeout=15, poll=1.0)
+def test_an_open_client_port_without_a_dashboard_times_out_naming_the_endpoint():
+    """The client port answers (a listening socket), the dashboard's does not."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"ray://127.0.0.1:{listener.getsockname()[1]}"
+        dashboard = f"http://127.0.0.1:{free_port()}"
+        with pytest.raises(TimeoutError) as info:
+            wait_for_ray(address, workers=2, timeout=2.0, poll=0.2, dashboard=dashboard)
     text = str(info.value)
-    assert ray_head in text and "does not report 1 worker(s)" in text
+    assert f"does not report 2 worker(s) after 2 s (asked its dashboard, {dashboard}" in text
+    assert "/api/v0/nodes" in text and "Connection refused" in text and "ray[default]" in text
+
+
+def test_the_dashboard_is_found_beside_the_client_address():
+    assert rw.dashboard_url("ray://aframe-head.bbhnet.svc.cluster.local:10001") == (
+        "http://aframe-head.bbhnet.svc.cluster.local:8265")  # fmt: skip
+    assert rw.dashboard_url("ray://203.0.113.7:10001") == "http://203.0.113.7:8265"
+
+
+def test_another_ray_version_is_one_message_naming_both():
+    rw.check_ray_version(RAY_VERSION, "http://h:8265")
+    with pytest.raises(rw.RayVersionError) as info:
+        rw.check_ray_version("2.9.3", "http://h:8265")
+    assert isinstance(info.value, ClusterError)
+    text = str(info.value)
+    assert f"runs Ray 2.9.3, but this aframe-flow is pinned to Ray {RAY_VERSION}" in text
+    assert "http://h:8265" in text and f"ray=={RAY_VERSION}" in text and "nox -s image" in text
+
+
+@pytest.fixture(scope="module")
+def ray_head_with_dashboard():
+    """A real head with its dashboard (``ray[default]``): ``(client address, dashboard URL)``."""
+    from helpers.fixtures_ray import DASHBOARDS, start_ray_head
+
+    with start_ray_head(num_cpus=1, include_dashboard=True) as address:
+        yield address, DASHBOARDS[address]
+
+
+@pytest.mark.slow
+def test_wait_for_ray_counts_the_workers_the_dashboard_reports(ray_head_with_dashboard):
+    """The head alone: its dashboard's /api/version says the pinned Ray and /api/v0/nodes one
+    alive node, the head: 0 workers; asking for 1 times out naming what it saw."""
+    address, dashboard = ray_head_with_dashboard
+    import json
+    import urllib.request
+
+    # what the wait reads, read here directly (the endpoints named in the docs)
+    version = json.load(urllib.request.urlopen(dashboard + "/api/version", timeout=30))
+    assert version["ray_version"] == RAY_VERSION
+    assert rw.cluster_state(dashboard, timeout=30) == {
+        "ray_version": RAY_VERSION, "nodes": 1, "workers": 0}  # fmt: skip
+    assert wait_for_ray(address, workers=0, timeout=120, dashboard=dashboard) == 0
+    with pytest.raises(TimeoutError) as info:
+        wait_for_ray(address, workers=1, timeout=8, poll=1.0, dashboard=dashboard)
+    text = str(info.value)
+    assert address in text and "does not report 1 worker(s)" in text
     assert "last seen: 0 worker(s), 1 node(s) alive" in text
+
+
+@pytest.mark.slow
+def test_a_running_cluster_of_another_ray_is_refused(ray_head_with_dashboard, monkeypatch):
+    """The launcher pinned to another Ray than the real head runs: refused at once."""
+    address, dashboard = ray_head_with_dashboard
+    monkeypatch.setattr(rw, "RAY_VERSION", "2.9.3")
+    start = time.monotonic()
+    with pytest.raises(rw.RayVersionError) as info:
+        wait_for_ray(address, workers=0, timeout=60, dashboard=dashboard)
+    assert time.monotonic() - start < 30
+    assert f"runs Ray {RAY_VERSION}, but this aframe-flow is pinned to Ray 2.9.3" in str(info.value)
 
 
 @pytest.mark.slow
@@ -63,9 +127,9 @@ def test_wait_for_ray_returns_once_a_worker_node_joins():
     import threading
     from pathlib import Path
 
-    from helpers.fixtures_ray import HEADS, RAY_ENV, start_ray_head
+    from helpers.fixtures_ray import DASHBOARDS, HEADS, RAY_ENV, start_ray_head
 
-    with start_ray_head(num_cpus=1) as address:
+    with start_ray_head(num_cpus=1, include_dashboard=True) as address:
         port, temp = HEADS[address]
         cmd = [str(Path(sys.executable).parent / "ray"), "start", f"--address=127.0.0.1:{port}",
                "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
@@ -78,8 +142,9 @@ def test_wait_for_ray_returns_once_a_worker_node_joins():
         join.start()
         try:
             start = time.monotonic()
-            assert wait_for_ray(address, workers=1, timeout=240, poll=1.0) == 1
-            assert time.monotonic() - start >= 3.0
+            n = wait_for_ray(address, workers=1, timeout=240, poll=1.0,
+                             dashboard=DASHBOARDS[address])  # fmt: skip
+            assert n == 1 and time.monotonic() - start >= 3.0
         finally:
             join.join()
         assert joined[0].returncode == 0, joined[0].stderr[-2000:]

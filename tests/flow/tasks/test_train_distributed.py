@@ -83,11 +83,12 @@ def fake_kubernetes(monkeypatch, tmp_path, kube):
 
     server, client = kube
     server.timeline("RayCluster", "aframe-train", [Step(0.2, {"status": RUNNING})])
-    state = {"server": server, "commands": [], "fail": False}
+    state = {"server": server, "commands": [], "fail": False, "ray_wait": []}
 
     def ray_cluster(self, client=None):
         cluster = RayClusterTask.ray_cluster(self, client=kube[1])
         cluster.poll = 0.1
+        cluster.ray_wait = lambda *args: state["ray_wait"].append(args)  # no Ray behind it
         return cluster
 
     monkeypatch.setattr(Train, "ray_cluster", ray_cluster)

@@ -11,12 +11,13 @@ from .kubernetes import (
 )
 from .manifests import (
     ClusterSpec,
+    default_image,
     deployments,
     internal_endpoint,
     ray_cluster,
     secret_from_env,
 )
-from .ray_wait import wait_for_ray
+from .ray_wait import RayVersionError, wait_for_ray
 
 __all__ = [
     "ClusterClient",
@@ -24,7 +25,9 @@ __all__ = [
     "ClusterSpec",
     "Kr8sClient",
     "RayCluster",
+    "RayVersionError",
     "Readiness",
+    "default_image",
     "deployment_readiness",
     "deployments",
     "internal_endpoint",

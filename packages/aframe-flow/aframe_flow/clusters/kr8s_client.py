@@ -11,6 +11,8 @@ What it does, and why:
   (5xx, connection errors, timeouts) are retried with backoff until the deadline. kr8s's own
   ``wait`` is not used: its ``jsonpath`` condition raises ``ValueError`` while an object has no
   ``status`` yet (kr8s 0.20), and its watch restarts a 410 at the same version forever.
+  Meanwhile the cluster's pods may be listed too (an image that cannot be pulled shows only in
+  the pods' container statuses).
 - **delete**: DELETE with ``propagationPolicy=Foreground``, then wait until the object is gone
   (finalizers take time), so a cluster of the same name can be made right after.
 """
@@ -77,6 +79,7 @@ class Kr8sClient:
         attempts: tries of one request (create, get, delete) on transient errors.
         backoff: seconds before the first retry; doubled after each, at most 10 s.
         watch_window: seconds one watch request lasts before the object is listed again.
+        pod_poll: seconds between two listings of a cluster's pods while waiting.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class Kr8sClient:
         attempts: int = 5,
         backoff: float = 1.0,
         watch_window: int = 60,
+        pod_poll: float = 5.0,
     ):
         try:
             import kr8s  # noqa: F401
@@ -94,6 +98,7 @@ class Kr8sClient:
             raise ImportError("Ray clusters on Kubernetes need kr8s: pip install kr8s") from exc
         self.namespace, self.kubeconfig, self.context = namespace, kubeconfig, context
         self.attempts, self.backoff, self.watch_window = attempts, backoff, watch_window
+        self.pod_poll = pod_poll
         self._loop = asyncio.new_event_loop()
         self._api = None
 
@@ -216,11 +221,52 @@ class Kr8sClient:
             self._run(gone())
 
     def wait(
-        self, manifest: dict[str, Any], test: Callable[[dict], Readiness], what: str, timeout: float
+        self,
+        manifest: dict[str, Any],
+        test: Callable[[dict], Readiness],
+        what: str,
+        timeout: float,
+        pods: tuple[str, Callable[[list[dict]], str]] | None = None,
     ) -> None:
         """Block until ``test`` says ready; ``TimeoutError`` naming the object, ``what`` it
-        waited for and what it saw last; ``ClusterError`` when ``test`` sees a failure."""
-        self._run(self._wait(manifest, test, what, timeout))
+        waited for and what it saw last; ``ClusterError`` when ``test`` sees a failure.
+
+        ``pods``: ``(label selector, pod test)``: meanwhile the pods of that selector are listed
+        every ``pod_poll`` s; a message from the pod test (a container that cannot pull its
+        image, which no Deployment or RayCluster status says) ends the wait as a
+        ``ClusterError``."""
+        self._run(self._wait_with_pods(manifest, test, what, timeout, pods))
+
+    async def _wait_with_pods(self, manifest, test, what, timeout, pods) -> None:
+        if pods is None:
+            return await self._wait(manifest, test, what, timeout)
+        tasks = [asyncio.ensure_future(self._wait(manifest, test, what, timeout)),
+                 asyncio.ensure_future(self._watch_pods(manifest, *pods))]  # fmt: skip
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # the object is ready, or the first error
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch_pods(self, manifest, selector: str, pod_test) -> None:
+        """List the pods of ``selector`` every ``pod_poll`` s until cancelled; raise
+        ``ClusterError`` with ``pod_test``'s message once it has one."""
+        namespace = manifest["metadata"].get("namespace", self.namespace)
+        while True:
+            try:
+                api = await self._get_api()
+                found = [dict(p.raw) async for p in api.async_get(
+                    "pods", namespace=namespace, label_selector=selector)]  # fmt: skip
+            except Exception as exc:  # the object's wait reports API trouble; keep looking
+                if not _transient(exc):
+                    logger.debug("listing pods %s: %s", selector, exc)
+                found = []
+            if message := pod_test(found):
+                raise ClusterError(message)
+            await asyncio.sleep(self.pod_poll)
 
     async def _wait(self, manifest, test, what: str, timeout: float) -> None:
         from kr8s import NotFoundError

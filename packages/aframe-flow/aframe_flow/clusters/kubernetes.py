@@ -7,10 +7,14 @@ only code that talks to a cluster). How it waits:
   ``RayClusterProvisioned`` conditions are ``True``, KubeRay >= 1.2); a new object has no
   ``status`` yet, which counts as not ready. ``state: failed`` ends the wait at once.
 - ``deployments``: every Deployment has all its replicas ready (``readyReplicas`` of the current
-  generation; ``ReplicaFailure`` or ``ProgressDeadlineExceeded`` end the wait), then Ray itself
-  answers: the client port accepts connections and the head reports the expected number of
-  workers (:func:`~.ray_wait.wait_for_ray`).
+  generation; ``ReplicaFailure`` or ``ProgressDeadlineExceeded`` end the wait).
 - ``external``: the LoadBalancer Service has an address.
+- both: meanwhile the cluster's pods are listed; a container that cannot pull its image
+  (``ErrImagePull``, ``ImagePullBackOff``, ``InvalidImageName``) ends the wait with one message
+  naming the image (for the default image: how to build and push it). Then Ray itself answers:
+  the client port accepts connections, and the head's dashboard reports the Ray pin and the
+  expected number of workers (:func:`~.ray_wait.wait_for_ray`; a cluster of another Ray version
+  is refused).
 
     cluster = RayCluster(spec, backend="deployments")
     with cluster:                      # create + wait; delete on exit, also after an error
@@ -46,7 +50,12 @@ class ClusterClient(Protocol):
 
     def create(self, manifest: dict[str, Any]) -> None: ...
     def wait(
-        self, manifest: dict[str, Any], test: Callable[[dict], Readiness], what: str, timeout: float
+        self,
+        manifest: dict[str, Any],
+        test: Callable[[dict], Readiness],
+        what: str,
+        timeout: float,
+        pods: tuple[str, Callable[[list[dict]], str]] | None = None,
     ) -> None: ...
     def get(self, manifest: dict[str, Any]) -> dict[str, Any]: ...
     def delete(self, manifest: dict[str, Any]) -> None: ...
@@ -96,6 +105,24 @@ def deployment_readiness(raw: dict) -> Readiness:
     return Readiness(fresh and ready >= want, seen)
 
 
+PULL_FAILURES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+
+
+def pull_failure(pods: list[dict]) -> tuple[str, str, str] | None:
+    """``(pod, image, "REASON: message")`` of the first container of ``pods`` that waits because
+    its image cannot be pulled; ``None`` when there is none."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        for cs in (status.get("initContainerStatuses") or []) + (
+            status.get("containerStatuses") or []
+        ):
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in PULL_FAILURES:
+                text = f"{waiting['reason']}: {waiting.get('message', '')}".rstrip(": ")
+                return pod["metadata"]["name"], cs.get("image", ""), text
+    return None
+
+
 class RayCluster:
     """A Ray head and GPU workers on Kubernetes, deleted again however the work ends.
 
@@ -108,8 +135,8 @@ class RayCluster:
         client: the Kubernetes API; ``None``: :class:`Kr8sClient` in ``spec.namespace``.
         poll: seconds between checks for a LoadBalancer address.
         timeout: seconds :meth:`wait` (and ``with``) waits for the cluster to be ready.
-        ray_wait: ``deployments``: called as ``ray_wait(address, workers, timeout)`` once the
-            Deployments are ready, to wait until Ray answers; ``None``: skip that.
+        ray_wait: called as ``ray_wait(address, workers, timeout)`` once the Kubernetes objects
+            are ready, to wait until Ray answers (and check its version); ``None``: skip that.
     """
 
     def __init__(
@@ -178,14 +205,15 @@ class RayCluster:
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         left = lambda: max(1.0, deadline - time.monotonic())  # noqa: E731
+        pods = (f"app.kubernetes.io/instance={self.spec.name}", self.image_problem)
         for manifest in self.created:
             if manifest["kind"] == "Deployment":
                 replicas = manifest["spec"]["replicas"]
                 what = f"{replicas}/{replicas} replicas ready"
-                self.client.wait(manifest, deployment_readiness, what, left())
+                self.client.wait(manifest, deployment_readiness, what, left(), pods=pods)
             elif manifest["kind"] == "RayCluster":
                 what = "status.state=ready (head and workers running)"
-                self.client.wait(manifest, raycluster_readiness, what, left())
+                self.client.wait(manifest, raycluster_readiness, what, left(), pods=pods)
         if self.external:
             while not self._ingress():
                 if time.monotonic() > deadline:
@@ -194,8 +222,28 @@ class RayCluster:
                         f"{timeout:.0f} s; does this cluster provide LoadBalancers?"
                     )
                 time.sleep(self.poll)
-        if self.backend == "deployments" and self.ray_wait is not None:
+        if self.ray_wait is not None:
             self.ray_wait(self.address, self.spec.workers, left())
+
+    def image_problem(self, pods: list[dict]) -> str:
+        """One message when a pod of this cluster cannot pull its image, else ``""``."""
+        found = pull_failure(pods)
+        if found is None:
+            return ""
+        pod, image, reason = found
+        image = image or self.spec.image
+        text = f"the cluster's pods cannot pull the image {image} (pod {pod}: {reason}); "
+        if image == m.default_image():
+            return text + (
+                "it is this aframe-flow's default image, which has to be built and pushed before "
+                "a cluster can use it: `nox -s image -- --push REGISTRY` (e.g. ghcr.io/ml4gw/"
+                "aframe), then set [luigi_kubernetes] image (or AFRAME_RAY_IMAGE) to the image "
+                "it pushed; see docs/howto/container-image.md"
+            )
+        return text + (
+            "check the name ([luigi_kubernetes] image / AFRAME_RAY_IMAGE) and that the cluster "
+            "may read the registry (an imagePullSecret for a private one)"
+        )
 
     def _ingress(self) -> str:
         status = self.client.get(self._service()).get("status", {})

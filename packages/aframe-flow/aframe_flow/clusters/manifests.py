@@ -26,10 +26,22 @@ from typing import Any
 # version (Ray Client refuses a mismatch). constraints.txt pins ray to it and the images install
 # with that pin; tests/flow/clusters/test_ray_version.py checks every place agrees.
 RAY_VERSION = "2.60.0"
+# where the training image (projects/images/train.Containerfile) is pushed: `nox -s image --
+# --push ghcr.io/ml4gw/aframe` and .github/workflows/image.yml push REGISTRY/train:<version>
+IMAGE_REPOSITORY = "ghcr.io/ml4gw/aframe/train"
 _RAY_IMAGE = re.compile(r"^(?:docker\.io/)?rayproject/ray(?:-ml)?:(?P<tag>.+)$")
 GCS_PORT, DASHBOARD_PORT, CLIENT_PORT = 6379, 8265, 10001
 GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MB, set by NVIDIA GPU feature discovery
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def default_image() -> str:
+    """The training image of this aframe-flow's version, ``IMAGE_REPOSITORY:<version>``: the tag
+    ``nox -s image`` gives the image it builds from the same checkout (the launcher and the
+    image's ``aframe-train`` and Ray are of one release)."""
+    from .. import __version__
+
+    return f"{IMAGE_REPOSITORY}:{__version__}"
 
 
 @dataclass
@@ -39,7 +51,8 @@ class ClusterSpec:
     Args:
         name: prefix of every object (DNS-1035: lower case, digits, ``-``; at most 40 chars).
         namespace: Kubernetes namespace.
-        image: container image of head and workers (it must hold ray and aframe-train).
+        image: container image of head and workers (it must hold ray and aframe-train);
+            default :func:`default_image`.
         workers: number of worker pods.
         worker_cpus: CPUs per worker.
         worker_gpus: GPUs per worker (``nvidia.com/gpu``).
@@ -57,7 +70,7 @@ class ClusterSpec:
 
     name: str
     namespace: str = "default"
-    image: str = "ghcr.io/ml4gw/aframe/train:main"
+    image: str = field(default_factory=default_image)
     workers: int = 1
     worker_cpus: int = 8
     worker_gpus: int = 1
@@ -236,7 +249,8 @@ def deployments(spec: ClusterSpec, external: bool = False) -> list[dict[str, Any
                 "spec": {
                     "type": "LoadBalancer",
                     "selector": spec.object_labels("head"),
-                    "ports": [{"name": "client", "port": CLIENT_PORT, "targetPort": CLIENT_PORT}],
+                    # the dashboard: how the launcher sees the workers and the Ray version
+                    "ports": [p for p in ports if p["name"] in ("client", "dashboard")],
                 },
             }
         )

@@ -22,6 +22,10 @@ hash being that of the sources that run, :mod:`~aframe_flow.code`): everything t
 writes (``report.md``, plots, event files), ``eval_data.json`` (which data were scored), and
 ``numbers.txt``, the key numbers as ``name: value`` lines, written atomically and last: the
 report counts as done only once it exists.
+
+With an ``s3://`` base directory (the cluster pipeline's) the held-out background is written
+there like every other output; evaluate reads local strain, so the task fetches it into a
+temporary directory (deleted afterwards) before the command runs.
 """
 
 from __future__ import annotations
@@ -38,7 +42,14 @@ from ..base import digest
 from ..code import source_digest
 from ..parameters import ParameterError, PathParameter
 from ..sandbox import run_command
-from ..targets import atomic_local_path, file_target, filesystem, is_remote, join
+from ..targets import (
+    atomic_local_path,
+    file_target,
+    filesystem,
+    get_directory,
+    is_remote,
+    join,
+)
 from ..targets import write_bytes_atomic as write_atomic
 from .data import EVALUATE, FetchTestBackground, HeldOutBackground, stream_seed
 from .train import Train, TrainBase, resolve_config
@@ -153,12 +164,6 @@ class Evaluate(TrainBase):
             )
         if given:
             HeldOutBackground.req(self)  # checks them now, not when the graph runs
-        if eval_data == "heldout" and is_remote(self.data_root):
-            raise ParameterError(
-                f"the held-out background would be written under {self.data_root}, which is "
-                "remote; aframe-train evaluate reads local strain only: give --eval-data DIR "
-                "or --eval-data synthetic"
-            )
         self.check_search_settings()
         for name in ("livetime", "num_injections"):
             value = getattr(self, name)
@@ -302,13 +307,15 @@ class Evaluate(TrainBase):
             paths.append(os.path.dirname(self.config_path))
         return [*paths, self.report_root]
 
-    def command(self, model: str, out: str) -> list[str]:
+    def command(self, model: str, out: str, data: str | None = None) -> list[str]:
+        """The evaluate command; ``data``: a local copy of :attr:`data_path` to search (the
+        held-out background of a remote base directory, fetched by :meth:`run`)."""
         entry = self.executable("aframe-train")
         args = ["--model", model, "--out", out, "--seed", str(self.eval_seed),
                 "--progress", "false"]  # fmt: skip
         args += self.search_settings_args()
-        if self.data_path:
-            args += ["--data", self.data_path]
+        if data or self.data_path:
+            args += ["--data", data or self.data_path]
         if self.livetime is not None:
             args += ["--livetime", f"{self.livetime:g}"]
         if self.num_injections is not None:
@@ -329,10 +336,17 @@ class Evaluate(TrainBase):
                     remote_fs, inner = filesystem(src)
                     remote_fs.get_file(inner, os.path.join(tmp, name))
                 model = os.path.join(tmp, "model.pt")
+            data = None
+            if self.data_path and is_remote(self.data_path):
+                # evaluate reads local strain: the held-out background of an s3:// base dir
+                # (written there by HeldOutBackground like every other output) is fetched
+                data = os.path.join(tmp, "data")
+                count = get_directory(self.data_path, data)
+                print(f"Evaluate: fetched {count} file(s) of {self.data_path}", flush=True)
             out = os.path.join(tmp, "report") if remote else os.path.abspath(self.report_root)
             if not remote:
                 os.makedirs(out, exist_ok=True)
-            numbers = self._run_and_collect(self.command(model, out))
+            numbers = self._run_and_collect(self.command(model, out, data))
             if not numbers:
                 raise RuntimeError("aframe-train evaluate printed no `name: value` numbers")
             if remote:
