@@ -149,3 +149,28 @@ def test_aframe_data_help_lists_every_subcommand_with_a_line(capsys):
         shown = options_in(run(capsys, data_cli.main, [name, "--help"]))
         missing = parameters(function) - shown
         assert not missing, f"aframe-data {name} --help lacks {sorted(missing)}"
+
+
+def test_a_printed_tune_config_runs_as_the_config_of_a_search(capsys, tmp_path):
+    """``tune --print_config`` output given back as ``--config`` reaches the search as the
+    training config plus the tune settings (the relative space beside the printed file)."""
+    from aframe_lib.tune.cli import parser, split_args
+    from aframe_lib.tune.training import TrainingConfig
+
+    printed = print_config(capsys, ["tune", "--config", str(QUICKSTART / "train.yaml"),
+                                    "--tune_config", str(QUICKSTART / "tune.yaml"),
+                                    "--tune.num_samples=7"])  # fmt: skip
+    here = tmp_path / "project"
+    here.mkdir()
+    (here / "search_space.yaml").write_text((QUICKSTART / "search_space.yaml").read_text())
+    (here / "printed.yaml").write_text(printed)
+    argv = cli.split_tune_sections(["--config", str(here / "printed.yaml")], tmp_path)
+    tune_args, configs, overrides = split_args(argv)
+    settings = parser(cli.AframeCLI.__module__ + ".AframeCLI").parse_args(tune_args).tune
+    assert settings.num_samples == 7 and settings.space == str(here / "search_space.yaml")
+    training = TrainingConfig(cli.AframeCLI, configs, overrides)
+    expected = TrainingConfig(cli.AframeCLI, [str(QUICKSTART / "train.yaml")])
+    assert yaml.safe_load(training.yaml) == yaml.safe_load(expected.yaml)
+    # a plain training config is passed on untouched
+    plain = ["--config", str(QUICKSTART / "train.yaml"), "--tune.name=x"]
+    assert cli.split_tune_sections(plain, tmp_path) == plain

@@ -178,6 +178,13 @@ class AframeCLI(LightningCLI):
 
             settings = DistributedConfig(**dict(self.config["fit"]["distributed"]))
             fit_distributed(self._argv[1:], settings)
+        elif route == "tune":  # a --config may hold the tune section too (a --print_config)
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="aframe-tune-config-") as tmp:
+                importlib.import_module("aframe_train.tune").main(
+                    split_tune_sections(self._argv[1:], Path(tmp))
+                )
         else:  # the module's own main, on the arguments this parser has just accepted
             importlib.import_module(EXTRA_SUBCOMMANDS[route][0]).main(self._argv[1:])
 
@@ -264,6 +271,41 @@ def warn_linked(argv: list[str]) -> None:
             f"aframe-train: warning: {key} is ignored: {name} comes from the data section "
             f"({LINKED[name]}); change that instead\n"
         )
+
+
+def split_tune_sections(argv: list[str], tmp: Path) -> list[str]:
+    """``argv`` of ``tune`` with each ``--config`` file that also holds a ``tune:`` section (what
+    ``aframe-train tune --print_config`` writes) given as two files in ``tmp``: the training
+    config as ``--config`` and its ``tune:`` section as ``--tune_config`` (a relative
+    ``tune.space`` taken beside the original file). Other arguments are kept as they are."""
+    import yaml
+
+    out, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        name, eq, value = token.partition("=")
+        path = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+        step = 1 if eq else 2
+        config = None
+        if name in ("--config", "-c") and Path(path).is_file():
+            config = yaml.safe_load(Path(path).read_text())
+        if not (isinstance(config, dict) and isinstance(config.get("tune"), dict)):
+            out.append(token)
+            i += 1
+            continue
+        tune = dict(config.pop("tune"))
+        config.pop("tune_config", None)
+        space = tune.get("space")
+        if space and not Path(space).is_absolute() and not Path(space).exists():
+            beside = Path(path).parent / space
+            tune["space"] = str(beside) if beside.exists() else space
+        n = len(out)
+        training, section = tmp / f"training-{n}.yaml", tmp / f"tune-{n}.yaml"
+        training.write_text(yaml.safe_dump(config, sort_keys=False))
+        section.write_text(yaml.safe_dump({"tune": tune}, sort_keys=False))
+        out += ["--config", str(training), "--tune_config", str(section)]
+        i += step
+    return out
 
 
 def _distributed_given(argv: list[str], config) -> bool:
