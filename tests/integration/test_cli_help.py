@@ -174,3 +174,11 @@ def test_a_printed_tune_config_runs_as_the_config_of_a_search(capsys, tmp_path):
     # a plain training config is passed on untouched
     plain = ["--config", str(QUICKSTART / "train.yaml"), "--tune.name=x"]
     assert cli.split_tune_sections(plain, tmp_path) == plain
+
+
+def test_a_missing_option_is_named_as_typed_under_its_subcommand(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["search", "--model", "m.pt"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert "required: data, out" in err and "search.data" not in err, err

@@ -23,8 +23,10 @@ never repeats them.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -345,4 +347,15 @@ def main(args: list[str] | None = None) -> None:
     check_yaml_files(argv, ("--config", "-c", "--tune_config"))
     if argv and argv[0] in ("fit", "validate", "test", "predict", "tune"):
         warn_linked(argv)
-    AframeCLI(args=args if args is None else argv)
+    try:
+        AframeCLI(args=args if args is None else argv)
+    except argparse.ArgumentError as exc:
+        # jsonargparse names a subcommand's options by their key in the whole config
+        # ("search.data"): name them as the user types them under that subcommand ("data")
+        sub = argv[0] if argv and not argv[0].startswith("-") else None
+        message = str(exc)
+        if sub and re.search(rf"(?<![\w.]){re.escape(sub)}\.", message):
+            raise argparse.ArgumentError(
+                None, re.sub(rf"(?<![\w.]){re.escape(sub)}\.", "", message)
+            ) from exc
+        raise
