@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "<!-- cli-reference -->"
+API_MARKER = re.compile(r"<!-- api: (\w+) -->")
 WIDTH = "100"  # argparse wraps its help to $COLUMNS
 # deprecated aliases: listed, not expanded
 DEPRECATED = {"aframe-synthetic": "aframe-data synthetic"}
@@ -126,7 +127,31 @@ def reference() -> str:
     return "\n".join(lines)
 
 
+def modules(package: str) -> list[str]:
+    """Every public module of ``package`` (by its files: nothing is imported), in path order."""
+    folder = next((ROOT / "packages").glob(f"*/{package}"))
+    found = []
+    for path in sorted(folder.rglob("*.py")):
+        parts = path.relative_to(folder.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if any(part.startswith("_") for part in parts) or "__main__" in parts:
+            continue
+        found.append(".".join(parts))
+    return found
+
+
+def api(package: str) -> str:
+    """The API reference of ``package``: one mkdocstrings block per module (members only where
+    they are defined, so a re-export is documented once)."""
+    blocks = []
+    for module in modules(package):
+        blocks += [f"::: {module}", "    options:", "      show_submodules: false", ""]
+    return "\n".join(blocks)
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 - mkdocs API
+    markdown = API_MARKER.sub(lambda m: api(m.group(1)), markdown)
     if MARKER not in markdown:
         return markdown
     for path in ("aframe-lib", "aframe-train", "aframe-flow"):
