@@ -182,3 +182,26 @@ def test_a_missing_option_is_named_as_typed_under_its_subcommand(capsys):
     err = capsys.readouterr().err
     assert info.value.code == 2
     assert "required: data, out" in err and "search.data" not in err, err
+
+
+def console_scripts() -> dict[str, str]:
+    import tomllib
+
+    found: dict[str, str] = {}
+    for pyproject in sorted((ROOT / "packages").glob("*/pyproject.toml")):
+        found.update(tomllib.loads(pyproject.read_text())["project"].get("scripts", {}))
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(set(console_scripts()) - {"aframe-synthetic"}))
+def test_every_console_script_help_lists_its_subcommands_with_a_line(capsys, name):
+    """Also the scripts other packages add (``aframe-online``): ``--help`` works, and each
+    subcommand its usage line offers is listed with a line of help."""
+    module, function = console_scripts()[name].split(":")
+    main = getattr(importlib.import_module(module), function)
+    text = run(capsys, main, ["--help"])
+    offered = re.search(r"\{([\w,-]+)\}", text.split("\n\n", 1)[0])
+    if offered:
+        lines = listed(text)
+        assert list(lines) == offered.group(1).split(","), text
+        assert all(len(line.split()) >= 4 for line in lines.values()), lines
