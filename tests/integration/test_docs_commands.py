@@ -34,6 +34,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import helpers.flow  # noqa: F401 - a law home and luigi's config before luigi is imported
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
