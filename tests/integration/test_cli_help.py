@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.console import console_scripts
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
@@ -182,15 +183,6 @@ def test_a_missing_option_is_named_as_typed_under_its_subcommand(capsys):
     err = capsys.readouterr().err
     assert info.value.code == 2
     assert "required: data, out" in err and "search.data" not in err, err
-
-
-def console_scripts() -> dict[str, str]:
-    import tomllib
-
-    found: dict[str, str] = {}
-    for pyproject in sorted((ROOT / "packages").glob("*/pyproject.toml")):
-        found.update(tomllib.loads(pyproject.read_text())["project"].get("scripts", {}))
-    return found
 
 
 @pytest.mark.parametrize("name", sorted(set(console_scripts()) - {"aframe-synthetic"}))

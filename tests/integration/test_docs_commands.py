@@ -30,12 +30,12 @@ import os
 import re
 import shlex
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import helpers.flow  # noqa: F401 - a law home and luigi's config before luigi is imported
 import pytest
+from helpers.console import console_scripts
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -56,14 +56,6 @@ class Command:
     @property
     def id(self) -> str:
         return f"{self.page}:{self.line}:{' '.join(self.argv[:3])}"
-
-
-def scripts() -> dict[str, str]:
-    """Console scripts of the packages: ``{name: "module:function"}``."""
-    found: dict[str, str] = {}
-    for pyproject in sorted((ROOT / "packages").glob("*/pyproject.toml")):
-        found.update(tomllib.loads(pyproject.read_text())["project"].get("scripts", {}))
-    return found
 
 
 def shell_lines(text: str) -> list[tuple[int, str]]:
@@ -238,7 +230,7 @@ def check_aframe_data(args: list[str]) -> None:
 
 
 def check_other_script(name: str, args: list[str]) -> None:
-    target = scripts().get(name)
+    target = console_scripts().get(name)
     if target is None:
         assert name == "aframe-online", f"{name} is not a console script of any package"
         pytest.skip(f"{name} does not exist on this branch yet (no package declares it)")
