@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import importlib
 import io
 import os
 import re
@@ -234,7 +235,6 @@ def check_other_script(name: str, args: list[str]) -> None:
     if target is None:
         assert name == "aframe-online", f"{name} is not a console script of any package"
         pytest.skip(f"{name} does not exist on this branch yet (no package declares it)")
-    import importlib
 
     module = importlib.import_module(target.split(":")[0])
     if args[-1:] in (["--help"], ["-h"]):
@@ -251,10 +251,8 @@ def check_law(args: list[str]) -> None:
     import luigi
     from luigi.cmdline_parser import CmdlineParser
 
-    import aframe_flow
-
-    task_name = args[0].split(".", 1)[1]
-    task = getattr(aframe_flow, task_name, None)
+    module, _, task_name = args[0].rpartition(".")  # as law finds it: module, then class
+    task = getattr(importlib.import_module(module), task_name, None)
     assert isinstance(task, type) and issubclass(task, luigi.Task), f"no task {args[0]}"
     argv = [task.get_task_family(), *args[1:]]
     code, out = capture(lambda: CmdlineParser(argv))
