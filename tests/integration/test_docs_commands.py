@@ -105,6 +105,8 @@ def split_commands(line: str) -> list[list[str]]:
     commands.append(current)
     result = []
     for argv in commands:
+        if argv[:1] in (["$"], ["%"]):  # a console block's prompt
+            argv = argv[1:]
         while argv and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", argv[0]):
             argv = argv[1:]
         if argv and argv[0] == "export":
@@ -351,6 +353,32 @@ def test_documented_command_parses(command, monkeypatch):
         if isinstance(exc, pytest.skip.Exception):
             raise
         pytest.fail(f"{where}\n{type(exc).__name__}: {exc}")
+
+
+def test_commands_are_found_in_every_form_a_page_writes_them():
+    page = """
+text
+
+```console
+$ aframe-train fit --config a.yaml \\
+    --trainer.max_epochs=2   # a comment
+```
+
+  ~~~bash
+  export LAW_CONFIG_FILE=x.cfg
+  AFRAME_BASE_DIR=/tmp/x law run aframe_flow.Train --gpus 0 && nox -s docs
+  ~~~
+
+```yaml
+aframe-train: not a command
+```
+"""
+    argvs = [argv for _, line in shell_lines(page) for argv in split_commands(line)]
+    assert argvs == [
+        ["aframe-train", "fit", "--config", "a.yaml", "--trainer.max_epochs=2"],
+        ["law", "run", "aframe_flow.Train", "--gpus", "0"],
+        ["nox", "-s", "docs"],
+    ]
 
 
 def test_the_pages_show_commands_of_every_checked_program():
