@@ -93,3 +93,32 @@ def test_the_filter_leaves_other_exceptions_their_traceback():
                                    ("T",), sys.exc_info())  # fmt: skip
     assert UserErrorFilter().filter(record) and record.exc_info is not None
     assert os.environ.get("AFRAME_DEBUG") in (None, "", "0")
+
+
+def test_a_parameter_error_in_complete_is_its_headline_and_message(caplog):
+    """luigi logs an error in complete() with the traceback as text: ours keep the message only;
+    another exception's traceback is left as it is."""
+    import traceback
+
+    from luigi.worker import Worker
+
+    from aframe_flow.parameters import ParameterError
+
+    def logged(exc: Exception) -> str:
+        try:
+            raise exc
+        except Exception:
+            tb = traceback.format_exc()
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="luigi-interface"):
+            Worker._log_complete_error(None, "Train(seed=7)", tb)  # luigi's own record
+        (record,) = caplog.records
+        return record.getMessage()
+
+    ours = logged(ParameterError("--run-dir=/x: holds the outputs of other parameters"))
+    assert ours == (
+        "Will not run Train(seed=7) or any dependencies due to error in complete() method:\n"
+        "  --run-dir=/x: holds the outputs of other parameters"
+    )
+    bug = logged(KeyError("a bug"))
+    assert "Traceback" in bug and "KeyError" in bug
