@@ -13,6 +13,7 @@ using are deleted, so throwaway venvs do not pile up on the shared disk.
     nox -s tests        # the default test suite (< 15 min on 2 CPUs)
     nox -s tests_slow   # the slow tests
     nox -s lint         # ruff + layering check
+    nox -s docs         # the documentation site (mkdocs --strict) into site/
     nox -s build        # three wheels, each installed alone in a fresh venv and imported
     nox -s bench        # benchmarks under bench/lib/ and bench/train/
 """
@@ -199,6 +200,17 @@ def image(session: nox.Session) -> None:
     session.install(*[r for r in dev if re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0] in
                       ("build", "hatchling")])  # fmt: skip
     session.run("python", str(ROOT / "projects" / "images" / "build.py"), *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs.yml, docs/): `mkdocs build --strict`, so a broken link, an
+    unresolved reference or a docstring mkdocstrings cannot read fails. Into site/ (or posargs)."""
+    env = shared_env(session)
+    out = session.posargs[0] if session.posargs else str(ROOT / "site")
+    env = {**env, "NO_MKDOCS_2_WARNING": "1"}
+    _run(session, env, "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
+         "--site-dir", out)  # fmt: skip
 
 
 @nox.session

@@ -17,6 +17,7 @@ prints it; ``python -m aframe_flow init`` copies it to ``./law.cfg``, where law 
 
 from pathlib import Path
 
+from . import reporting
 from .pipelines import Pipeline
 from .tasks import (
     Data,
@@ -34,6 +35,8 @@ from .tasks import (
     ValidationWaveforms,
 )
 from .tasks.tune import EvaluateTuned, ExportTuned, TunePipeline
+
+reporting.install()  # our errors in `law run`: their message once, no traceback
 
 __version__ = "0.1.0"
 LAW_CONFIG = str(Path(__file__).with_name("law.cfg"))

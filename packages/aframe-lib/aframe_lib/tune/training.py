@@ -110,6 +110,7 @@ class TrainingConfig:
             self.yaml = self.parser.dump(self.config, skip_unset=False)
         except TypeError:  # jsonargparse < 4.49
             self.yaml = self.parser.dump(self.config, skip_none=False)
+        self.yaml = _without_placement(self.yaml)
 
     def check_overrides(self, overrides: Sequence[str]) -> str | None:
         """The parser's error for the resolved config plus ``overrides``, or None if they parse."""
@@ -119,6 +120,19 @@ class TrainingConfig:
             f.write(self.yaml)
             f.flush()
             return parse_error(self.parser.parse_args, ["--config", f.name, *overrides])
+
+
+def _without_placement(text: str) -> str:
+    """The config YAML without a ``distributed`` section (:mod:`aframe_lib.distributed`'s
+    ``--distributed.*``, which a CLI's ``fit`` may have): where a run is placed is not part of
+    the training that a Tune trial or a Ray Train worker runs from this text."""
+    import yaml
+
+    config = yaml.safe_load(text)
+    if not isinstance(config, dict) or "distributed" not in config:
+        return text
+    config.pop("distributed")
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 def validate_space(training: TrainingConfig, space: Mapping[str, Any]) -> None:
