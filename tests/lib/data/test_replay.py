@@ -34,3 +34,13 @@ def test_replay_bad_speed_is_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["replay", "--data", str(tmp_path), "--out", str(tmp_path / "f"), "--speed", "-1"])
     assert exc.value.code == 2 and "--speed=-1" in capsys.readouterr().err
+
+
+def test_replay_keeps_only_the_last_seconds_when_asked(tmp_path):
+    from aframe_lib.data.noise import generate_background
+    from aframe_lib.data.replay import replay
+
+    generate_background(str(tmp_path / "data"), ["H1"], 6.0, 64.0, 6.0, seed=1)
+    replay(str(tmp_path / "data"), str(tmp_path / "f"), speed=0, ifos=["H1"], keep=2)
+    assert sorted(p.name for p in (tmp_path / "f").glob("*.gwf")) == [
+        "H-H1_llhoft-1000000004-1.gwf", "H-H1_llhoft-1000000005-1.gwf"]  # fmt: skip

@@ -185,7 +185,8 @@ def test_kill_9_and_restart_uploads_each_event_exactly_once(world, tmp_path, gra
            str(world["root"] / "background_events.hdf5"), "--gracedb", gracedb.url,
            "--outbox", str(outbox), "--far_threshold",
            str(1.5 / world["livetime"] * 3.15576e7), "--group", "Test", "--device", "cpu",
-           "--late", "0.2", "--timeout", "1"]  # fmt: skip
+           "--late", "0.2", "--timeout", "1",
+           "--pastro_far", str(20 / world["livetime"] * 3.15576e7)]  # fmt: skip
     env = {**os.environ, "REQUESTS_CA_BUNDLE": str(gracedb.cert)}
 
     def wait(cond, timeout=120.0):
@@ -213,4 +214,5 @@ def test_kill_9_and_restart_uploads_each_event_exactly_once(world, tmp_path, gra
                           text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(gracedb.events) == n and gracedb.duplicates == 0
+    assert all(len(e["log"]) == 1 for e in gracedb.events.values())  # p_astro once each
     assert not list(outbox.glob("*.json")) and len(list((outbox / "sent").glob("*.json"))) == n

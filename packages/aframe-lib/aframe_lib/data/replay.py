@@ -75,6 +75,7 @@ def replay(
     injection_spacing: float = 16.0,
     injection_start: float = 32.0,
     max_seconds: float | None = None,
+    keep: int | None = None,
     seed: int = 0,
 ) -> str:
     """Write the strain of ``data`` as 1-second GWF frames per IFO, at real-time pace.
@@ -91,6 +92,8 @@ def replay(
         injection_start: seconds from each file's start to its first injection (leave the
             online search its ``psd.length`` of warm-up).
         max_seconds: stop after this many seconds of GPS time (``None``: replay everything).
+        keep: delete each frame this many seconds after writing it, as a low-latency frame
+            directory keeps only its last few minutes (``None``: keep every frame).
         seed: seed of the injections' sky positions.
 
     Returns:
@@ -141,6 +144,8 @@ def replay(
                     time.sleep(delay)
             for j, ifo in enumerate(span.ifos):
                 write_second(out, ifo, gps, x[j])
+                if keep is not None:
+                    Path(out, ifo_frame_name(ifo, LLHOFT, gps - keep)).unlink(missing_ok=True)
             written += 1
     logger.info("replay: %d seconds of %s written to %s", written, ",".join(ifos), out)
     return out

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from aframe_lib.data.replay import READY_BITMASK
 from aframe_lib.search.settings import SearchSettings
-from aframe_lib.utils.errors import ConfigError, console_main
+from aframe_lib.utils.errors import ConfigError, DataError, console_main
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ def run_online(
         outbox: directory of candidates not yet acknowledged (``sent/`` the acknowledged).
         far_threshold: upload events with a FAR below this (per year).
         injection_results: evaluate's ``injection_results.hdf5`` for p_astro; ``None``: the
-            one beside ``background`` if there, else no p_astro.
+            one beside ``background`` if there (without p_astro, and a warning, when it cannot
+            give one: too few events above ``pastro_far``), else no p_astro.
         bbh_rate: BBH merger rate for p_astro (Gpc^-3 yr^-1).
         pastro_far: p_astro is computed above the background statistic at this FAR (per yr).
         group: GraceDB group (``Test`` for replays).
@@ -99,10 +100,13 @@ def run_online(
     bg.check(search.settings())
     pastro = None
     beside = Path(background).with_name("injection_results.hdf5")
-    if injection_results is None and beside.exists():
-        injection_results = str(beside)
     if injection_results is not None:
         pastro = PAstro.read(bg, injection_results, bbh_rate=bbh_rate, pastro_far=pastro_far)
+    elif beside.exists():
+        try:
+            pastro = PAstro.read(bg, beside, bbh_rate=bbh_rate, pastro_far=pastro_far)
+        except DataError as exc:  # found, not asked for: run without p_astro, say why
+            logger.warning("no p_astro: %s", exc)
     box = Outbox(outbox)
     uploader = None
     if gracedb:

@@ -17,8 +17,9 @@ kept. See docs/howto/online.md.
 Every second is one :class:`Second`: its strain ``(num_ifos, sample_rate)`` or ``None`` with the
 reason it is dead time:
 
-- ``missing``: a frame of some IFO never came (a later frame of that IFO arrived and ``late``
-  seconds passed, or ``timeout`` seconds passed with nothing newer); the source then jumps to
+- ``missing``: a frame of some IFO never came (a frame of that IFO for one of the next 16
+  seconds arrived and ``late`` seconds passed, or ``timeout`` seconds passed with nothing
+  newer); the source then jumps to
   the next second every IFO has a frame of, the seconds in between counted as dead time
   (:attr:`FrameSource.dead`). A frame that arrives after its second was given up is ignored
   (logged as late);
@@ -31,7 +32,9 @@ reason it is dead time:
   :class:`~aframe_lib.online.engine.OnlineSearch` resamples as the offline search does), or
   at different rates in different IFOs.
 
-The source never raises on bad data: it logs and goes on.
+The source never raises on bad data: it logs and goes on. Waiting for a frame costs a few
+``stat`` calls per poll whatever the directory holds; the directory is listed only to find
+where to start and after a ``timeout``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ from aframe_lib.data.frames import LLHOFT, ifo_frame_name, parse_frame_name
 from aframe_lib.data.replay import READY_BITMASK, STATE_CHANNEL, STRAIN_CHANNEL
 
 logger = logging.getLogger(__name__)
+
+AHEAD = 16  # seconds after a missing one whose frames tell that it is missing, not late
 
 
 @dataclass
@@ -117,6 +122,12 @@ class FrameSource:
                 continue
         return out
 
+    def _newer(self, ifo: str, gps: int) -> bool:
+        """Whether a frame of ``ifo`` after ``gps`` is there: the next ``AHEAD`` names are
+        looked up (a few ``stat`` calls, whatever the directory holds); a longer gap waits
+        for ``timeout``."""
+        return any(self.path(ifo, gps + k).exists() for k in range(1, AHEAD + 1))
+
     def _oldest_common(self, after: int | None) -> int | None:
         sets = [set(self._seconds(ifo)) for ifo in self.ifos]
         common = set.intersection(*sets) if sets else set()
@@ -155,7 +166,7 @@ class FrameSource:
             if self.stop():
                 return None
             now = time.monotonic()
-            if all(any(t > gps for t in self._seconds(ifo)) for ifo in missing):
+            if all(self._newer(ifo, gps) for ifo in missing):
                 newer_since = newer_since or now
                 if now - newer_since >= self.late:
                     logger.warning(
