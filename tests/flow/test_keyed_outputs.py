@@ -256,3 +256,32 @@ def test_the_bbh_cpu_recipe_cfg_resolves():
     assert rate == "512.0" and heldout == "(2048.0, 259200.0, 512.0)"
     assert "[12, 120, 1200]" in args  # per year: 1, 10 and 100 per month
     assert direct == "(2048.0, 259200.0, 2029)"  # run alone, the same held-out data
+
+
+def test_kubernetes_settings_come_from_the_kubernetes_section_and_leave_the_flag_alone():
+    """[kubernetes] in a law config is read (the class is k8s so that no --kubernetes-* flag
+    makes the tasks' own --kubernetes an ambiguous abbreviation for luigi's parser)."""
+    import luigi
+
+    from aframe_flow import config as flow_config
+
+    cfg = luigi.configuration.get_config()
+    added = not cfg.has_section("kubernetes")
+    if added:
+        cfg.add_section("kubernetes")
+    cfg.set("kubernetes", "namespace", "ns-from-cfg")
+    luigi.task_register.Register.clear_instance_cache()
+    try:
+        assert flow_config.k8s().namespace == "ns-from-cfg"
+    finally:
+        cfg.remove_option("kubernetes", "namespace")
+        if added:
+            cfg.remove_section("kubernetes")
+        luigi.task_register.Register.clear_instance_cache()
+    flags = {
+        f"--{name}-{param}"
+        for name, cls in vars(flow_config).items()
+        if isinstance(cls, type) and issubclass(cls, luigi.Config) and cls is not luigi.Config
+        for param, _ in cls.get_params()
+    }
+    assert not [f for f in flags if f.startswith("--kubernetes")], flags

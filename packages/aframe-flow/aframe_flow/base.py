@@ -361,7 +361,7 @@ class RayClusterTask(AframeTask):
         from .clusters.manifests import default_image
 
         k8s, head, worker, s3 = (
-            config.kubernetes(),
+            config.k8s(),
             config.ray_head(),
             config.ray_worker(),
             config.s3(),
@@ -405,7 +405,7 @@ class RayClusterTask(AframeTask):
                 secret_from_env(wb.api_key_secret, ["WANDB_API_KEY"], spec.namespace),
             ]
         self._cluster = RayCluster(
-            spec, backend=config.kubernetes().backend, secrets=secrets, client=client
+            spec, backend=config.k8s().backend, secrets=secrets, client=client
         )
         return self._cluster
 

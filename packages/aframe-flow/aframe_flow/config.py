@@ -72,20 +72,29 @@ class s3(luigi.Config):  # noqa: N801
     )
 
 
-class kubernetes(luigi.Config):  # noqa: N801
-    """Where Ray clusters are started."""
+class k8s(luigi.Config):  # noqa: N801
+    """Where Ray clusters are started: the ``[kubernetes]`` section of the law config.
+
+    The class is not named ``kubernetes``: luigi makes a ``--<class>-<param>`` flag of every
+    config parameter, and ``--kubernetes-namespace`` & co. made the tasks' own ``--kubernetes``
+    flag an ambiguous abbreviation on the command line. Its flags are ``--k8s-namespace`` etc.;
+    its settings are read from ``[k8s]`` or, as documented, ``[kubernetes]``.
+    """
 
     namespace = luigi.Parameter(
+        config_path=dict(section="kubernetes", name="namespace"),
         default=_env("AFRAME_K8S_NAMESPACE", "default"),
         description="Kubernetes namespace (env AFRAME_K8S_NAMESPACE)",
     )
     backend = luigi.ChoiceParameter(
+        config_path=dict(section="kubernetes", name="backend"),
         default="kuberay",
         choices=["kuberay", "deployments"],
         description="kuberay: a RayCluster custom resource; deployments: plain Deployments + "
         "Services, for clusters that forbid custom resources",
     )
     image = luigi.Parameter(
+        config_path=dict(section="kubernetes", name="image"),
         default=_env("AFRAME_RAY_IMAGE"),
         description="container image of head and workers (env AFRAME_RAY_IMAGE); empty: "
         "ghcr.io/ml4gw/aframe/train:<this aframe-flow's version>, which `nox -s image -- --push "
