@@ -125,7 +125,7 @@ def run(argv: list[str] | None = None) -> Any:
         check_synthetic_args(kwargs, lambda key: f"--{key}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in ..."
-    out = kwargs[OUTPUT[name]]
+    out = kwargs[OUTPUT[name]] or kwargs.get("path")  # fetch: --data_dir or one --path
     with fs.explain_storage_errors(out, f"--{OUTPUT[name]}"):
         result = functions([name])[name](**kwargs)
         _summary(name, kwargs, result)
