@@ -377,6 +377,7 @@ def open_data(tmp_path, monkeypatch):
 def test_open_data_fetch_equals_the_files_resampled(tmp_path, open_data):
     import torch
 
+    open_data.fail_next(1)  # a 500 first: gwosc retries by itself (tenacity)
     fetch_strain(str(tmp_path / "bg"), ["H1", "L1"], RATE_OUT, start=T0, end=T0 + 128,
                  max_duration=100)  # fmt: skip
     found = list_segments(str(tmp_path / "bg"), ["H1", "L1"], sample_rate=RATE_OUT)
