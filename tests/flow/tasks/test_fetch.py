@@ -113,7 +113,6 @@ def test_evaluation_of_a_fetched_background_searches_the_test_period(tmp_path):
         Evaluate(**no_test)
 
 
-@pytest.mark.slow  # two aframe-data processes (gwpy, torch) and a fetch of 2 IFOs: ~40 s
 def test_queried_segments_are_fetched_from_frames_chunk_by_chunk(tmp_path, env):
     datafind, segments = env
     task = FetchBackground(data_dir=str(tmp_path), background="fetch", ifos="H1,L1",
@@ -138,7 +137,6 @@ def test_queried_segments_are_fetched_from_frames_chunk_by_chunk(tmp_path, env):
     assert (len(datafind.requests), len(segments.requests)) == seen
 
 
-@pytest.mark.slow  # one aframe-data process: ~20 s
 def test_given_segments_need_no_query(tmp_path, env):
     datafind, segments = env
     before = len(segments.requests)

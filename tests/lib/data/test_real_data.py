@@ -377,6 +377,7 @@ def open_data(tmp_path, monkeypatch):
 def test_open_data_fetch_equals_the_files_resampled(tmp_path, open_data):
     import torch
 
+    open_data.fail_next(1)  # a 500 first: gwosc retries by itself (tenacity)
     fetch_strain(str(tmp_path / "bg"), ["H1", "L1"], RATE_OUT, start=T0, end=T0 + 128,
                  max_duration=100)  # fmt: skip
     found = list_segments(str(tmp_path / "bg"), ["H1", "L1"], sample_rate=RATE_OUT)
@@ -396,6 +397,11 @@ def test_single_span_fetch_background_through_open_data(tmp_path, open_data):
     fetch_background(path, ["H1", "L1"], T0 + 8, T0 + 24, RATE_OUT)
     (seg,) = list_segments(str(tmp_path), ["H1", "L1"], sample_rate=RATE_OUT)
     assert (seg.t0, seg.duration) == (T0 + 8, 16.0) and prov.read(path)["source"] == "gwosc"
+    # the command line of earlier releases (--path FILE --start --end) writes the same file
+    again = tmp_path / "cli" / Path(path).name
+    cli.main(["fetch", "--path", str(again), "--ifos=[H1,L1]", "--start", str(T0 + 8),
+              "--end", str(T0 + 24), "--sample_rate", str(RATE_OUT)])  # fmt: skip
+    assert again.read_bytes() == Path(path).read_bytes()
     with pytest.raises(DataError, match="not a whole multiple"):
         fetch_background(str(tmp_path / "x.hdf5"), ["H1"], T0, T0 + 8, 3000)
     with pytest.raises(DataError, match=f"no open data for all of GPS \\[{T0 + 100}"):

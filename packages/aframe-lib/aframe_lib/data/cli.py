@@ -120,8 +120,6 @@ def run(argv: list[str] | None = None) -> Any:
     """
     from aframe_lib.utils import fs
 
-    from .synthetic import check_synthetic_args
-
     argv = sys.argv[1:] if argv is None else list(argv)
     names = argv[:1] if argv and argv[0] in COMMANDS else tuple(COMMANDS)
     p = parser(names)
@@ -133,10 +131,12 @@ def run(argv: list[str] | None = None) -> Any:
         given = cfg[name].population.as_dict()
         kwargs["population"] = {k: v for k, v in given.items() if v is not None}
     if name == "synthetic":  # every argument checked before anything is written
+        from .synthetic import check_synthetic_args  # (torch: not for segments and fetch)
+
         check_synthetic_args(kwargs, lambda key: f"--{key}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in ..."
-    out = kwargs[OUTPUT[name]]
+    out = kwargs[OUTPUT[name]] or kwargs.get("path")  # fetch: --data_dir or one --path
     with fs.explain_storage_errors(out, f"--{OUTPUT[name]}"):
         result = functions([name])[name](**kwargs)
         _summary(name, kwargs, result)

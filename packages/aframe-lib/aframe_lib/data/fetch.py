@@ -333,9 +333,9 @@ def _one(args: tuple) -> tuple[str, str | None]:
 
 
 def fetch_strain(
-    data_dir: str,
-    ifos: list[str],
-    sample_rate: float,
+    data_dir: str | None = None,
+    ifos: list[str] | None = None,
+    sample_rate: float = 2048.0,
     segments: str | None = None,
     start: float | None = None,
     end: float | None = None,
@@ -346,6 +346,7 @@ def fetch_strain(
     jobs: int = 1,
     skip_bad: bool = False,
     host: str | None = None,
+    path: str | None = None,
 ) -> str:
     """Fetch real strain over analysis segments into background files (the data contract).
 
@@ -366,9 +367,11 @@ def fetch_strain(
         skip_bad: Keep going past refused chunks (listed in ``refused.json``) and succeed.
         host: GWDataFind or open-data server URL; empty: ``GWDATAFIND_SERVER`` /
             ``GWOSC_SERVER_URL``.
+        path: Instead of ``data_dir``: the one file (local or ``s3://``) of ``[start, end)``,
+            unchunked (:func:`fetch_background`; the form of earlier releases).
 
     Returns:
-        ``data_dir``.
+        ``data_dir`` (or ``path``).
 
     Raises:
         DataError: bad arguments, or refused chunks without ``skip_bad`` (the good chunks are
@@ -377,7 +380,11 @@ def fetch_strain(
     from .background import background_fname
     from .segments import read_query, read_segments
 
-    ifos = list(ifos)
+    ifos = list(ifos or [])
+    if (data_dir is None) == (path is None):
+        raise DataError("give --data_dir DIR (background files) or --path FILE (one file)")
+    if path is not None and (segments is not None or start is None or end is None):
+        raise DataError("--path FILE takes one span: give --start and --end, not --segments")
     if not ifos:
         raise DataError("ifos: give at least one IFO, e.g. --ifos=[H1,L1]")
     if not sample_rate > 0:
@@ -391,13 +398,18 @@ def fetch_strain(
     if segments is None and not end > start:
         raise DataError(f"end={end!r}: must be after start={start!r} (GPS seconds)")
     frametypes, channels = list(frametypes or []), list(channels or [])
-    if frametypes or channels:
+    if frametypes or (channels and path is None):
         for name, values in (("frametypes", frametypes), ("channels", channels)):
             if len(values) != len(ifos):
                 raise DataError(
                     f"{name}={values}: give one per IFO ({ifos}) to read frames (both "
                     "--frametypes and --channels), or neither for open data"
                 )
+    if path is not None:
+        if frametypes:
+            raise DataError("--path fetches open data or --channels with TimeSeries.get; "
+                            "for --frametypes give --data_dir")  # fmt: skip
+        return fetch_background(path, ifos, start, end, sample_rate, channels)
     spans = [(float(start), float(end))] if segments is None else read_segments(segments)
     query = read_query(segments) if segments else None
     flags = {}
