@@ -33,6 +33,7 @@ def test_an_event_exactly_at_a_glitch_is_reported_as_such(tmp_path):
     result = SearchResult(Events(time, stat, np.zeros(n), shift), month, 0.0, 1.0)
     numbers = _glitch_numbers(str(tmp_path), result, ["H1", "L1"], window=1.0)
     assert numbers["glitches_logged"] == 2
+    assert numbers["all_events_with_glitch"] == pytest.approx(2 / n)
     assert numbers["loudest_100_events"] == 100
     assert numbers["loudest_100_with_glitch"] == pytest.approx(0.02)
     assert numbers["loudest_100_with_blip"] == pytest.approx(0.01)

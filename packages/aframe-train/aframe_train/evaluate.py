@@ -144,7 +144,8 @@ def evaluate(
             Gaussian noise. Whenever the background's directory holds a glitch log
             (``glitches.hdf5``), the report gives the fraction of the loudest 100 background
             events, and of those above 100 per month, that coincide with a logged glitch (within
-            the model's kernel length), per glitch type.
+            the model's kernel length), per glitch type, beside the fraction of all background
+            events that do (what a model blind to glitches would show).
     """
     from aframe_lib.search import Search, find_spans, materialize, timeslide_spans
     from aframe_lib.search.checkpoint import model_digest
@@ -303,6 +304,11 @@ def _glitch_numbers(data: str, background, ifos, window: float) -> dict[str, flo
     threshold = threshold_at_far(events.stat, background.livetime, 100 / (SECONDS_PER_YEAR / 12))
     above = int(np.sum(events.stat > threshold))  # NaN (too little livetime): none
     numbers = {"glitches_logged": float(len(log["time"])), "glitch_window_s": float(window)}
+    # the reference: of all background events, the fraction that meet a glitch (by chance, for a
+    # model that ignores glitches)
+    numbers["all_events_with_glitch"] = loudest_with_glitches(events.stat, types, len(types))[
+        "with_glitch"
+    ]
     for name, top in (("loudest_100", 100), ("above_100_per_month", above)):
         summary = loudest_with_glitches(events.stat, types, top)
         numbers[f"{name}_events"] = float(summary["events"])
