@@ -242,12 +242,8 @@ def test_evaluate_injects_the_training_population_into_noise_no_training_set_has
     from aframe_lib.export import export_torchscript
     from aframe_train.cli import main
 
-    population = {
-        "masses": {"class_path": "torch.distributions.Uniform",
-                   "init_args": {"low": 20.0, "high": 21.0}},
-        "distance": {"class_path": "ml4gw.distributions.PowerLaw",
-                     "init_args": {"minimum": 50.0, "maximum": 300.0, "index": 2.0}},
-    }  # fmt: skip
+    population = {"masses": {"class_path": "torch.distributions.Uniform",
+                             "init_args": {"low": 20.0, "high": 21.0}}}  # fmt: skip
     meta = {"data": DATA, "psd": PSD, "population": population}
     export_torchscript(Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", meta)
     out = tmp_path / "eval"
@@ -256,12 +252,19 @@ def test_evaluate_injects_the_training_population_into_noise_no_training_set_has
         "--background_duration", "240", "--segment_duration", "120", "--livetime", "300",
         "--cluster_window", "4", "--injection_spacing", "10", "--waveform_duration", "4",
         "--coalescence_time", "3", "--fars_per_year", "[1e5]", "--progress", "false",
+        # one field given (as aframe-data takes it): the others stay the training population's
+        "--population.distance", "ml4gw.distributions.PowerLaw",
+        "--population.distance.minimum", "50", "--population.distance.maximum", "300",
+        "--population.distance.index", "2",
     ])  # fmt: skip
     with h5py.File(out / "foreground" / "waveforms.hdf5") as f:
         m1, m2 = f["parameters/mass_1"][:], f["parameters/mass_2"][:]
+        distance = f["parameters/distance"][:]
     assert len(m1) >= 10 and (m1 <= 21.0).all() and (m2 >= 20.0).all()
+    assert (distance >= 50).all() and (distance <= 300).all()
     report = (out / "report.md").read_text()
-    assert "the training population (model.json)" in report and '"high": 21.0' in report
+    assert "the training population (model.json) with distance given" in report
+    assert '"high": 21.0' in report and '"maximum": 300' in report
     # the noise: stream 10 of seed 0, no training set's
     own = sorted((out / "background").glob("background-*.hdf5"))[0]
     record = provenance.read(str(own))
@@ -329,3 +332,7 @@ def test_evaluate_refuses_data_the_model_trained_or_validated_on(tmp_path, capsy
     shutil.copy(test[0], held_out)
     main([*argv, "--data", str(held_out), "--fars_per_year", "[1e5]"])  # the test split: fine
     assert "background_livetime_s" in capsys.readouterr().out
+    # the own injections' distances are the population's: distance_range is for --injections
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--data", str(held_out), "--distance_range", "[100, 10000]"])
+    assert exc.value.code == 2 and "--population.distance" in capsys.readouterr().err

@@ -112,8 +112,8 @@ def evaluate(
         coalescence_time: seconds from a waveform's start to its coalescence.
         population: the binaries of the own injections, configured as for ``aframe-data``
             (``--population.masses torch.distributions.Uniform --population.masses.low 10
-            ...``; fields not given are aframe-lib's defaults); null: the population the
-            model was trained on, as ``model.json`` records it (aframe-lib's default, with a
+            ...``). Fields not given (all, by default) are those of the population the model
+            was trained on, as ``model.json`` records it (aframe-lib's defaults, with a
             warning, for models exported before it was recorded). Volumes need distances
             uniform in Euclidean volume (``ml4gw.distributions.PowerLaw`` with ``index: 2``).
         distance_range: for ``injections`` only: the luminosity distances (Mpc) they were
@@ -165,6 +165,13 @@ def evaluate(
         raise ConfigError(
             "population: the binaries of evaluate's own injections; with --injections the "
             "table's are scored: drop one of the two"
+        )
+    if distance_range is not None and injections is None:
+        raise ConfigError(
+            f"distance_range={list(distance_range)}: only for --injections; the own "
+            "injections' distances are population.distance (e.g. --population.distance "
+            "ml4gw.distributions.PowerLaw --population.distance.minimum 100 "
+            "--population.distance.maximum 10000 --population.distance.index 2)"
         )
     run = Path(out)
     run.mkdir(parents=True, exist_ok=True)
@@ -327,22 +334,34 @@ def _model_info(model: str) -> dict[str, Any]:
 
 
 def _population(population, info: dict[str, Any], external: bool):
-    """The population of the own injections and where it came from (for the report)."""
-    from aframe_lib.data.synthetic import WaveformPopulation
+    """The population of the own injections and where it came from (for the report): the
+    fields given, the others the training population's (``model.json``)."""
+    from collections.abc import Mapping
 
-    if population is not None:
-        return WaveformPopulation.coerce(population), "given (population)"
-    recorded = info.get("population")
+    from aframe_lib.data.synthetic import DEFAULT_POPULATION, WaveformPopulation
+
+    recorded = info.get("population") or {}
+    if isinstance(population, WaveformPopulation):
+        population = {k: getattr(population, k) for k in DEFAULT_POPULATION}
+    if population is not None and not isinstance(population, Mapping):
+        raise ValueError(f"population={population!r}: give a mapping of field -> distribution")
+    given = {k: v for k, v in (population or {}).items() if v is not None}
+    fields = {**recorded, **given}
     if recorded:
-        name = "model.json population"
-        return WaveformPopulation.coerce(recorded, name), "the training population (model.json)"
-    if not external:
-        logging.warning(
-            "model.json records no training population (exported before it was recorded): "
-            "the injections come from aframe-lib's default population; give the one the model "
-            "was trained on as --population"
-        )
-    return WaveformPopulation(), "aframe-lib's default (model.json records no population)"
+        source = "the training population (model.json)"
+        if given:
+            source = f"the training population (model.json) with {', '.join(sorted(given))} given"
+    else:
+        source = "aframe-lib's default (model.json records no population)"
+        if given:
+            source = f"aframe-lib's default with {', '.join(sorted(given))} given"
+        elif not external:
+            logging.warning(
+                "model.json records no training population (exported before it was recorded): "
+                "the injections come from aframe-lib's default population; give the one the "
+                "model was trained on as --population"
+            )
+    return WaveformPopulation.coerce(fields, "population"), source
 
 
 def _volume_range(population) -> tuple[float, float] | None:
