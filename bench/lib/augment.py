@@ -183,9 +183,9 @@ class GwpyBaseline:
             for ifo in range(self.num_ifos):
                 x = self.draw_window(ifo)
                 if self.glitch_prob and rng.random() < self.glitch_prob:  # into the raw strain
-                    row = self.bank[ifo, rng.integers(self.bank.shape[1])][: len(x)]
-                    at = rng.integers(len(x) - len(row) + 1)
-                    x[at : at + len(row)] += row
+                    glitch = self.bank[ifo, rng.integers(self.bank.shape[1])][: len(x)]
+                    at = rng.integers(len(x) - len(glitch) + 1)
+                    x[at : at + len(glitch)] += glitch
                 asd = TimeSeries(x[: self.psd_size], sample_rate=self.fs).asd(
                     fftlength=self.fftlength, method="median"
                 )

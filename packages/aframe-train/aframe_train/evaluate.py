@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from aframe_lib.data.glitches import NoiseModel
     from aframe_lib.data.synthetic import WaveformPopulation
     from aframe_lib.search import SearchSettings
 
@@ -92,6 +93,7 @@ def evaluate(
     settings: SearchSettings | None = None,
     progress: bool = True,
     seed: int = 0,
+    noise: NoiseModel | None = None,
 ) -> dict[str, float]:
     """Measure an exported model's FARs and sensitivity; write plots and a report to ``out``.
 
@@ -137,6 +139,13 @@ def evaluate(
         progress: show progress bars.
         seed: seed whose streams 10, 11 and 12 give the synthetic noise, the binaries and the
             sky positions (streams no training data of any seed use).
+        noise: the noise model of the synthetic noise (when ``data`` is null), as for
+            ``aframe-data synthetic --noise`` (drifting PSDs, glitches); null: stationary
+            Gaussian noise. Whenever the background's directory holds a glitch log
+            (``glitches.hdf5``), the report gives the fraction of the loudest 100 background
+            events, and of those above 100 per month, that coincide with a logged glitch (within
+            the model's kernel length), per glitch type, beside the fraction of all background
+            events that do (what a model blind to glitches would show).
     """
     from aframe_lib.search import Search, find_spans, materialize, timeslide_spans
     from aframe_lib.search.checkpoint import model_digest
@@ -178,7 +187,7 @@ def evaluate(
                 "(and --foreground: the strain holding the injections, when that is another file)"
             )
         data = _synthetic_background(
-            engine, run / "background", background_duration, segment_duration, seed
+            engine, run / "background", background_duration, segment_duration, seed, noise
         )
 
     spans = find_spans(
@@ -236,6 +245,7 @@ def evaluate(
         ideal_snr,
         match_window,
     )
+    numbers.update(_glitch_numbers(data, background, engine.ifos, engine.kernel_length))
     numbers["injections_outside_data"] = float(outside)
     numbers["num_timeslides"] = float(len(shifted))
     numbers["realtime_factor_background"] = background.realtime_factor
@@ -255,23 +265,64 @@ def _source(span) -> tuple:
     return c.path, c.dataset, c.origin
 
 
-def _synthetic_background(engine, where: Path, duration, segment_duration, seed) -> str:
-    """Evaluate's own noise: the stream ``EVALUATE`` of ``seed`` (files of another seed or
-    stream there, e.g. from an older evaluation, are written again)."""
+def _synthetic_background(engine, where: Path, duration, segment_duration, seed, noise=None) -> str:
+    """Evaluate's own noise: the stream ``EVALUATE`` of ``seed``, with the noise model ``noise``
+    (files of another seed, stream or noise model there, e.g. from an older evaluation, are
+    written again)."""
     from aframe_lib.data import provenance
+    from aframe_lib.data.glitches import GLITCH_FILE, NoiseModel
     from aframe_lib.data.noise import generate_background
     from aframe_lib.data.synthetic import EVALUATE
 
+    noise = NoiseModel.coerce(noise).check(engine.ifos)
     files = sorted(where.glob("background-*.hdf5"))
     record = provenance.read(str(files[0])) if files else None
-    if not record or (record.get("seed"), record.get("stream")) != (seed, EVALUATE):
-        for path in files:
-            path.unlink()
+    wanted = (seed, EVALUATE, noise.describe() or None)
+    if not record or (record.get("seed"), record.get("stream"), record.get("noise")) != wanted:
+        for path in [*files, where / GLITCH_FILE]:
+            path.unlink(missing_ok=True)
         generate_background(
             str(where), engine.ifos, duration, engine.sample_rate, segment_duration,
-            seed=seed, stream=EVALUATE,
+            seed=seed, stream=EVALUATE, noise=noise,
         )  # fmt: skip
     return str(where)
+
+
+def _glitch_numbers(data: str, background, ifos, window: float) -> dict[str, float]:
+    """Of the loudest 100 background events and of those above 100 per month, the fraction
+    that coincide with a glitch of the data's log (``glitches.hdf5`` beside the data, see
+    :func:`aframe_lib.data.glitches.glitch_coincidences`), overall and per type; ``{}`` when
+    the data have no log."""
+    from aframe_lib.data.glitches import (
+        GLITCH_FILE,
+        glitch_coincidences,
+        loudest_with_glitches,
+        read_glitches,
+    )
+    from aframe_lib.search.metrics import SECONDS_PER_YEAR, threshold_at_far
+
+    path = Path(data)
+    log_path = (path if path.is_dir() else path.parent) / GLITCH_FILE
+    if not log_path.is_file():
+        return {}
+    log = read_glitches(str(log_path))
+    events = background.events
+    types, _ = glitch_coincidences(events.time, log, list(ifos), events.shift, window)
+    threshold = threshold_at_far(events.stat, background.livetime, 100 / (SECONDS_PER_YEAR / 12))
+    above = int(np.sum(events.stat > threshold))  # NaN (too little livetime): none
+    numbers = {"glitches_logged": float(len(log["time"])), "glitch_window_s": float(window)}
+    # the reference: of all background events, the fraction that meet a glitch (by chance, for a
+    # model that ignores glitches)
+    numbers["all_events_with_glitch"] = loudest_with_glitches(events.stat, types, len(types))[
+        "with_glitch"
+    ]
+    for name, top in (("loudest_100", 100), ("above_100_per_month", above)):
+        summary = loudest_with_glitches(events.stat, types, top)
+        numbers[f"{name}_events"] = float(summary["events"])
+        numbers[f"{name}_with_glitch"] = summary["with_glitch"]
+        for kind, fraction in summary["by_type"].items():
+            numbers[f"{name}_with_{kind}"] = fraction
+    return numbers
 
 
 def _model_info(model: str) -> dict[str, Any]:

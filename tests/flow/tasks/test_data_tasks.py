@@ -27,7 +27,11 @@ from aframe_lib.data.waveforms import read_waveforms
 
 POPULATION = {"masses": {"class_path": "torch.distributions.Uniform",
                          "init_args": {"low": 10.0, "high": 50.0}}}  # fmt: skip
-NOISE = {"glitch_rates": {"H1": 0.5}, "psd_scale": [0.5, 2.0]}
+NOISE = {
+    "glitch_rates": {"H1": 0.5},
+    "psd_scale": [0.5, 2.0],
+    "glitch_types": {"sine_gaussian": 1.0},
+}
 TINY = dict(sample_rate=256.0, background_duration=64.0, segment_duration=32.0,
             num_waveforms=4, num_val_waveforms=3, waveform_duration=4.0,
             coalescence_time=3.0)  # fmt: skip

@@ -222,3 +222,20 @@ def test_reports_are_keyed_by_the_code_that_made_them(tmp_path):
     reuse = Evaluate(model=str(model), eval_data="synthetic", code_hash="0123456789ab")
     assert reuse.store_parts()[:-1] == task.store_parts()[:-1]
     assert reuse.store_parts()[-1] == "code-0123456789ab"
+
+
+def test_evaluate_own_noise_gets_the_data_noise_model(tmp_path):
+    """Issue #25: with --noise, the held-out noise and evaluate's own noise are glitchy alike."""
+    from aframe_lib.search.settings import parse_settings_args
+    from aframe_train.evaluate import evaluate
+
+    noise = {"glitch_rates": {"H1": 0.3, "L1": 1.1}}
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"")
+    task = Evaluate(model=str(model), eval_data="synthetic", noise=noise)
+    argv = task.command(str(model), "/out")[2:]
+    values, _ = parse_settings_args(evaluate, argv, "aframe-train evaluate")
+    assert dict(values["noise"])["glitch_rates"] == noise["glitch_rates"]
+    held = Evaluate(config=CONFIG, data_dir="/d", run_dir="/r", noise=noise)
+    assert "--noise" not in held.command("/r/model.pt", "/out")  # its --data has the noise
+    assert held.requires()["data"].arguments()["noise"] == noise

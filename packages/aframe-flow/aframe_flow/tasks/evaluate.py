@@ -322,6 +322,8 @@ class Evaluate(TrainBase):
             args += ["--num_injections", str(self.num_injections)]
         if self.population and not self.model:  # the population Train's data were drawn from
             args += ["--population", json.dumps(self.population_dict())]
+        if self.noise and not self.data_path:  # evaluate's own noise: the data's noise model
+            args += ["--noise", json.dumps(self.noise_dict())]
         return [*entry, "evaluate", *args, *[str(a) for a in self.eval_args]]
 
     def run(self):
