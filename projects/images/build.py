@@ -1,7 +1,7 @@
 """Build the aframe training image (projects/images/train.Containerfile) with buildah or podman.
 
     python projects/images/build.py [--tool buildah|podman] [--push REGISTRY] [--local-base]
-        [--base IMAGE] [--dist DIR] [--network host] [--dry-run]
+        [--base IMAGE] [--dist DIR] [--network host] [--isolation chroot] [--dry-run]
 
 (``nox -s image -- ARGS`` runs this in a venv with ``build`` and ``hatchling``.) Steps:
 
@@ -132,6 +132,7 @@ def plan(
     local_base: str | None = None,
     push: str | None = None,
     network: str | None = None,
+    isolation: str | None = None,
     python: str = sys.executable,
     root: Path = ROOT,
     mirror: str = "http://deb.debian.org/debian",
@@ -146,6 +147,8 @@ def plan(
         local_base: a Debian suite (``bookworm``): make the base with debootstrap instead.
         push: a registry (``ghcr.io/ml4gw/aframe``): tag ``REGISTRY/train:TAG`` and push.
         network: the build's network mode (``host`` where the default bridge is unavailable).
+        isolation: how RUN steps are isolated (``chroot`` where the OCI runtime cannot make
+            containers, e.g. on hosts with cgroups in hybrid mode).
     """
     cmds: list[list[str]] = []
     out = context / "dist"
@@ -157,6 +160,7 @@ def plan(
         cmds += [["mkdir", "-p", str(out)], ["cp", *map(str, wheels(dist, root)), str(out)]]
     cmds.append(["cp", str(root / "constraints.txt"), str(context / "constraints.txt")])
     net = [f"--network={network}"] if network else []
+    net += [f"--isolation={isolation}"] if isolation else []
     if local_base:
         rootfs, base_ctx = context.parent / "rootfs", context.parent / "base-context"
         base = f"localhost/aframe/base:{local_base}"
@@ -226,6 +230,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--network", metavar="MODE", help="network of the build's RUN steps, e.g. host"
     )
+    parser.add_argument(
+        "--isolation",
+        choices=("oci", "chroot", "rootless"),
+        help="isolation of the build's RUN steps; chroot where the OCI runtime "
+        "fails (e.g. cgroups in hybrid mode)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = parser.parse_args(argv)  # fmt: skip
     if args.base and args.local_base:
@@ -261,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         context.mkdir()
         cmds = plan(tool, context, image_tags, image_labels, dist=args.dist, base=args.base,
                     local_base=args.local_base, push=args.push, network=args.network,
-                    mirror=args.mirror)  # fmt: skip
+                    isolation=args.isolation, mirror=args.mirror)  # fmt: skip
         start = time.monotonic()
         for cmd in cmds:
             print("+ " + shlex.join(cmd), flush=True)
