@@ -254,10 +254,18 @@ def test_wheels_from_a_dist_dir_are_this_checkouts_versions_only(tmp_path):
     names = [f"{p.replace('-', '_')}-0.1.0-py3-none-any.whl" for p in SIBLINGS]
     for name in [*names, "aframe_lib-0.0.1-py3-none-any.whl"]:
         (dist / name).write_bytes(b"")
-    cmds = build.plan("buildah", tmp_path / "context", ["0.1.0"], {}, dist=dist, base="debian:12")
+    ca = tmp_path / "ca.pem"
+    cmds = build.plan("buildah", tmp_path / "context", ["0.1.0"], {}, dist=dist, base="debian:12",
+                      pip_cert=ca)  # fmt: skip
     assert cmds[1] == ["cp", *[str(dist / n) for n in names], str(tmp_path / "context" / "dist")]
     (image,) = [c for c in cmds if c[:2] == ["buildah", "build"]]
-    assert image[image.index("--build-arg") + 1] == "BASE=debian:12"
+    args = [image[i + 1] for i, a in enumerate(image) if a == "--build-arg"]
+    assert args == ["BASE=debian:12", f"PIP_CERT={build.PIP_CERT_MOUNT}"]
+    # the CA bundle is mounted for the build's steps, never in the context (never in the image)
+    assert image[image.index("--volume") + 1] == f"{ca}:{build.PIP_CERT_MOUNT}:ro"
+    assert ("ARG", "PIP_CERT") in instructions(TRAIN)
+    copied = [a.split()[0] for i, a in instructions(TRAIN) if i in ("COPY", "ADD")]
+    assert copied == ["constraints.txt", "dist/"]
 
 
 def test_dry_run_prints_every_command_and_the_tags(capsys):
