@@ -202,7 +202,8 @@ def image_size(tool: str, name: str) -> str:
     else:
         cmd = [tool, "images", "--noheading", "--format", "{{.Size}}", name]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    return proc.stdout.strip() or "unknown"
+    lines = proc.stdout.strip().splitlines()  # buildah: one line per tag of the image
+    return lines[0].strip() if lines else "unknown"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
