@@ -1,7 +1,8 @@
 """Build the aframe training image (projects/images/train.Containerfile) with buildah or podman.
 
     python projects/images/build.py [--tool buildah|podman] [--push REGISTRY] [--local-base]
-        [--base IMAGE] [--dist DIR] [--network host] [--dry-run]
+        [--base IMAGE] [--dist DIR] [--network host] [--isolation chroot] [--pip-cert FILE]
+        [--dry-run]
 
 (``nox -s image -- ARGS`` runs this in a venv with ``build`` and ``hatchling``.) Steps:
 
@@ -42,6 +43,7 @@ LOCAL_NAME = "localhost/aframe/train"  # the image's name before it is pushed
 IMAGE = "train"  # its name below a registry: REGISTRY/train:TAG
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 TOOLS = ("buildah", "podman")
+PIP_CERT_MOUNT = "/tmp/aframe-build-ca.pem"  # where --pip-cert is mounted during the build
 
 
 class BuildError(Exception):
@@ -132,6 +134,8 @@ def plan(
     local_base: str | None = None,
     push: str | None = None,
     network: str | None = None,
+    isolation: str | None = None,
+    pip_cert: Path | None = None,
     python: str = sys.executable,
     root: Path = ROOT,
     mirror: str = "http://deb.debian.org/debian",
@@ -146,6 +150,10 @@ def plan(
         local_base: a Debian suite (``bookworm``): make the base with debootstrap instead.
         push: a registry (``ghcr.io/ml4gw/aframe``): tag ``REGISTRY/train:TAG`` and push.
         network: the build's network mode (``host`` where the default bridge is unavailable).
+        isolation: how RUN steps are isolated (``chroot`` where the OCI runtime cannot make
+            containers, e.g. on hosts with cgroups in hybrid mode).
+        pip_cert: a CA bundle pip needs (a TLS-intercepting proxy's), bind-mounted into the
+            build's steps at :data:`PIP_CERT_MOUNT` (never copied into the image).
     """
     cmds: list[list[str]] = []
     out = context / "dist"
@@ -157,6 +165,7 @@ def plan(
         cmds += [["mkdir", "-p", str(out)], ["cp", *map(str, wheels(dist, root)), str(out)]]
     cmds.append(["cp", str(root / "constraints.txt"), str(context / "constraints.txt")])
     net = [f"--network={network}"] if network else []
+    net += [f"--isolation={isolation}"] if isolation else []
     if local_base:
         rootfs, base_ctx = context.parent / "rootfs", context.parent / "base-context"
         base = f"localhost/aframe/base:{local_base}"
@@ -171,6 +180,9 @@ def plan(
     build = [tool, "build", "--layers", *net, "-f", str(HERE / "train.Containerfile")]
     if base:
         build += ["--build-arg", f"BASE={base}"]
+    if pip_cert:
+        build += ["--volume", f"{pip_cert}:{PIP_CERT_MOUNT}:ro",
+                  "--build-arg", f"PIP_CERT={PIP_CERT_MOUNT}"]  # fmt: skip
     for key, value in image_labels.items():
         build += ["--label", f"{key}={value}"]
     for tag in image_tags:
@@ -190,7 +202,8 @@ def image_size(tool: str, name: str) -> str:
     else:
         cmd = [tool, "images", "--noheading", "--format", "{{.Size}}", name]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    return proc.stdout.strip() or "unknown"
+    lines = proc.stdout.strip().splitlines()  # buildah: one line per tag of the image
+    return lines[0].strip() if lines else "unknown"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -225,6 +238,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--network", metavar="MODE", help="network of the build's RUN steps, e.g. host"
+    )
+    parser.add_argument(
+        "--isolation",
+        choices=("oci", "chroot", "rootless"),
+        help="isolation of the build's RUN steps; chroot where the OCI runtime "
+        "fails (e.g. cgroups in hybrid mode)",
+    )
+    parser.add_argument(
+        "--pip-cert",
+        type=Path,
+        metavar="FILE",
+        help="CA bundle for pip inside the build (behind a TLS-intercepting proxy), mounted "
+        "for the build only",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = parser.parse_args(argv)  # fmt: skip
@@ -261,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         context.mkdir()
         cmds = plan(tool, context, image_tags, image_labels, dist=args.dist, base=args.base,
                     local_base=args.local_base, push=args.push, network=args.network,
+                    isolation=args.isolation, pip_cert=args.pip_cert,
                     mirror=args.mirror)  # fmt: skip
         start = time.monotonic()
         for cmd in cmds:

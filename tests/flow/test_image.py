@@ -108,12 +108,13 @@ def test_the_local_base_is_a_debootstrap_root_fs_with_what_the_definition_needs(
 
 
 def _run_install(wheels: str, dist: Path) -> subprocess.CompletedProcess:
-    """The install step in bash with the venv made elsewhere and pip echoing its arguments."""
+    """The install step in POSIX sh (dash: what RUN uses on a Debian base; SHELL is ignored in
+    the OCI format) with the venv made elsewhere and pip echoing its arguments."""
     run = _install_step(instructions(TRAIN)).replace("/opt/aframe/dist", str(dist))
     run = run.replace("python3 -m venv /opt/aframe/venv", "true").replace("pip install", "echo")
     run = run.replace("mkdir -p /opt/aframe/src", "true")
     env = {"PATH": "/usr/bin:/bin", "WHEELS": wheels}
-    return subprocess.run(["bash", "-o", "pipefail", "-c", run], env=env, capture_output=True,
+    return subprocess.run(["/bin/sh", "-eu", "-c", run], env=env, capture_output=True,
                           text=True)  # fmt: skip
 
 
@@ -159,7 +160,7 @@ def test_the_build_refuses_an_image_whose_ray_is_not_the_pin(tmp_path):
 
     def run(constraints: Path) -> int:
         script = check.replace("/opt/aframe/constraints.txt", str(constraints))
-        return subprocess.run(["bash", "-o", "pipefail", "-c", script], env=env).returncode
+        return subprocess.run(["/bin/sh", "-c", script], env=env).returncode
 
     assert run(ROOT / "constraints.txt") == 0
     other = tmp_path / "constraints.txt"
@@ -211,7 +212,8 @@ def test_the_commands_of_a_local_base_build_and_a_push(tmp_path):
     context = tmp_path / "context"
     labels = {"io.ray.version": "2.60.0"}
     cmds = build.plan("podman", context, ["0.1.0", "0.1.0-gabc"], labels, local_base="bookworm",
-                      push="ghcr.io/ml4gw/aframe/", network="host", python="py")  # fmt: skip
+                      push="ghcr.io/ml4gw/aframe/", network="host", isolation="chroot",
+                      python="py")  # fmt: skip
     text = [shlex.join(c) for c in cmds]
     wheels = [c for c in cmds if c[1:3] == ["-m", "build"]]
     assert [c[-1] for c in wheels] == [str(ROOT / "packages" / p) for p in SIBLINGS]
@@ -222,10 +224,12 @@ def test_the_commands_of_a_local_base_build_and_a_push(tmp_path):
             "bookworm", str(rootfs), "http://deb.debian.org/debian"] in cmds  # fmt: skip
     base_ctx = tmp_path / "base-context"
     assert ["tar", "-C", str(rootfs), "-cf", str(base_ctx / "rootfs.tar"), "."] in cmds
-    assert ["podman", "build", "--network=host", "-f", str(IMAGES / "base.Containerfile"),
+    assert ["podman", "build", "--network=host", "--isolation=chroot",
+            "-f", str(IMAGES / "base.Containerfile"),
             "-t", "localhost/aframe/base:bookworm", str(base_ctx)] in cmds  # fmt: skip
     (image,) = [c for c in cmds if c[:2] == ["podman", "build"] and str(TRAIN) in c]
-    assert image == ["podman", "build", "--layers", "--network=host", "-f", str(TRAIN),
+    assert image == ["podman", "build", "--layers", "--network=host", "--isolation=chroot",
+                     "-f", str(TRAIN),
                      "--build-arg", "BASE=localhost/aframe/base:bookworm",
                      "--label", "io.ray.version=2.60.0",
                      "-t", "localhost/aframe/train:0.1.0",
@@ -250,10 +254,18 @@ def test_wheels_from_a_dist_dir_are_this_checkouts_versions_only(tmp_path):
     names = [f"{p.replace('-', '_')}-0.1.0-py3-none-any.whl" for p in SIBLINGS]
     for name in [*names, "aframe_lib-0.0.1-py3-none-any.whl"]:
         (dist / name).write_bytes(b"")
-    cmds = build.plan("buildah", tmp_path / "context", ["0.1.0"], {}, dist=dist, base="debian:12")
+    ca = tmp_path / "ca.pem"
+    cmds = build.plan("buildah", tmp_path / "context", ["0.1.0"], {}, dist=dist, base="debian:12",
+                      pip_cert=ca)  # fmt: skip
     assert cmds[1] == ["cp", *[str(dist / n) for n in names], str(tmp_path / "context" / "dist")]
     (image,) = [c for c in cmds if c[:2] == ["buildah", "build"]]
-    assert image[image.index("--build-arg") + 1] == "BASE=debian:12"
+    args = [image[i + 1] for i, a in enumerate(image) if a == "--build-arg"]
+    assert args == ["BASE=debian:12", f"PIP_CERT={build.PIP_CERT_MOUNT}"]
+    # the CA bundle is mounted for the build's steps, never in the context (never in the image)
+    assert image[image.index("--volume") + 1] == f"{ca}:{build.PIP_CERT_MOUNT}:ro"
+    assert ("ARG", "PIP_CERT") in instructions(TRAIN)
+    copied = [a.split()[0] for i, a in instructions(TRAIN) if i in ("COPY", "ADD")]
+    assert copied == ["constraints.txt", "dist/"]
 
 
 def test_dry_run_prints_every_command_and_the_tags(capsys):
