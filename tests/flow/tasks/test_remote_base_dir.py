@@ -89,7 +89,8 @@ def test_tune_pipeline_with_an_s3_base_dir_runs_end_to_end(tmp_path, s3_bucket, 
     data_key, tune_key = search.split("/")[-3:-1]
     export = f"{root}/export/{data_key}/{tune_key}/tiny/aframe"
     assert fs.cat(f"{export}/1/model.pt") == fs.cat(f"{search}/model.pt")
-    (report,) = fs.glob(f"{root}/eval/{data_key}/{tune_key}-tiny/heldout-*")
+    # keyed by the code that made it too (Evaluate's code-<hash> level)
+    (report,) = fs.glob(f"{root}/eval/{data_key}/{tune_key}-tiny/heldout-*/code-*")
     info = json.loads(fs.cat(f"{report}/eval_data.json"))
     assert info["kind"] == "heldout" and info["path"] == f"s3://{data}/heldout"
     numbers = fs.cat(f"{report}/numbers.txt").decode()
