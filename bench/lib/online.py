@@ -83,7 +83,7 @@ def prepare(root: Path, injections: int, spacing: float, memory: float) -> dict:
     start = 24.0
     duration = start + injections * spacing + 8.0
     generate_background(str(root / "noise"), IFOS, duration, RATE, duration, seed=2)
-    generate_waveforms(str(root / "waveforms.hdf5"), injections, RATE, duration=4.0,
+    generate_waveforms(str(root / "waveforms.hdf5"), injections, RATE, waveform_duration=4.0,
                        coalescence_time=3.0, seed=3)  # fmt: skip
     generate_background(str(root / "long"), IFOS, memory, RATE, memory, seed=4)
     return {"model": str(model), "search": search, "livetime": bg.livetime, "start": start}
@@ -193,7 +193,7 @@ def sensitivity(root: Path, far_per_yr: float = 1e4) -> None:
     model = export_oracle(root / "oracle.pt")
     generate_background(str(root / "sbg"), OIFOS, 1200.0, SAMPLE_RATE, 600.0, seed=5)
     waveforms = generate_waveforms(
-        str(root / "swf.hdf5"), 200, SAMPLE_RATE, duration=4.0, coalescence_time=3.0,
+        str(root / "swf.hdf5"), 200, SAMPLE_RATE, waveform_duration=4.0, coalescence_time=3.0,
         population=WaveformPopulation(distance=PowerLaw(200.0, 1500.0, 2)), seed=6,
     )  # fmt: skip
     table = inject_population(str(root / "sbg"), str(root / "sfg"), waveforms, OIFOS, 10.0,

@@ -40,7 +40,7 @@ def world(oracle, tmp_path_factory):
                  {**search.settings(), "livetime": result.livetime})  # fmt: skip
     generate_background(str(root / "noise"), IFOS, 100.0, SAMPLE_RATE, 100.0, seed=12)
     waveforms = generate_waveforms(
-        str(root / "waveforms.hdf5"), 8, SAMPLE_RATE, duration=4.0, coalescence_time=3.0,
+        str(root / "waveforms.hdf5"), 8, SAMPLE_RATE, waveform_duration=4.0, coalescence_time=3.0,
         population=WaveformPopulation(distance=PowerLaw(50.0, 150.0, 2)), seed=5,
     )  # fmt: skip
     # evaluate's injection_results.hdf5 (matched stat, distances) for p_astro, as it makes it
@@ -50,8 +50,9 @@ def world(oracle, tmp_path_factory):
     from aframe_lib.search.metrics import match_injections
 
     fg_wf = generate_waveforms(
-        str(root / "fg_waveforms.hdf5"), 14, SAMPLE_RATE, duration=4.0, coalescence_time=3.0,
-        population=WaveformPopulation(distance=PowerLaw(50.0, 400.0, 2)), seed=6,
+        str(root / "fg_waveforms.hdf5"), 14, SAMPLE_RATE, waveform_duration=4.0,
+        coalescence_time=3.0, seed=6,
+        population=WaveformPopulation(distance=PowerLaw(50.0, 400.0, 2)),
     )  # fmt: skip
     table = inject_population(str(root / "bgdata"), str(root / "fg"), fg_wf, IFOS, 16.0, 20.0,
                               distance_range=(50.0, 400.0), seed=7)  # fmt: skip
