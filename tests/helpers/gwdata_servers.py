@@ -28,6 +28,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
@@ -59,15 +60,11 @@ class _Failures:
         return None
 
 
-class _Server:
-    """A ThreadingHTTPServer on 127.0.0.1 in a daemon thread; ``url``, ``stop()``."""
+class _Controls:
+    """What every stand-in offers a test: its URL, failures on demand, the requests it saw."""
 
-    def __init__(self, handler):
-        self.failures = _Failures()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.owner = self
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+    failures: _Failures
+    httpd: Any
 
     @property
     def url(self) -> str:
@@ -83,6 +80,17 @@ class _Server:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class _Server(_Controls):
+    """A ThreadingHTTPServer on 127.0.0.1 in a daemon thread; ``url``, ``stop()``."""
+
+    def __init__(self, handler):
+        self.failures = _Failures()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.owner = self
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -217,7 +225,7 @@ def write_ffl(path: Path, frames: Sequence[Path]) -> Path:
     return path
 
 
-class DatafindServer:
+class DatafindServer(_Controls):
     """The real ``gwdatafind-server`` application (Flask) served by werkzeug on 127.0.0.1,
     configured by a TOML file with one FFL source over ``ffl_dir``; ``fail_next`` answers the
     next requests with an error before the application sees them (WSGI middleware)."""
@@ -250,20 +258,8 @@ class DatafindServer:
             return [b"injected failure"]
         return self.app(environ, start_response)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_port}"
-
-    def fail_next(self, n: int, status: int = 500) -> None:
-        self.failures.fail_next(n, status)
-
-    @property
-    def requests(self) -> list[str]:
-        return self.failures.requests
-
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().stop()
         with contextlib.suppress(Exception):
             self.app._scheduler.shutdown(wait=False)
 
