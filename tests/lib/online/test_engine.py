@@ -90,3 +90,78 @@ def test_online_resampling_equals_the_offline_search_on_faster_strain(oracle, tm
     assert np.abs(events.time - offline.events.time).max() < 1e-4
     np.testing.assert_allclose(events.stat, offline.events.stat, rtol=1e-5, atol=1e-5)
     assert online.livetime == pytest.approx(offline.livetime)
+
+
+@pytest.mark.parametrize("gap", [2.0, 16.0, 40.0])
+def test_whitening_carries_over_a_gap_up_to_the_psd_length(oracle, tmp_path, gap):
+    """Three files ``gap`` seconds apart: up to ``psd.length`` (16 s) the spans after a gap
+    carry the strain before it as their prior, beyond it they restart; online and offline
+    agree either way, and after a short gap the service has outputs long before
+    ``psd.length`` seconds of new data have arrived (a restart has none until then)."""
+    from aframe_lib.data.noise import generate_background
+    from aframe_lib.online.engine import OnlineSearch, as_events
+    from aframe_lib.search import Search, SearchSettings, find_spans
+
+    generate_background(str(tmp_path), IFOS, 150.0, SAMPLE_RATE, segment_duration=50.0,
+                        gap=gap, seed=9)  # fmt: skip
+    settings = SearchSettings(cluster_window=1.0, device="cpu", backend="torchscript")
+    search = Search.from_exported(str(oracle), settings)
+    spans = find_spans(str(tmp_path), IFOS, SAMPLE_RATE)
+    linked = search.link(spans)
+    carried = gap <= search.psd_length
+    assert [s.prior is not None for s in linked] == [False, carried, carried]
+    offline = search.run(spans, progress=False)
+
+    online, found = OnlineSearch(Search.from_exported(str(oracle), settings)), []
+    rate = int(SAMPLE_RATE)
+    early = None
+    for n, span in enumerate(spans):
+        x = span.read()
+        before = online.outputs if n else 0
+        for i in range(0, span.size, rate):
+            found += online.push(span.t0 + i / SAMPLE_RATE, x[:, i : i + rate])
+            if n == 1 and i == 4 * rate:  # 5 s of the second segment in
+                early = online.outputs - (before if online.segments == 1 else 0)
+    found += online.end_segment()
+    events = as_events(found)
+    assert len(events) == len(offline.events) > 20
+    assert np.abs(events.time - offline.events.time).max() < 1e-6
+    np.testing.assert_allclose(events.stat, offline.events.stat, rtol=1e-5, atol=1e-5)
+    assert online.livetime == pytest.approx(offline.livetime)
+    # 5 s in: 5 s - kernel - fduration/2 - integration of outputs when carried, none if not
+    assert (early > 0) == carried
+
+
+def test_a_carried_span_is_searched_as_the_continuation_of_the_strain_before_it(oracle, tmp_path):
+    """Independent check of the carry-over: the scores of a span after a 2 s gap equal those
+    of the same windows in one unbroken file holding the previous span's last
+    ``carry_size`` samples followed by the span (the gap closed up)."""
+    import dataclasses
+
+    from aframe_lib.data.background import background_fname, write_background
+    from aframe_lib.data.noise import generate_background
+    from aframe_lib.search import Search, SearchSettings, find_spans
+
+    generate_background(str(tmp_path / "gap"), IFOS, 100.0, SAMPLE_RATE, segment_duration=50.0,
+                        gap=2.0, seed=10)  # fmt: skip
+    settings = SearchSettings(device="cpu", backend="torchscript")
+    search = Search.from_exported(str(oracle), settings)
+    first, second = search.link(find_spans(str(tmp_path / "gap"), IFOS, SAMPLE_RATE))
+    e = search.carry_size
+    assert second.prior is not None and second.prior.size == e
+    joined = np.concatenate([first.read(first.size - e, first.size), second.read()], axis=1)
+    t0 = second.t0 - e / SAMPLE_RATE
+    (tmp_path / "joined").mkdir()
+    name = background_fname(t0, joined.shape[1] / SAMPLE_RATE)
+    write_background(
+        str(tmp_path / "joined" / name), dict(zip(IFOS, joined, strict=True)), t0, SAMPLE_RATE
+    )
+    (whole,) = find_spans(str(tmp_path / "joined"), IFOS, SAMPLE_RATE)
+    times, scores = search.outputs(second)
+    wtimes, wscores = search.outputs(whole)
+    n0 = e // search.whitener.stride
+    np.testing.assert_allclose(times, wtimes[n0:], atol=1e-9)
+    np.testing.assert_allclose(scores, wscores[n0:], rtol=1e-5, atol=1e-5)
+    # unlinked, the same span's first psd.length seconds are whitened with later data
+    _, fresh = search.outputs(dataclasses.replace(second, prior=None))
+    assert not np.allclose(fresh[:n0], scores[:n0], atol=1e-3)

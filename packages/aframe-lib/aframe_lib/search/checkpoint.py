@@ -65,8 +65,11 @@ class SpanCheckpoint:
 
     @staticmethod
     def describe(span: Span) -> str:
-        """What identifies a span's data: times, shifts and where each IFO's samples are."""
-        return repr((span.t0, span.size, span.sample_rate, span.shifts, span.channels))
+        """What identifies a span's data: times, shifts and where each IFO's samples are
+        (and those of the strain before a short gap that whitens its first windows)."""
+        p = span.prior
+        prior = None if p is None else (p.t0, p.size, p.channels)
+        return repr((span.t0, span.size, span.sample_rate, span.shifts, span.channels, prior))
 
     def _path(self, i: int) -> Path:
         return self.where / f"span-{i:06d}.npz"

@@ -23,6 +23,16 @@ contributes ``(number of integrated outputs) / inference_sampling_rate`` seconds
 at the span's first sample (the opening ``psd.length`` seconds are whitened with the PSD of the
 data that follows), so only ``fduration / 2`` at each end of a span and the first
 ``integration_length`` seconds of outputs are not searched.
+
+Short gaps: a span that starts at most ``psd.length`` seconds after the previous one (same
+IFOs, rate and shifts) carries its whitening over the gap (:meth:`Search.link`, which
+:meth:`Search.run` applies): the last :attr:`Search.carry_size` samples of the previous span
+are put before it (its ``prior``) and the span is searched as the continuation of that strain,
+so its first windows are whitened with PSDs of the data just before them (the gap closed up),
+exactly as windows later in a span are, not with the PSD of the ``psd.length`` seconds that
+follow its start. No window straddles the gap: windows still start at the span's first sample.
+Online, this is what lets the service score the seconds after a dropped frame at once rather
+than ``psd.length`` seconds later. After a longer gap whitening restarts as above.
 """
 
 from __future__ import annotations
@@ -263,10 +273,60 @@ class Search:
         """Seconds of strain per PSD estimate (the model's policy)."""
         return self.whitener.policy.length
 
+    @property
+    def carry_size(self) -> int:
+        """Samples of strain before a short gap put before the span after it (:meth:`link`):
+        ``psd.length`` rounded up to whole inference strides and PSD cadences, so that the
+        span's windows and PSDs fall on the grid they would have in one unbroken stream."""
+        w = self.whitener
+        step = math.lcm(w.stride, w.cadence)
+        return -(-w.psd_size // step) * step
+
+    def link(self, spans: Iterable[Span]) -> list[Span]:
+        """``spans`` with the strain before each short gap as the ``prior`` of the span after
+        it (see the module docstring): a span starting ``0`` to ``psd.length`` seconds after
+        the end of the last span with the same IFOs, rate and shifts, when that one holds at
+        least :attr:`carry_size` samples."""
+        out: list[Span] = []
+        last: dict[tuple, Span] = {}
+        e = self.carry_size
+        for span in spans:
+            key = (span.ifos, span.sample_rate, tuple(span.shifts))
+            prev = last.get(key)
+            if span.prior is None and prev is not None and prev.size >= e:
+                gap = span.t0 - (prev.t0 + prev.duration)
+                tol = 0.5 / span.sample_rate
+                if -tol <= gap <= self.psd_length + tol:
+                    span = dataclasses.replace(span, prior=prev.sub(prev.size - e, prev.size))
+            out.append(span)
+            last[key] = span
+        return out
+
+    @staticmethod
+    def _carried(span: Span) -> int:
+        return span.prior.size if span.prior is not None else 0
+
+    def num_windows(self, span: Span) -> int:
+        """Windows searched in ``span`` (each starting at one of its samples)."""
+        e = self._carried(span)
+        return max(0, self.whitener.num_windows(e + span.size) - e // self.whitener.stride)
+
     def livetime_of(self, span: Span) -> float:
         """Seconds of ``span`` that the search covers (see the module docstring)."""
-        num = self.whitener.num_windows(span.size) - self.integration_size + 1
+        num = self.num_windows(span) - self.integration_size + 1
         return max(0, num) / self.rate
+
+    def _load(self, span: Span, start: int, stop: int) -> torch.Tensor:
+        """Samples ``[start, stop)`` of the span's stream: its ``prior`` then the span."""
+        e = self._carried(span)
+        if not e:
+            return span.load(start, stop, self.device)  # resampled there if need be
+        parts = []
+        if start < e:
+            parts.append(span.prior.load(start, min(stop, e), self.device))
+        if stop > e:
+            parts.append(span.load(max(start - e, 0), stop - e, self.device))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     @torch.no_grad()
     def outputs(self, span: Span, progress: _Progress | None = None) -> tuple[np.ndarray, ...]:
@@ -276,18 +336,19 @@ class Search:
 
     def _outputs(self, span: Span, progress: _Progress | None) -> tuple[np.ndarray, ...]:
         w = self.whitener
-        num = w.num_windows(span.size)
+        num = self.num_windows(span)
+        n0 = self._carried(span) // w.stride  # windows of the stream starting in the prior
         scores = np.empty(num, np.float32)
-        read = 0
+        read = self._carried(span)  # progress counts the span's own samples
         # batches scored in the background while the next ones are whitened; kept in flight
         # across chunks, so reading a chunk overlaps the scoring of the last one's batches
         pending: list[tuple[int, int, Any]] = []
         for first in range(0, num, self.chunk_windows):
             last = min(first + self.chunk_windows, num)
-            start, stop = w.read_range(first, last)
-            X = span.load(start, stop, self.device)  # resampled there if need be
+            start, stop = w.read_range(first + n0, last + n0)
+            X = self._load(span, start, stop)
             k = first
-            for batch in w.batches(X, self.batch_size, first, last, start):
+            for batch in w.batches(X, self.batch_size, first + n0, last + n0, start):
                 pending.append((k, len(batch), self.network.submit(batch)))
                 k += len(batch)
                 while len(pending) > self.network.max_pending:
@@ -299,7 +360,7 @@ class Search:
         for i, n, result in pending:
             scores[i : i + n] = result()
         if progress is not None:
-            progress.update((span.size - read) / self.sample_rate)
+            progress.update(max(0, self._carried(span) + span.size - read) / self.sample_rate)
         times = span.t0 + (w.kernel_end + np.arange(num) * w.stride) / self.sample_rate
         return times, scores
 
@@ -338,7 +399,7 @@ class Search:
             key: what else the saved events depend on (e.g. a digest of the model's files);
                 with :meth:`settings`, it must match for saved events to be reused.
         """
-        spans = list(spans)
+        spans = self.link(spans)
         total = sum(s.duration for s in spans)
         bar = _Progress(total, progress, desc)
         store = None

@@ -90,6 +90,10 @@ class Span:
         ifos: IFO codes, in channel order.
         channels: one :class:`Channel` per IFO.
         shifts: seconds each IFO is read later than IFO 0 (zeros for unshifted data).
+        prior: the strain just before this span when a gap no longer than the PSD length
+            separates them (:meth:`~aframe_lib.search.pipeline.Search.link`): its samples
+            estimate the PSDs of the span's first windows, so whitening carries over a short
+            gap rather than restarting. ``None``: whitening starts afresh.
     """
 
     t0: float
@@ -98,6 +102,7 @@ class Span:
     ifos: tuple[str, ...]
     channels: tuple[Channel, ...]
     shifts: tuple[float, ...] = ()
+    prior: Span | None = None
 
     def __post_init__(self):
         if not self.shifts:
@@ -109,11 +114,13 @@ class Span:
         return self.size / self.sample_rate
 
     def sub(self, start: int, stop: int) -> Span:
-        """Samples ``[start, stop)`` of this span, as a span."""
+        """Samples ``[start, stop)`` of this span, as a span (its ``prior`` kept only if
+        ``start`` is 0: the prior precedes the span's first sample)."""
         channels = tuple(dataclasses.replace(c, start=c.start + start) for c in self.channels)
         return dataclasses.replace(
-            self, t0=self.t0 + start / self.sample_rate, size=stop - start, channels=channels
-        )
+            self, t0=self.t0 + start / self.sample_rate, size=stop - start, channels=channels,
+            prior=self.prior if start == 0 else None,
+        )  # fmt: skip
 
     @property
     def factor(self) -> int:
