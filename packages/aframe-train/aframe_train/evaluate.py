@@ -773,12 +773,12 @@ def _report(
 
 
 FIXED_REFERENCE = (
-    "fixed-threshold reference: finds exactly the injections whose optimal network SNR (in "
+    "finds exactly the injections whose optimal network SNR (in "
     "each injection's own local PSD) is at least ideal_snr, whatever the false-alarm rate; not "
     "an upper bound (a search at a low FAR can find quieter signals)"
 )
 MF_REFERENCE = (
-    "matched-filter ideal: finds exactly the injections whose optimal network SNR (in each "
+    "finds exactly the injections whose optimal network SNR (in each "
     "injection's own local PSD) is at least rho(F), the network-SNR threshold at which a "
     "matched-filter search of the same held-out noise has the false-alarm rate F"
 )
