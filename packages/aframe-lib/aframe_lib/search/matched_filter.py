@@ -295,11 +295,11 @@ def network_stats(
 
 
 def _coincident_power(rho: np.ndarray, coincidence: int) -> np.ndarray:
-    """float64 ``(num_ifos, n)``: IFO 0's squared peak SNR, and each other IFO's largest squared
+    """float32 ``(num_ifos, n)``: IFO 0's squared peak SNR, and each other IFO's largest squared
     peak SNR within ``coincidence`` samples (circularly)."""
     from scipy.ndimage import maximum_filter1d
 
-    out = np.square(rho, dtype=np.float64)
+    out = np.square(rho, dtype=np.float32)
     for j in range(1, len(rho)):
         out[j] = maximum_filter1d(out[j], 2 * coincidence + 1, mode="wrap")
     return out
