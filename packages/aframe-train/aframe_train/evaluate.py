@@ -46,9 +46,12 @@ streams).
    at ``ideal_snr`` (the ``ideal_*`` numbers: it finds exactly the injections whose optimal
    network SNR in the true PSD is at least ``ideal_snr``; not an upper bound, since a search
    at a low FAR can find quieter signals): its distance and each FAR's
-   ``fraction_of_ideal_distance``. Plots (``efficiency.png``, ``distance.png``, ``roc.png``,
-   ``stats.png``), ``report.md`` (which names the population and where each data set came
-   from), and the key numbers as ``name: value`` lines on stdout.
+   ``fraction_of_ideal_distance``; with ``mf_budget_s``, the matched-filter ideal: the same at
+   the threshold rho(F) that gives a matched filter of the same held-out background each FAR
+   (:mod:`aframe_lib.search.matched_filter`; the ``mf_*`` numbers). Plots (``efficiency.png``,
+   ``distance.png``, ``roc.png``, ``stats.png``), ``report.md`` (which names the population,
+   where each data set came from and both references), ``numbers.json`` (the numbers and both
+   references), and the key numbers as ``name: value`` lines on stdout.
 """
 
 from __future__ import annotations
@@ -264,6 +267,7 @@ def evaluate(
         match_window,
     )
     numbers.update(_mf_numbers(mf, curves["snr"], distance_range, fars_per_year, numbers))
+    curves["mf_rho"] = dict(zip(fars_per_year, mf.rho, strict=True)) if mf else {}
     numbers.update(_glitch_numbers(data, background, engine.ifos, engine.kernel_length))
     numbers["injections_outside_data"] = float(outside)
     numbers["num_timeslides"] = float(len(shifted))
@@ -671,6 +675,10 @@ def _plots(run: Path, curves, fars_per_year, livetime) -> None:
     rho = curves["rho"]
     ax.step([0.5, rho, 150.0], [0.0, 1.0, 1.0], where="post", color="k", linestyle="--",
             label=f"fixed threshold (SNR >= {rho:g})")  # fmt: skip
+    for far, mf_rho in curves.get("mf_rho", {}).items():
+        if math.isfinite(mf_rho):
+            label = f"matched-filter ideal at {far:g}/yr (SNR >= {mf_rho:.2f})"
+            ax.axvline(mf_rho, color="grey", linestyle=":", linewidth=1, label=label)
     ax.set(xscale="log", xlabel="network optimal SNR", ylabel="detection efficiency",
            ylim=(-0.02, 1.02), title="efficiency vs SNR")  # fmt: skip
     ax.legend()
