@@ -288,6 +288,15 @@ def _matched_filter(engine, spans, population, fars_per_year, budget, minimal_ma
     from aframe_lib.data.synthetic import EVALUATE, F_MIN, stream_seed
     from aframe_lib.search.matched_filter import matched_filter_ideal
     from aframe_lib.search.metrics import SECONDS_PER_YEAR
+    from aframe_lib.utils.errors import ConfigError
+
+    try:
+        import pycbc  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"mf_budget_s={budget}: the matched-filter ideal needs pycbc, which is not "
+            "installed: pip install 'aframe-lib[mf]', or pass --mf_budget_s 0"
+        ) from None
 
     return matched_filter_ideal(
         spans,
