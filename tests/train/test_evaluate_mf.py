@@ -66,3 +66,17 @@ def test_evaluate_reports_the_matched_filter_ideal_with_its_rho(tmp_path, capsys
     assert "Template bank:" in report and "Tail fit: ln FAR/s" in report
     for rho, how in zip(mf["rho"], mf["how"], strict=True):
         assert f"| {rho:.3f} | {how} |" in report
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"mf_budget_s": -1.0}, r"mf_budget_s: -1.0 is not CPU seconds >= 0"),
+     ({"mf_minimal_match": 1.0}, r"mf_minimal_match: 1.0 is not in \(0, 1\)")],
+)  # fmt: skip
+def test_bad_matched_filter_settings_are_one_clear_error(tmp_path, kwargs, match):
+    from aframe_lib.utils.errors import ConfigError
+    from aframe_train.evaluate import evaluate
+
+    with pytest.raises(ConfigError, match=match):
+        evaluate(str(tmp_path / "model.pt"), str(tmp_path / "eval"), **kwargs)
+    assert not (tmp_path / "eval").exists()  # refused before anything runs
