@@ -124,3 +124,25 @@ def test_template_bank_covers_its_population_at_the_minimal_match():
         )  # fmt: skip
         worst.append(best)
     assert np.mean(np.array(worst) >= 0.97) >= 0.8 and min(worst) > 0.9
+
+
+def test_the_matched_filter_reads_resampled_spans_as_recorded(tmp_path):
+    """Strain stored at twice the model's rate: the search's spans are resampled views, and the
+    matched filter reads the samples as stored (the rate the injections' SNRs are computed at)."""
+    import h5py
+
+    from aframe_lib.data.background import write_background
+    from aframe_lib.search import find_spans
+    from aframe_lib.search.matched_filter import _stored
+
+    rng = np.random.default_rng(0)
+    strain = {ifo: rng.normal(size=512 * 40) for ifo in ("H1", "L1")}
+    path = tmp_path / "background-1000-40.hdf5"
+    write_background(str(path), strain, 1000.0, 512.0)
+    (span,) = find_spans(str(tmp_path), ["H1", "L1"], 256.0, 4.0)
+    assert span.factor == 2
+    first = round((span.t0 - 1000.0) * 512)
+    got = _stored(span, 10, 10 + 300)
+    with h5py.File(path) as f:
+        for row, ifo in enumerate(("H1", "L1")):
+            np.testing.assert_array_equal(got[row], f[ifo][first + 10 : first + 310])
