@@ -17,7 +17,7 @@ How ``rho(F)`` is obtained (:func:`matched_filter_ideal`):
    ``converge`` covered proposals in a row (about ``1 - 1 / converge`` of the space covered).
    Comparing only with the nearest templates can only add templates (a denser bank).
 2. **Single-IFO peak SNR** (:func:`peak_snr`): the strain as recorded (the injections' SNRs are
-   computed at that rate too) in segments of ``segment_length`` s; per segment and IFO a
+   computed at that rate too) in segments of ``SEGMENT_LENGTH`` (64) s; per segment and IFO a
    median-Welch PSD (4 s, pycbc ``welch``, inverse-spectrum truncation to 4 s), pycbc's
    ``matched_filter`` of every template, ``|SNR|`` maximised over the bank at each sample; the
    ends of each segment that the template and the whitening filter wrap into are dropped, and
