@@ -46,9 +46,12 @@ streams).
    at ``ideal_snr`` (the ``ideal_*`` numbers: it finds exactly the injections whose optimal
    network SNR in the true PSD is at least ``ideal_snr``; not an upper bound, since a search
    at a low FAR can find quieter signals): its distance and each FAR's
-   ``fraction_of_ideal_distance``. Plots (``efficiency.png``, ``distance.png``, ``roc.png``,
-   ``stats.png``), ``report.md`` (which names the population and where each data set came
-   from), and the key numbers as ``name: value`` lines on stdout.
+   ``fraction_of_ideal_distance``; with ``mf_budget_s``, the matched-filter ideal: the same at
+   the threshold rho(F) that gives a matched filter of the same held-out background each FAR
+   (:mod:`aframe_lib.search.matched_filter`; the ``mf_*`` numbers). Plots (``efficiency.png``,
+   ``distance.png``, ``roc.png``, ``stats.png``), ``report.md`` (which names the population,
+   where each data set came from and both references), ``numbers.json`` (the numbers and both
+   references), and the key numbers as ``name: value`` lines on stdout.
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ def evaluate(
     progress: bool = True,
     seed: int = 0,
     noise: NoiseModel | None = None,
+    mf_budget_s: float = 0.0,
+    mf_minimal_match: float = 0.97,
 ) -> dict[str, float]:
     """Measure an exported model's FARs and sensitivity; write plots and a report to ``out``.
 
@@ -146,12 +151,24 @@ def evaluate(
             events, and of those above 100 per month, that coincide with a logged glitch (within
             the model's kernel length), per glitch type, beside the fraction of all background
             events that do (what a model blind to glitches would show).
+        mf_budget_s: CPU seconds for the matched-filter ideal (0: not computed): the threshold
+            rho(F) at which a matched filter of the same held-out background (``--data`` or
+            the own noise) has each false-alarm rate F of ``fars_per_year``, measured with
+            pycbc within this budget and extrapolated below it by a fitted tail (see
+            :mod:`aframe_lib.search.matched_filter`); its ``mf_ideal_*`` numbers find the
+            injections whose optimal network SNR is at least rho(F). A few CPU-minutes reach
+            about a month of timeslide livetime.
+        mf_minimal_match: minimal match of the matched filter's template bank.
     """
     from aframe_lib.search import Search, find_spans, materialize, timeslide_spans
     from aframe_lib.search.checkpoint import model_digest
     from aframe_lib.search.timeslides import check_step
     from aframe_lib.utils.errors import ConfigError
 
+    if not mf_budget_s >= 0:
+        raise ConfigError(f"mf_budget_s: {mf_budget_s} is not CPU seconds >= 0; pass e.g. 300")
+    if not 0 < mf_minimal_match < 1:
+        raise ConfigError(f"mf_minimal_match: {mf_minimal_match} is not in (0, 1); pass e.g. 0.97")
     if not ideal_snr > 0:
         raise ConfigError(f"ideal_snr: {ideal_snr} is not a positive SNR; pass e.g. 8")
     if snr_highpass is not None and not snr_highpass >= 0:
@@ -235,6 +252,10 @@ def evaluate(
         fg_data = str(run / "foreground")
     fg_spans = find_spans(fg_data, engine.ifos, engine.sample_rate, engine.min_duration)
     foreground = engine.run(fg_spans, progress=progress, desc="foreground")
+    mf = None
+    if mf_budget_s > 0:
+        mf = _matched_filter(engine, recorded, population, fars_per_year, mf_budget_s,
+                             mf_minimal_match, snr_highpass, seed)  # fmt: skip
 
     numbers, curves = _metrics(
         background,
@@ -245,6 +266,8 @@ def evaluate(
         ideal_snr,
         match_window,
     )
+    numbers.update(_mf_numbers(mf, curves["snr"], distance_range, fars_per_year, numbers))
+    curves["mf_rho"] = dict(zip(fars_per_year, mf.rho, strict=True)) if mf else {}
     numbers.update(_glitch_numbers(data, background, engine.ifos, engine.kernel_length))
     numbers["injections_outside_data"] = float(outside)
     numbers["num_timeslides"] = float(len(shifted))
@@ -252,11 +275,73 @@ def evaluate(
     numbers["realtime_factor_foreground"] = foreground.realtime_factor
     _write_outputs(run, engine, background, foreground, injections, curves, distance_range)
     _plots(run, curves, fars_per_year, background.livetime)
-    _report(run, model, data, numbers, sources, population_source)
+    _report(run, model, data, numbers, sources, population_source, mf)
     shutil.rmtree(run / "resampled", ignore_errors=True)  # a cache for reruns after a kill
     for key, value in numbers.items():
         print(f"{key}: {value:.6g}")
     return numbers
+
+
+def _matched_filter(engine, spans, population, fars_per_year, budget, minimal_match, highpass,
+                    seed):  # fmt: skip
+    """The matched-filter ideal's rho(F) on the held-out background ``spans``."""
+    from aframe_lib.data.synthetic import EVALUATE, F_MIN, stream_seed
+    from aframe_lib.search.matched_filter import matched_filter_ideal
+    from aframe_lib.search.metrics import SECONDS_PER_YEAR
+    from aframe_lib.utils.errors import ConfigError
+
+    try:
+        import pycbc  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"mf_budget_s={budget}: the matched-filter ideal needs pycbc, which is not "
+            "installed: pip install 'aframe-lib[mf]', or pass --mf_budget_s 0"
+        ) from None
+
+    return matched_filter_ideal(
+        spans,
+        population,
+        [far / SECONDS_PER_YEAR for far in fars_per_year],
+        budget,
+        inference_rate=engine.rate,
+        cluster_window=engine.cluster_size / engine.rate,
+        f_low=F_MIN if highpass is None else highpass,
+        minimal_match=minimal_match,
+        seed=stream_seed(seed, EVALUATE + 3),
+    )
+
+
+def _mf_numbers(mf, snr, distance_range, fars_per_year, numbers) -> dict[str, float]:
+    """The matched-filter ideal at each FAR: rho(F), the fraction of injections with optimal
+    network SNR >= rho(F), their sensitive distance, and the detector's fraction of it."""
+    from aframe_lib.search import metrics as m
+
+    if mf is None:
+        return {}
+    out = {
+        "mf_template_bank_size": float(len(mf.bank["mass_1"])),
+        "mf_minimal_match": float(mf.bank["minimal_match"]),
+        "mf_filtered_s": mf.filtered_s,
+        "mf_timeslides": float(mf.num_slides),
+        "mf_background_livetime_s": mf.livetime,
+        "mf_fit_rms_dex": mf.fit["rms_dex"],
+        "mf_fit_max_dex": mf.fit["max_dex"],
+        "mf_budget_s": mf.budget_s,
+        "mf_cpu_s": mf.cpu_s,
+    }
+    for far, rho in zip(fars_per_year, mf.rho, strict=True):
+        found = math.isfinite(rho)  # NaN: the fit gives no threshold there
+        ideal = m.ideal_sensitive_distance(snr, rho, distance_range) if found else math.nan
+        distance = numbers.get(f"sensitive_distance_mpc_at_far_{far:g}_per_yr", math.nan)
+        out[f"mf_ideal_snr_at_far_{far:g}_per_yr"] = rho
+        out[f"mf_ideal_efficiency_at_far_{far:g}_per_yr"] = (
+            m.ideal_efficiency(snr, rho) if found else math.nan
+        )
+        out[f"mf_ideal_sensitive_distance_mpc_at_far_{far:g}_per_yr"] = ideal
+        out[f"fraction_of_mf_ideal_distance_at_far_{far:g}_per_yr"] = (
+            distance / ideal if ideal > 0 else math.nan
+        )
+    return out
 
 
 def _source(span) -> tuple:
@@ -599,6 +684,10 @@ def _plots(run: Path, curves, fars_per_year, livetime) -> None:
     rho = curves["rho"]
     ax.step([0.5, rho, 150.0], [0.0, 1.0, 1.0], where="post", color="k", linestyle="--",
             label=f"fixed threshold (SNR >= {rho:g})")  # fmt: skip
+    for far, mf_rho in curves.get("mf_rho", {}).items():
+        if math.isfinite(mf_rho):
+            label = f"matched-filter ideal at {far:g}/yr (SNR >= {mf_rho:.2f})"
+            ax.axvline(mf_rho, color="grey", linestyle=":", linewidth=1, label=label)
     ax.set(xscale="log", xlabel="network optimal SNR", ylabel="detection efficiency",
            ylim=(-0.02, 1.02), title="efficiency vs SNR")  # fmt: skip
     ax.legend()
@@ -644,9 +733,12 @@ def _report(
     numbers: dict[str, float],
     sources: dict[str, list[str]] | None = None,
     population: str = "",
+    mf=None,
 ) -> None:
     """``report.md``: where each number comes from (model, data and their provenance, the
-    population), the numbers, and the plots."""
+    population), the two references the detector is compared with, the numbers, and the plots;
+    ``numbers.json``: the numbers and both references (``references.fixed_threshold``,
+    ``references.matched_filter``: rho(F) per FAR, how each was obtained, the bank, the fit)."""
     import json
 
     from aframe_lib.utils.fs import write_bytes_atomic
@@ -683,14 +775,78 @@ def _report(
         "",
         "NaN efficiencies: that FAR is below 1/livetime, which this background cannot measure.",
         "",
-        "The `ideal_*` numbers are a fixed-threshold reference, not an upper bound: a detector",
-        "that finds exactly the injections whose optimal network SNR (in the true PSD) is at",
-        f"least ideal_snr = {numbers.get('ideal_snr', math.nan):g}, whatever the false-alarm "
-        "rate (a search at a low FAR can beat it);",
-        "fraction_of_ideal_distance is the sensitive distance at a FAR over that reference's.",
-        "",
+        *_references_text(numbers, mf),
     ]
     write_bytes_atomic(run / "report.md", "\n".join(lines).encode())
+    fixed = {k: numbers[k] for k in ("ideal_snr", "ideal_efficiency",
+                                     "ideal_sensitive_distance_mpc") if k in numbers}  # fmt: skip
+    references = {
+        "fixed_threshold": {**fixed, "what": FIXED_REFERENCE},
+        "matched_filter": None if mf is None else {**mf.to_dict(), "what": MF_REFERENCE},
+    }
+    clean = {k: (v if math.isfinite(v) else None) for k, v in numbers.items()}
+    text = json.dumps({"numbers": clean, "references": references}, indent=1, default=float)
+    write_bytes_atomic(run / "numbers.json", text.encode())
+
+
+FIXED_REFERENCE = (
+    "finds exactly the injections whose optimal network SNR (in "
+    "each injection's own local PSD) is at least ideal_snr, whatever the false-alarm rate; not "
+    "an upper bound (a search at a low FAR can find quieter signals)"
+)
+MF_REFERENCE = (
+    "finds exactly the injections whose optimal network SNR (in each "
+    "injection's own local PSD) is at least rho(F), the network-SNR threshold at which a "
+    "matched-filter search of the same held-out noise has the false-alarm rate F"
+)
+
+
+def _references_text(numbers: dict[str, float], mf) -> list[str]:
+    """The report's section on the two references."""
+    fixed = numbers.get("ideal_snr", math.nan)
+    lines = [
+        "## References",
+        "",
+        f"- **Fixed-threshold reference** (`ideal_*`, SNR >= {fixed:g}): {FIXED_REFERENCE}.",
+        "  fraction_of_ideal_distance is the sensitive distance at a FAR over this reference's.",
+        f"- **Matched-filter ideal** (`mf_ideal_*`): {MF_REFERENCE}.",
+    ]
+    if mf is None:
+        return [*lines, "  Not computed here (`--mf_budget_s 0`); pass e.g. "
+                "`--mf_budget_s 600` (CPU seconds).", ""]  # fmt: skip
+    fit = mf.fit
+    lines += [
+        f"  Statistic: {mf.statistic}.",
+        f"  Template bank: {mf.bank['description']}.",
+        f"  Background: {mf.livetime:.4g} s of timeslide livetime from {mf.filtered_s:.0f} s "
+        f"filtered, {mf.cpu_s:.0f} CPU s of a {mf.budget_s:g} s budget (`--mf_budget_s`).",
+        f"  Tail fit: ln FAR/s = {fit['intercept']:.4g} + ({fit['slope']:.4g}) rho^2 on the "
+        f"loudest {fit['num_events']} events (rho {fit['rho_range'][0]:.3g}-"
+        f"{fit['rho_range'][1]:.3g}); residual on them {fit['rms_dex']:.3f} dex rms, "
+        f"{fit['max_dex']:.3f} dex at most.",
+        "",
+        "| FAR (1/yr) | rho(F) | how | mf ideal efficiency | mf ideal distance (Mpc) | "
+        "detector distance (Mpc) | fraction of mf ideal | fit - measured rho |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for far_s, rho, how, check in zip(mf.fars_per_s, mf.rho, mf.how, mf.fit_check, strict=True):
+        far = far_s * _year()
+        key = f"{far:g}_per_yr"
+        lines.append(
+            f"| {far:g} | {rho:.3f} | {how} | "
+            f"{numbers.get(f'mf_ideal_efficiency_at_far_{key}', math.nan):.4g} | "
+            f"{numbers.get(f'mf_ideal_sensitive_distance_mpc_at_far_{key}', math.nan):.4g} | "
+            f"{numbers.get(f'sensitive_distance_mpc_at_far_{key}', math.nan):.4g} | "
+            f"{numbers.get(f'fraction_of_mf_ideal_distance_at_far_{key}', math.nan):.4g} | "
+            f"{'' if check is None else f'{check:+.3f}'} |"
+        )
+    return [*lines, ""]
+
+
+def _year() -> float:
+    from aframe_lib.search.metrics import SECONDS_PER_YEAR
+
+    return SECONDS_PER_YEAR
 
 
 def main(args: list[str] | None = None) -> None:

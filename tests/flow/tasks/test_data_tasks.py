@@ -96,6 +96,30 @@ def test_the_seed_streams_are_aframe_libs():
     assert flow_data.MANIFEST == synthetic.MANIFEST
 
 
+def test_held_out_noise_is_no_training_sets_whatever_its_seed(tmp_path):
+    """Issue 21: the held-out background of seed 3 was drawn from seed 3003 (``seed * 1000 + 3``),
+    bit for bit the background of a training set made with ``--seed 3003``. It is now stream 3
+    of seed 3 (a numpy spawn key no training background has): other noise, and provenance that
+    evaluate's refusal tells apart from that training set's."""
+    from aframe_lib.data import provenance
+    from aframe_lib.data.synthetic import ensure_synthetic_dataset
+
+    small = dict(sample_rate=256.0, background_duration=32.0, segment_duration=32.0)
+    heldout = HeldOutBackground(data_dir=str(tmp_path / "d"), seed=3, **small)
+    ensure_synthetic_dataset(**heldout.arguments())
+    for seed in (3003, 3):
+        train = str(tmp_path / f"train{seed}")
+        ensure_synthetic_dataset(train, sample_rate=256.0, background_duration=32.0,
+                                 segment_duration=32.0, num_waveforms=0, num_val_waveforms=0,
+                                 seed=seed)  # fmt: skip
+        (ours,) = list_segments(heldout.heldout_root, ["H1", "L1"])
+        (theirs,) = list_segments(train, ["H1", "L1"])
+        a, b = read_segment(ours), read_segment(theirs)
+        assert not (a == b).any(), seed  # other draws (the old one was bit for bit)
+        assert provenance.find_same(provenance.of_files([ours.path])[0],
+                                    provenance.of_files([theirs.path])[0]) is None  # fmt: skip
+
+
 def test_flow_ships_aframe_libs_declaration_of_the_data_settings():
     """Item 7 of issue 21: flow's data parameters are derived from aframe-lib's declaration
     (``ensure_synthetic_dataset``), never re-declared. The copy flow ships is lib's own, and each
@@ -113,7 +137,7 @@ def test_flow_ships_aframe_libs_declaration_of_the_data_settings():
     params = dict(DataParameters.get_params())
     signature = inspect.signature(synthetic.ensure_synthetic_dataset).parameters
     for name, arg in signature.items():
-        if name == "data_dir":
+        if name in declaration.FUNCTIONS["synthetic"][1]:  # data_dir, background_stream
             continue
         assert name in params, name  # one name per concept: lib's
         default = params[name]._default

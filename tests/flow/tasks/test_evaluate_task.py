@@ -28,7 +28,8 @@ def test_command_scores_trains_model_on_held_out_background_by_default(tmp_path)
     # the held-out background: beside (not in) the training data, from another seed stream
     assert isinstance(reqs["data"], HeldOutBackground) and reqs["data"].data_dir == "/d"
     assert reqs["data"].output().path == "/d/heldout/synthetic.json"
-    assert reqs["data"].heldout_seed == 3003
+    args = reqs["data"].arguments()
+    assert (args["seed"], args["background_stream"]) == (3, 3)  # stream 3 of seed 3
     cmd = task.command("/r/model.pt", str(tmp_path / "e"))
     assert cmd[0].endswith("aframe-train") and cmd[1] == "evaluate"
     args = cmd[2:]
@@ -54,7 +55,8 @@ def test_held_out_background_at_the_deployment_rate_and_length(tmp_path):
     assert data.output().path == "/d/heldout-2048Hz-259200s/synthetic.json"
     args = data.arguments()
     assert args["sample_rate"] == 2048.0 and args["background_duration"] == 259200.0
-    assert args["segment_duration"] == 1024.0 and args["seed"] == 3003
+    assert args["segment_duration"] == 1024.0 and args["seed"] == 3
+    assert args["background_stream"] == 3
     cmd = task.command("/r/model.pt", "/out")
     assert cmd[cmd.index("--data") + 1] == "/d/heldout-2048Hz-259200s"
     info = task.eval_data_info()

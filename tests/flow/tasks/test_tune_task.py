@@ -57,6 +57,24 @@ def test_command_on_a_local_ray_instance(tmp_path):
     assert out["model"].path == str(tmp_path / "tune" / "s1" / "model.pt")
 
 
+def test_the_best_trials_model_records_the_code_that_trained_it(tmp_path, monkeypatch):
+    """Issue 21, item 6: like Train's run directory, the search directory's best model gets
+    ``code.json`` (the hash of the code that ran the search) once the search has written it."""
+    from aframe_flow.code import source_digest
+
+    task = make(storage_dir=str(tmp_path / "tune"), name="s1")
+    search = Path(task.search_dir)
+
+    def searched(address=""):  # what `aframe-train tune` leaves: the best trial's model
+        search.mkdir(parents=True)
+        for name in ("model.pt", "model.json", "summary.json"):
+            (search / name).write_text("{}")
+
+    monkeypatch.setattr(task, "run_tune", searched)
+    task.run()
+    assert json.loads((search / "code.json").read_text()) == {"code_hash": source_digest()}
+
+
 def test_gpus_are_the_local_instances_and_an_address_is_passed_on():
     task = make(gpus="2,3", space=str(QUICKSTART / "search_space.yaml"))
     args = task.command()
@@ -252,6 +270,7 @@ def test_law_run_tune_pipeline_on_a_real_ray_head(tmp_path, ray_head):
     assert all(t["status"] == "completed" for t in summary["trials"]), summary["trials"]
     assert summary["settings"]["address"] == ray_head
     assert summary["best"]["model"] and (search / "model.pt").exists()
+    assert len(json.loads((search / "code.json").read_text())["code_hash"]) == 12
     import torch
 
     model = torch.jit.load(str(search / "model.pt"))

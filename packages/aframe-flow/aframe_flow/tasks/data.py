@@ -28,7 +28,13 @@ import luigi
 from luigi.parameter import ParameterVisibility
 
 from ..base import DataParameters, SandboxTask
-from ..declared import MANIFEST, STREAMS, SYNTHETIC, WAVEFORM_FILES, stream_seed
+from ..declared import (
+    MANIFEST,
+    STREAMS,
+    SYNTHETIC,
+    WAVEFORM_FILES,
+    stream_seed,  # noqa: F401 - the waveform tasks' seeds, re-exported
+)
 from ..parameters import GpusParameter, ParameterError
 from ..sandbox import local_executable
 from ..targets import file_target, join, write_bytes_atomic
@@ -298,8 +304,10 @@ class TestWaveforms(WaveformTask):
 
 class HeldOutBackground(DataTask):
     """Synthetic background that training never saw, for evaluation: the same IFOs as the
-    training background, from the held-out seed stream, in ``<data>/heldout`` (``aframe-data
-    synthetic`` with no waveforms). Its rate and length are the training background's unless
+    training background, from the seed's held-out stream (``--background_stream 3``: numpy's
+    ``SeedSequence(seed, spawn_key=(3,))``, which no training background of any seed draws), in
+    ``<data>/heldout`` (``aframe-data synthetic`` with no waveforms). Its rate and length are
+    the training background's unless
     ``--heldout-sample-rate`` (an integer multiple of the model's rate: the search resamples it,
     as deployment on 2048 Hz strain would) or ``--heldout-duration`` are given; the directory
     is then ``<data>/heldout-<rate>Hz-<seconds>s``."""
@@ -348,15 +356,12 @@ class HeldOutBackground(DataTask):
         rate, length = _num(self.heldout_rate), _num(self.heldout_length)
         return join(self.data_root, f"heldout-{rate}Hz-{length}s")
 
-    @property
-    def heldout_seed(self) -> int:
-        return stream_seed(self.seed, HELDOUT_BACKGROUND)
-
     def arguments(self) -> dict[str, Any]:
         return dict(
             data_dir=self.heldout_root, ifos=list(self.ifos), sample_rate=self.heldout_rate,
             background_duration=self.heldout_length, segment_duration=self.segment_duration,
-            num_waveforms=0, num_val_waveforms=0, num_test_waveforms=0, seed=self.heldout_seed,
+            num_waveforms=0, num_val_waveforms=0, num_test_waveforms=0, seed=self.seed,
+            background_stream=HELDOUT_BACKGROUND,
             **({"noise": self.noise_dict()} if self.noise else {}),  # the training noise model
         )  # fmt: skip
 

@@ -51,7 +51,7 @@ from ..targets import (
     join,
 )
 from ..targets import write_bytes_atomic as write_atomic
-from .data import EVALUATE, FetchTestBackground, HeldOutBackground, stream_seed
+from .data import EVALUATE, HELDOUT_BACKGROUND, FetchTestBackground, HeldOutBackground
 from .train import Train, TrainBase, resolve_config
 
 NUMBER_LINE = re.compile(r"^(\w[\w.]*): (\S+)$")
@@ -271,7 +271,8 @@ class Evaluate(TrainBase):
         if self.eval_data in ("", "heldout"):
             heldout = HeldOutBackground.req(self)
             return {"kind": "heldout", "path": self.data_path,
-                    "seed": stream_seed(self.seed, 3), "training_data": self.data_root,
+                    "seed": self.seed, "stream": HELDOUT_BACKGROUND,
+                    "training_data": self.data_root,
                     "sample_rate": heldout.heldout_rate,
                     "duration": heldout.heldout_length}  # fmt: skip
         return {"kind": "directory", "path": self.data_path, "training_data": self.data_root}

@@ -117,6 +117,21 @@ class TrainBase(DataParameters, SandboxTask):
     def binds(self) -> list[str]:
         return [self.data_root, self.run_root, os.path.dirname(self.config_path)]
 
+    def record_code(self, where: str) -> None:
+        """Write ``code.json`` in ``where`` (beside the model it trained): the hash of the code
+        that trained it (:mod:`~aframe_flow.code`). Training outputs stay keyed by their
+        parameters (a code change does not force a retrain); this says what made them."""
+        from ..code import source_digest
+        from ..targets import write_bytes_atomic
+
+        record = {"code_hash": source_digest(self.image_path, self.dev)}
+        path = join(where, "code.json")
+        try:
+            write_bytes_atomic(path, json.dumps(record).encode())
+        except Exception as exc:  # the training itself is done: say so, do not fail it
+            logger.warning("could not record the code hash in %s (%s: %s)", path,
+                           type(exc).__name__, exc)  # fmt: skip
+
     def wandb_args(self) -> list[str]:
         settings = config.wandb_settings()
         tags = [t for t in (self.wandb_tags or settings.tags).split(",") if t.strip()]
@@ -290,19 +305,4 @@ class Train(TrainBase, RayClusterTask):
                 self.run_training(cluster.address)
         else:
             self.run_training()
-        self.record_code()
-
-    def record_code(self) -> None:
-        """Write ``code.json`` beside the model: the hash of the code that trained it
-        (:mod:`~aframe_flow.code`). Training outputs stay keyed by their parameters (a code
-        change does not force a retrain); this says what made them."""
-        from ..code import source_digest
-        from ..targets import write_bytes_atomic
-
-        record = {"code_hash": source_digest(self.image_path, self.dev)}
-        path = join(self.run_root, "code.json")
-        try:
-            write_bytes_atomic(path, json.dumps(record).encode())
-        except Exception as exc:  # the training itself is done: say so, do not fail it
-            logger.warning("could not record the code hash in %s (%s: %s)", path,
-                           type(exc).__name__, exc)  # fmt: skip
+        self.record_code(self.run_root)

@@ -232,6 +232,7 @@ class Tune(TrainBase, RayClusterTask):
                 f"the search finished but wrote no best model to {self.search_dir} (no trial "
                 f"reported its metric?); see {join(self.search_dir, 'summary.json')}"
             )
+        self.record_code(self.search_dir)  # the best trial's model, as Train's
 
 
 def _resolve(flag: str, path: str, example: str) -> str | None:

@@ -17,7 +17,13 @@ import typing
 from typing import Any
 
 #: the functions whose parameters are declared, and the data-directory argument each leaves out
-FUNCTIONS = {"synthetic": ("aframe_lib.data.synthetic.ensure_synthetic_dataset", ("data_dir",))}
+#: (``background_stream``: which stream a task's background is, set by the task, not a setting)
+FUNCTIONS = {
+    "synthetic": (
+        "aframe_lib.data.synthetic.ensure_synthetic_dataset",
+        ("data_dir", "background_stream"),
+    )
+}
 
 
 def _kind(annotation: Any) -> str:

@@ -297,7 +297,8 @@ def _from_manifest(path: str) -> dict[str, Any] | None:
             if ifo in f:
                 x0, dx = float(f[ifo].attrs["x0"]), float(f[ifo].attrs["dx"])
                 spans[ifo] = [[x0, x0 + dx * len(f[ifo])]]
-    return synthetic("background", GENERATOR, manifest["seed"], 0, psd=PSD_MODEL, spans=spans)
+    stream = int(manifest.get("background_stream", 0))
+    return synthetic("background", GENERATOR, manifest["seed"], stream, psd=PSD_MODEL, spans=spans)
 
 
 def of_files(paths: Iterable[str]) -> tuple[list[dict[str, Any]], list[str]]:

@@ -147,8 +147,11 @@ WAVEFORM_FILES = {
 
 def stream_seed(seed: int, stream: int) -> int:
     """The seed of one stream of ``seed``: ``seed`` for :data:`BACKGROUND`, else
-    ``seed * 1000 + stream`` (training/validation/test waveforms 1/2/4, held-out background 3,
-    ``aframe-train evaluate``'s noise and injections 10, 11, 12)."""
+    ``seed * 1000 + stream`` (training/validation/test waveforms 1/2/4, ``aframe-train
+    evaluate``'s injections 11, 12). The backgrounds of other streams (held-out 3, evaluate's
+    own noise 10) are not drawn from this number but from numpy's ``SeedSequence(seed,
+    spawn_key=(stream,))`` (:func:`~aframe_lib.data.noise.generate_background`), so no
+    training background of any seed is one of them."""
     return int(seed) if stream == BACKGROUND else int(seed) * 1000 + int(stream)
 
 
@@ -475,6 +478,7 @@ def ensure_synthetic_dataset(
     population: WaveformPopulation | None = None,
     num_test_waveforms: int | None = None,
     noise: NoiseModel | None = None,
+    background_stream: int = BACKGROUND,
 ) -> str:
     """Generate a synthetic dataset in ``data_dir`` unless that exact dataset is already there.
 
@@ -493,9 +497,9 @@ def ensure_synthetic_dataset(
         num_val_waveforms: Rows of ``val_waveforms.hdf5`` (0: no such file).
         waveform_duration: Seconds per waveform row.
         coalescence_time: Seconds from the start of a row to its merger.
-        seed: Seed of everything: the background uses ``seed`` itself, the training,
-            validation and test waveforms the streams ``stream_seed(seed, 1)``, ``(seed, 2)``
-            and ``(seed, 4)``.
+        seed: Seed of everything: the background uses ``seed`` itself (its stream
+            ``background_stream``), the training, validation and test waveforms the streams
+            ``stream_seed(seed, 1)``, ``(seed, 2)`` and ``(seed, 4)``.
         population: The binaries of the waveform sets (:class:`WaveformPopulation`, or a dict
             of its fields as ``class_path`` + ``init_args``); ``None``: the defaults.
         num_test_waveforms: Rows of ``test_waveforms.hdf5``, the waveforms of the test split
@@ -504,6 +508,10 @@ def ensure_synthetic_dataset(
         noise: The background's noise model (:class:`~aframe_lib.data.glitches.NoiseModel`:
             per-segment and drifting PSDs, glitches logged in ``glitches.hdf5``); ``None``:
             stationary Gaussian noise from the design PSD.
+        background_stream: The seed stream of the background (0: a training background,
+            numpy's ``SeedSequence(seed)``; :data:`HELDOUT_BACKGROUND` (3): held-out noise for
+            evaluation, ``SeedSequence(seed, spawn_key=(3,))``, which no training background of
+            any seed draws). Recorded in each file's provenance and, when not 0, the manifest.
 
     Returns:
         ``data_dir``.
@@ -526,6 +534,13 @@ def ensure_synthetic_dataset(
         coalescence_time=float(coalescence_time),
         seed=int(seed),
     )
+    if int(background_stream) != background_stream or background_stream < 0:
+        raise SyntheticDataError(
+            f"background_stream={background_stream!r}: must be a non-negative integer (0 for "
+            f"training data, {HELDOUT_BACKGROUND} for held-out noise)"
+        )
+    if background_stream != BACKGROUND:  # older manifests (training data) stay as they are
+        config["background_stream"] = int(background_stream)
     check_synthetic_args({**config, "seed": seed, "noise": noise})  # before anything is written
     population = WaveformPopulation.coerce(population)
     if described := population.describe():
@@ -568,7 +583,7 @@ def ensure_synthetic_dataset(
 
     generate_background(
         data_dir, ifos, background_duration, sample_rate, segment_duration,
-        seed=seed, stream=BACKGROUND, noise=noise,
+        seed=seed, stream=int(background_stream), noise=noise,
     )  # fmt: skip
     for name, num, stream in sets:
         generate_waveforms(

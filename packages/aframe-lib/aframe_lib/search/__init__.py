@@ -20,6 +20,8 @@
 - :mod:`~aframe_lib.search.calibration`: the network's response offset and timing spread,
   measured on injections (stored in ``model.json`` at export).
 - :mod:`~aframe_lib.search.metrics`: FAR, efficiency, sensitive volume.
+- :mod:`~aframe_lib.search.matched_filter`: the matched-filter ideal, rho(F) of a pycbc
+  matched-filter search of the same held-out noise (pycbc imported only there).
 
 Submodules are imported lazily: ``import aframe_lib.search`` pulls in neither torch nor h5py.
 """
