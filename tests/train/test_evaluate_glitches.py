@@ -58,3 +58,33 @@ def test_evaluate_makes_its_own_noise_with_the_noise_model(tmp_path):
     # asked again without glitches: the glitchy files and their log are replaced
     _synthetic_background(Engine, where, 128.0, 64.0, 0, None)
     assert not (where / "glitches.hdf5").exists()
+
+
+def test_noise_with_the_training_banks_glitches_is_refused(tmp_path):
+    """model.json names the bank trained with; held-out noise whose glitches were drawn from
+    a bank of the same content (at any path) is refused, another seed's bank is not."""
+    import shutil
+
+    from aframe_lib.data.glitches import generate_glitch_bank, glitch_bank_record
+    from aframe_lib.data.noise import generate_background
+    from aframe_lib.utils.errors import ConfigError
+    from aframe_train.evaluate import _check_glitches
+
+    kinds = {"glitch_types": {"sine_gaussian": 1.0}}
+    trained = generate_glitch_bank(str(tmp_path / "train.hdf5"), ["H1", "L1"], 8, 256.0,
+                                   duration=1.0, noise=kinds, seed=0)  # fmt: skip
+    info = {"provenance": {"glitch_bank": glitch_bank_record(trained)}}
+    copy = tmp_path / "copy" / "bank.hdf5"
+    copy.parent.mkdir()
+    shutil.copy(trained, copy)
+    other = generate_glitch_bank(str(tmp_path / "other.hdf5"), ["H1", "L1"], 8, 256.0,
+                                 duration=1.0, noise=kinds, seed=1)  # fmt: skip
+    for name, bank in (("same", str(copy)), ("other", other)):
+        model = NoiseModel(glitch_rates={"H1": 10.0}, glitch_bank=bank)
+        generate_background(str(tmp_path / name), ["H1", "L1"], 64.0, 256.0, noise=model, seed=3)
+    with pytest.raises(ConfigError, match="glitch bank the model .* trained with"):
+        _check_glitches("m.pt", info, str(tmp_path / "same"))
+    lines = _check_glitches("m.pt", info, str(tmp_path / "other"))
+    assert "drawn from the glitch bank" in lines[0] and "seed 1" in lines[0]
+    assert lines[1].startswith("the model trained with the glitch bank")
+    assert _check_glitches("m.pt", {}, str(tmp_path / "same"))  # no bank recorded: only told

@@ -194,6 +194,8 @@ def evaluate(
         data, engine.ifos, engine.sample_rate, engine.min_duration, engine.min_duration_desc
     )
     sources = {"data": _check_unseen(model, info, "data", data, spans)}
+    if glitches := _check_glitches(model, info, data):
+        sources["glitches"] = glitches
     shifted = timeslide_spans(spans, step, livetime, engine.livetime_of)
     # strain above the model's rate that timeslides read more than once is resampled once
     uses = Counter(_source(s) for s in shifted)
@@ -420,6 +422,44 @@ def _check_unseen(model: str, info: dict[str, Any], flag: str, path: str, spans)
             flag,
         )
     return [provenance.describe(r) for r in ours] + [f"{m} (no record)" for m in missing[:3]]
+
+
+def _check_glitches(model: str, info: dict[str, Any], data: str) -> list[str]:
+    """Refuse held-out noise whose glitches were drawn from the glitch bank the model trained
+    with (``model.json``'s ``provenance.glitch_bank``; the same bank by its content digest,
+    never by path), as recorded in the data's glitch log (``glitches.hdf5``).
+
+    Returns:
+        For the report: where the data's glitches came from and the training bank, if any.
+
+    Raises:
+        ConfigError: naming the data, the model and the bank.
+    """
+    from aframe_lib.data import provenance
+    from aframe_lib.data.glitches import GLITCH_FILE
+    from aframe_lib.utils.errors import ConfigError
+
+    trained = (info.get("provenance") or {}).get("glitch_bank")
+    path = Path(data)
+    log_path = (path if path.is_dir() else path.parent) / GLITCH_FILE
+    record = provenance.read(str(log_path)) if log_path.is_file() else None
+    lines = []
+    if record is not None:
+        lines.append(f"the data's glitch log: {provenance.describe(record)}")
+        bank = record.get("glitch_bank")
+        if trained and bank and (reason := provenance.same_data(bank, trained)):
+            raise ConfigError(
+                f"--data={data}: its glitches were drawn from the glitch bank the model {model} "
+                f"trained with ({reason}; model.json: provenance.glitch_bank "
+                f"{provenance.describe(trained)}); glitches it was trained on say nothing of "
+                "glitches it never saw: make the noise with a bank of another seed "
+                "(aframe-data glitches --seed ...) or without noise.glitch_bank"
+            )
+    elif log_path.is_file():
+        lines.append(f"the data's glitch log {log_path} has no provenance record")
+    if trained:
+        lines.append(f"the model trained with the glitch bank {provenance.describe(trained)}")
+    return lines
 
 
 def _external(engine, table: str, foreground: str | None, data: str, distance_range):
@@ -652,7 +692,11 @@ def _report(
     from aframe_lib.utils.fs import write_bytes_atomic
 
     sources = sources or {}
-    described = [f"- `--{k}`: " + "; ".join(v or ["no files"]) for k, v in sources.items()]
+    described = [
+        (f"- `--{k}`: " if k in ("data", "foreground") else f"- {k}: ")
+        + "; ".join(v or ["no files"])
+        for k, v in sources.items()
+    ]
     pop_text = ""
     if (run / "foreground" / "waveforms.hdf5").exists():
         from aframe_lib.data import provenance
