@@ -88,3 +88,90 @@ def test_noise_with_the_training_banks_glitches_is_refused(tmp_path):
     assert "drawn from the glitch bank" in lines[0] and "seed 1" in lines[0]
     assert lines[1].startswith("the model trained with the glitch bank")
     assert _check_glitches("m.pt", {}, str(tmp_path / "same"))  # no bank recorded: only told
+
+
+def _evaluate(model, out, capsys, *extra):
+    import re
+
+    from aframe_train.cli import main
+
+    near = ('{"distance": {"class_path": "ml4gw.distributions.PowerLaw", '
+            '"init_args": {"minimum": 50.0, "maximum": 300.0, "index": 2.0}}}')  # fmt: skip
+    main([
+        "evaluate", "--model", str(model), "--out", str(out),
+        "--background_duration", "240", "--segment_duration", "120", "--livetime", "1500",
+        "--cluster_window", "4", "--injection_spacing", "10",
+        "--waveform_duration", "4", "--coalescence_time", "3",
+        "--population", near, "--fars_per_year", "[3e4, 1e5]", "--progress", "false", *extra,
+    ])  # fmt: skip
+    lines = dict(re.findall(r"^(\w[\w.]*): (\S+)$", capsys.readouterr().out, re.M))
+    return {k: float(v) for k, v in lines.items()}
+
+
+@pytest.mark.slow
+def test_distances_with_and_without_glitches_in_one_report(tmp_path, capsys):
+    """Evaluate on its own glitchy noise also searches the same noise with the glitches off:
+    its numbers are those of an evaluation of the Gaussian noise alone (same seed)."""
+    import h5py
+    from helpers.search import export_oracle
+
+    model = export_oracle(tmp_path / "model.pt")
+    glitchy = '{"glitch_rates": {"H1": 6.0, "L1": 6.0}, "glitch_types": {"sine_gaussian": 1}}'
+    numbers = _evaluate(model, tmp_path / "glitchy", capsys, "--noise", glitchy)
+    gaussian = _evaluate(model, tmp_path / "gaussian", capsys)
+    assert not any(k.endswith("without_glitches") for k in gaussian)  # no glitches: no twin
+    for far in ("30000", "100000"):
+        key = f"sensitive_distance_mpc_at_far_{far}_per_yr"
+        eff = f"efficiency_at_far_{far}_per_yr"
+        assert numbers[f"{key}_without_glitches"] == pytest.approx(gaussian[key], rel=1e-6)
+        assert numbers[f"{eff}_without_glitches"] == pytest.approx(gaussian[eff], rel=1e-6)
+        assert numbers[f"distance_ratio_glitches_at_far_{far}_per_yr"] == pytest.approx(
+            numbers[key] / gaussian[key],
+            rel=1e-5,  # printed to 6 digits
+        )
+    # loud glitches make the energy oracle's background louder: it loses distance
+    assert numbers["sensitive_distance_mpc_at_far_30000_per_yr"] < gaussian[
+        "sensitive_distance_mpc_at_far_30000_per_yr"]  # fmt: skip
+    # the twin is the glitchy noise minus exactly the logged glitches
+    log = read_glitches(str(tmp_path / "glitchy" / "background" / "glitches.hdf5"))
+    twin = sorted((tmp_path / "glitchy" / "without_glitches" / "background").glob("back*.hdf5"))
+    mine = sorted((tmp_path / "glitchy" / "background").glob("background-*.hdf5"))
+    assert [p.name for p in twin] == [p.name for p in mine]
+    with h5py.File(twin[0]) as a, h5py.File(mine[0]) as b:
+        t0, diff = float(a["H1"].attrs["x0"]), np.asarray(b["H1"]) - np.asarray(a["H1"])
+    t = t0 + np.arange(len(diff)) / 256.0
+    inside = np.zeros(len(t), bool)
+    for time, dur in zip(log["time"][log["ifo"] == "H1"], log["duration"][log["ifo"] == "H1"],
+                         strict=True):  # fmt: skip
+        inside |= np.abs(t - time) <= dur / 2 + 1 / 256.0
+    assert inside.any() and not diff[~inside].any() and diff[inside].any()
+    report = (tmp_path / "glitchy" / "report.md").read_text()
+    assert "without glitches" in report
+
+
+def test_the_glitch_free_twin_of_glitchy_data_is_remade_from_its_glitch_log(tmp_path):
+    import h5py
+
+    from aframe_lib.data.noise import generate_background
+    from aframe_train.evaluate import _glitch_free_twin
+
+    class Engine:
+        ifos, sample_rate = ["H1", "L1"], 256.0
+
+    model = NoiseModel(glitch_rates={"L1": 30.0}, glitch_types={"sine_gaussian": 1.0},
+                       psd_scale=(0.5, 2.0))  # fmt: skip
+    kw = dict(ifos=["H1", "L1"], duration=150.0, sample_rate=256.0, segment_duration=64.0,
+              t0=1_100_000_000.0, gap=10.0, seed=4, stream=3)  # fmt: skip
+    generate_background(str(tmp_path / "glitchy"), noise=model, **kw)
+    generate_background(str(tmp_path / "quiet"), noise={"psd_scale": [0.5, 2.0]}, **kw)
+    twin = _glitch_free_twin(Engine, str(tmp_path / "glitchy"), tmp_path / "twin", False, None,
+                             0.0, 0.0, 0)  # fmt: skip
+    made = sorted(p.name for p in (tmp_path / "twin" / "background").glob("background-*"))
+    assert made == sorted(p.name for p in (tmp_path / "quiet").glob("background-*"))
+    assert len(made) == 3
+    for name in made:
+        with h5py.File(f"{twin}/{name}") as a, h5py.File(tmp_path / "quiet" / name) as b:
+            assert np.array_equal(a["L1"][:], b["L1"][:]) and np.array_equal(a["H1"], b["H1"])
+    # Gaussian data (no glitch log): no twin
+    assert _glitch_free_twin(Engine, str(tmp_path / "quiet"), tmp_path / "t2", False, None,
+                             0.0, 0.0, 0) is None  # fmt: skip
