@@ -32,8 +32,8 @@ and only here, in ``aframe-data`` -- never inside training.
 
 The reference glitch model (:meth:`NoiseModel.reference`, see ``docs/concepts/noise.md`` for
 the sources): 0.3 / 1.1 / 0.47 glitches per minute in H1 / L1 / V1 (GWTC-2's O3a single-
-detector rates), ``p(rho) ~ rho^-3`` on 7.5-200, half blips, a quarter each sine-Gaussians and
-scattered-light arches.
+detector rates; V1's unverified), ``p(rho) ~ rho^-3`` on 7.5-200, half blips, a quarter
+each sine-Gaussians and scattered-light arches.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ GENGLI_RATE = 4096.0  # Hz: gengli's output rate
 #: the gengli generator each IFO's blips come from (gengli has weights for H1 and L1 only)
 BLIP_MODEL = {"H1": "H1", "L1": "L1", "V1": "H1"}
 #: glitches per minute, GWTC-2 (Abbott et al. 2021, PRX 11 021053, Sec. II): O3a
-#: single-detector Omicron glitch rates (SNR > 6.5, 10-2048 Hz)
+#: single-detector Omicron glitch rates (SNR > 6.5, 10-2048 Hz); V1's 0.47 is unverified
+#: (recalled, not checked against the paper: see docs/concepts/noise.md)
 REFERENCE_RATES = {"H1": 0.3, "L1": 1.1, "V1": 0.47}
 REFERENCE_TYPES = {"blip": 0.5, "sine_gaussian": 0.25, "scattered_light": 0.25}
 # parametric families' parameter ranges (a choice, see docs/concepts/noise.md)
