@@ -175,3 +175,59 @@ def test_the_glitch_free_twin_of_glitchy_data_is_remade_from_its_glitch_log(tmp_
     # Gaussian data (no glitch log): no twin
     assert _glitch_free_twin(Engine, str(tmp_path / "quiet"), tmp_path / "t2", False, None,
                              0.0, 0.0, 0) is None  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_glitch_trained_model_records_its_bank_and_evaluate_refuses_its_glitches(tmp_path):
+    """The whole chain: `aframe-train fit` with the glitch augmentation writes the bank's
+    content digest to model.json; `aframe-train evaluate` on noise whose glitches come from a
+    copy of that bank (another path) exits 2 naming it."""
+    import hashlib
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import h5py
+    from helpers.console import aframe_train
+
+    from aframe_lib.data.glitches import generate_glitch_bank
+
+    quickstart = Path(__file__).resolve().parents[2] / "projects" / "quickstart" / "train.yaml"
+    kinds = {"glitch_types": {"sine_gaussian": 1}}
+    bank = generate_glitch_bank(str(tmp_path / "bank.hdf5"), ["H1", "L1"], 16, 512.0, 2.0,
+                                noise=kinds)  # fmt: skip
+    out = tmp_path / "run"
+    fit = [
+        *aframe_train(), "fit", "--config", str(quickstart),
+        f"--trainer.default_root_dir={out}", f"--trainer.logger.init_args.save_dir={out}",
+        "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
+        f"--data.init_args.data_dir={out / 'data'}", "--data.init_args.batches_per_epoch=2",
+        "--data.init_args.batch_size=8", "--data.init_args.valid_livetime=100",
+        "--data.init_args.synthetic.background_duration=768",
+        "--data.init_args.synthetic.segment_duration=256",
+        "--data.init_args.synthetic.num_waveforms=32",
+        "--data.init_args.synthetic.num_val_waveforms=8",
+        f"--data.init_args.glitch_bank={bank}", "--data.init_args.glitch_prob=0.5",
+    ]  # fmt: skip
+    proc = subprocess.run(fit, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recorded = json.loads((out / "model.json").read_text())["provenance"]["glitch_bank"]
+    with h5py.File(bank) as f:  # the digest, computed here
+        h = hashlib.sha256(f"sample_rate={float(f.attrs['sample_rate'])!r}".encode())
+        for ifo in ("H1", "L1"):
+            h.update(ifo.encode())
+            h.update(np.asarray(f[ifo]["strain"], "<f4").tobytes())
+            h.update(np.asarray(f[ifo]["snr"], "<f8").tobytes())
+            h.update(b"|".join(bytes(t) for t in f[ifo]["type"][:]))
+    assert recorded["content"] == "sha256:" + h.hexdigest()
+    assert recorded["what"] == "glitches" and recorded["settings"]["num_glitches"] == 16
+    copy = tmp_path / "elsewhere.hdf5"
+    shutil.copy(bank, copy)
+    noise = json.dumps({"glitch_rates": {"H1": 6.0}, "glitch_bank": str(copy)})
+    evaluate = [*aframe_train(), "evaluate", "--model", str(out / "model.pt"), "--out",
+                str(tmp_path / "eval"), "--background_duration", "128", "--segment_duration",
+                "128", "--noise", noise, "--progress", "false"]  # fmt: skip
+    proc = subprocess.run(evaluate, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "glitch bank the model" in proc.stderr and "Traceback" not in proc.stderr
