@@ -117,3 +117,14 @@ def test_noise_draws_its_glitches_from_a_bank(tmp_path):
     trimmed = [r[np.flatnonzero(r)[0] : np.flatnonzero(r)[-1] + 1] for r in rows["H1"]]
     matches = [abs(np.corrcoef(t, piece)[0, 1]) for t in trimmed if len(t) == length]
     assert max(matches) > 0.999  # one bank row, up to its scale (float32 rounding)
+
+
+def test_a_missing_glitch_bank_is_named_before_any_noise_is_drawn(tmp_path):
+    from aframe_lib.data.glitches import NoiseModelError
+
+    model = NoiseModel(glitch_rates={"H1": 1.0}, glitch_bank=str(tmp_path / "none.hdf5"))
+    with pytest.raises(
+        NoiseModelError, match=r"noise.glitch_bank=.*none.hdf5.*aframe-data glitches"
+    ):
+        generate_background(str(tmp_path / "out"), ["H1"], 64.0, 256.0, noise=model)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

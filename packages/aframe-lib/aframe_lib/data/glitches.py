@@ -192,8 +192,14 @@ class NoiseModel:
                  f"({self.snr_maximum})")  # fmt: skip
         if not math.isfinite(self.snr_index):
             fail("snr_index", self.snr_index, "must be a finite number")
-        if self.glitch_bank is not None and not isinstance(self.glitch_bank, str):
-            fail("glitch_bank", self.glitch_bank, "give the path of a glitch bank file")
+        if self.glitch_bank is not None:
+            from aframe_lib.utils import fs
+
+            bank = self.glitch_bank
+            where = fs.filesystem(bank) if isinstance(bank, str) else None
+            if where is None or not where[0].exists(where[1]):
+                fail("glitch_bank", self.glitch_bank, "no such file: give a glitch bank made "
+                     "with `aframe-data glitches --path ...`")  # fmt: skip
         if self.has_glitches and self.makes_blips:
             try:
                 import gengli  # noqa: F401
