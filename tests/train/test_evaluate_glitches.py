@@ -231,3 +231,26 @@ def test_a_glitch_trained_model_records_its_bank_and_evaluate_refuses_its_glitch
     proc = subprocess.run(evaluate, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "glitch bank the model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_glitchy_data_at_another_rate_is_compared_with_its_twin(tmp_path, capsys):
+    """--data: glitchy synthetic noise at twice the model's rate (resampled as it streams); the
+    numbers without glitches are those of evaluating the same noise made without them."""
+    from helpers.search import export_oracle
+
+    from aframe_lib.data.noise import generate_background
+
+    model = export_oracle(tmp_path / "model.pt")
+    kw = dict(ifos=["H1", "L1"], duration=240.0, sample_rate=512.0, segment_duration=120.0,
+              seed=5, stream=3)  # fmt: skip
+    glitchy = NoiseModel(glitch_rates={"H1": 6.0, "L1": 6.0}, glitch_types={"sine_gaussian": 1})
+    generate_background(str(tmp_path / "glitchy"), noise=glitchy, **kw)
+    generate_background(str(tmp_path / "quiet"), **kw)
+    numbers = _evaluate(model, tmp_path / "e1", capsys, "--data", str(tmp_path / "glitchy"))
+    quiet = _evaluate(model, tmp_path / "e2", capsys, "--data", str(tmp_path / "quiet"))
+    for far in ("30000", "100000"):
+        key = f"sensitive_distance_mpc_at_far_{far}_per_yr"
+        assert numbers[f"{key}_without_glitches"] == pytest.approx(quiet[key], rel=1e-6)
+    assert numbers["background_livetime_s_without_glitches"] == quiet["background_livetime_s"]
+    assert not (tmp_path / "e1" / "without_glitches" / "resampled").exists()  # a cache, gone

@@ -155,7 +155,7 @@ def evaluate(
             (``..._without_glitches``, and ``distance_ratio_glitches_at_far_*``: with over
             without). Doubles the evaluation's searching.
     """
-    from aframe_lib.search import Search, find_spans, materialize, timeslide_spans
+    from aframe_lib.search import Search, find_spans
     from aframe_lib.search.checkpoint import model_digest
     from aframe_lib.search.timeslides import check_step
     from aframe_lib.utils.errors import ConfigError
@@ -205,16 +205,8 @@ def evaluate(
     sources = {"data": _check_unseen(model, info, "data", data, spans)}
     if glitches := _check_glitches(model, info, data):
         sources["glitches"] = glitches
-    shifted = timeslide_spans(spans, step, livetime, engine.livetime_of)
-    # strain above the model's rate that timeslides read more than once is resampled once
-    uses = Counter(_source(s) for s in shifted)
     recorded = spans  # the injections go into the strain as recorded, then are resampled
-    reread = [s for s in spans if s.factor != 1 and uses[_source(s)] > 1]
-    if reread:
-        copies = materialize(reread, str(run / "resampled"))
-        written = dict(zip(map(_source, reread), copies, strict=True))
-        spans = [written.get(_source(s), s) for s in spans]
-        shifted = timeslide_spans(spans, step, livetime, engine.livetime_of)  # the same slides
+    shifted = _timeslides(engine, spans, step, livetime, run / "resampled")
     background = engine.run(
         shifted, progress=progress, desc="background", checkpoint=run / "background.parts",
         key=model_digest(model),
@@ -267,10 +259,11 @@ def evaluate(
         clean_spans = find_spans(
             twin, engine.ifos, engine.sample_rate, engine.min_duration, engine.min_duration_desc
         )
+        clean_slides = _timeslides(engine, clean_spans, step, livetime,
+                                   run / "without_glitches" / "resampled")  # fmt: skip
         clean_bg = engine.run(
-            timeslide_spans(clean_spans, step, livetime, engine.livetime_of), progress=progress,
-            desc="background without glitches", checkpoint=run / "without_glitches" /
-            "background.parts", key=model_digest(model),
+            clean_slides, progress=progress, desc="background without glitches",
+            checkpoint=run / "without_glitches" / "background.parts", key=model_digest(model),
         )  # fmt: skip
         clean_inj = _inject(
             engine, clean_spans, run / "without_glitches" / "foreground", num_injections,
@@ -294,10 +287,27 @@ def evaluate(
     _write_outputs(run, engine, background, foreground, injections, curves, distance_range)
     _plots(run, curves, fars_per_year, background.livetime)
     _report(run, model, data, numbers, sources, population_source)
-    shutil.rmtree(run / "resampled", ignore_errors=True)  # a cache for reruns after a kill
+    for cache in (run / "resampled", run / "without_glitches" / "resampled"):
+        shutil.rmtree(cache, ignore_errors=True)  # a cache for reruns after a kill
     for key, value in numbers.items():
         print(f"{key}: {value:.6g}")
     return numbers
+
+
+def _timeslides(engine, spans, step, livetime, cache: Path) -> list:
+    """The timeslides of ``spans``; strain above the model's rate that they read more than once
+    is resampled once, into ``cache`` (deleted when the evaluation ends)."""
+    from aframe_lib.search import materialize, timeslide_spans
+
+    shifted = timeslide_spans(spans, step, livetime, engine.livetime_of)
+    uses = Counter(_source(s) for s in shifted)
+    reread = [s for s in spans if s.factor != 1 and uses[_source(s)] > 1]
+    if reread:
+        copies = materialize(reread, str(cache))
+        written = dict(zip(map(_source, reread), copies, strict=True))
+        spans = [written.get(_source(s), s) for s in spans]
+        shifted = timeslide_spans(spans, step, livetime, engine.livetime_of)  # the same slides
+    return shifted
 
 
 def _source(span) -> tuple:
