@@ -38,7 +38,7 @@ Timing: ``--rounds`` (5) interleaved rounds of one batch of ours and ``--baselin
 baseline samples after a warm-up of each, so load from other processes hits both alike; medians.
 
 Headlines (``name: value``):
-    augment_samples_per_s       ours, CPU, torch's default thread count
+    augment_samples_per_s       ours, CPU, torch's default thread count (``--threads N``: N)
     baseline_samples_per_s      gwpy/numpy, per sample (single thread of Python)
     augment_speedup             augment_samples_per_s / baseline_samples_per_s (target >= 10)
     train_step_s                one training step on a 384 batch, CPU (scaled, see above)
@@ -397,6 +397,13 @@ def main() -> int:
     parser.add_argument("--train-repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for ours (default: torch's own count); 1 compares core for core "
+        "with the single-threaded baseline, which a loaded shared machine makes the fairer test",
+    )
+    parser.add_argument(
         "--glitch-prob",
         type=float,
         default=0.0,
@@ -406,6 +413,8 @@ def main() -> int:
     args = parser.parse_args()
 
     torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     common.note(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} cpus; shared machine: timings are noisy"

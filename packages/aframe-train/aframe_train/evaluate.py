@@ -99,6 +99,7 @@ def evaluate(
     noise: NoiseModel | None = None,
     mf_budget_s: float = 0.0,
     mf_minimal_match: float = 0.97,
+    without_glitches: bool = True,
 ) -> dict[str, float]:
     """Measure an exported model's FARs and sensitivity; write plots and a report to ``out``.
 
@@ -159,8 +160,15 @@ def evaluate(
             injections whose optimal network SNR is at least rho(F). A few CPU-minutes reach
             about a month of timeslide livetime.
         mf_minimal_match: minimal match of the matched filter's template bank.
+        without_glitches: on glitchy synthetic noise (``noise`` with glitches, or ``data``
+            whose glitch log records the synthetic noise it belongs to), also search the same
+            noise without its glitches (the same seed stream, PSDs and injections, glitches
+            off; written to ``out/without_glitches/``) and report its efficiencies and
+            sensitive distances at each of ``fars_per_year`` beside the glitchy ones
+            (``..._without_glitches``, and ``distance_ratio_glitches_at_far_*``: with over
+            without). Doubles the evaluation's searching.
     """
-    from aframe_lib.search import Search, find_spans, materialize, timeslide_spans
+    from aframe_lib.search import Search, find_spans
     from aframe_lib.search.checkpoint import model_digest
     from aframe_lib.search.timeslides import check_step
     from aframe_lib.utils.errors import ConfigError
@@ -197,6 +205,7 @@ def evaluate(
     population, population_source = _population(population, info, injections is not None)
     step = timeslide_step or math.ceil(engine.kernel_length + engine.fduration)
     check_step(step, engine.kernel_length)
+    own_noise = data is None
     if data is None:
         if injections is not None:
             raise ValueError(
@@ -211,16 +220,10 @@ def evaluate(
         data, engine.ifos, engine.sample_rate, engine.min_duration, engine.min_duration_desc
     )
     sources = {"data": _check_unseen(model, info, "data", data, spans)}
-    shifted = timeslide_spans(spans, step, livetime, engine.livetime_of)
-    # strain above the model's rate that timeslides read more than once is resampled once
-    uses = Counter(_source(s) for s in shifted)
+    if glitches := _check_glitches(model, info, data):
+        sources["glitches"] = glitches
     recorded = spans  # the injections go into the strain as recorded, then are resampled
-    reread = [s for s in spans if s.factor != 1 and uses[_source(s)] > 1]
-    if reread:
-        copies = materialize(reread, str(run / "resampled"))
-        written = dict(zip(map(_source, reread), copies, strict=True))
-        spans = [written.get(_source(s), s) for s in spans]
-        shifted = timeslide_spans(spans, step, livetime, engine.livetime_of)  # the same slides
+    shifted = _timeslides(engine, spans, step, livetime, run / "resampled")
     background = engine.run(
         shifted, progress=progress, desc="background", checkpoint=run / "background.parts",
         key=model_digest(model),
@@ -269,6 +272,37 @@ def evaluate(
     numbers.update(_mf_numbers(mf, curves["snr"], distance_range, fars_per_year, numbers))
     curves["mf_rho"] = dict(zip(fars_per_year, mf.rho, strict=True)) if mf else {}
     numbers.update(_glitch_numbers(data, background, engine.ifos, engine.kernel_length))
+    twin = None
+    if without_glitches and fg_data == str(run / "foreground"):  # the own injections
+        twin = _glitch_free_twin(
+            engine, data, run / "without_glitches", own_noise, noise, background_duration,
+            segment_duration, seed,
+        )  # fmt: skip
+    if twin is not None:
+        clean_spans = find_spans(
+            twin, engine.ifos, engine.sample_rate, engine.min_duration, engine.min_duration_desc
+        )
+        clean_slides = _timeslides(engine, clean_spans, step, livetime,
+                                   run / "without_glitches" / "resampled")  # fmt: skip
+        clean_bg = engine.run(
+            clean_slides, progress=progress, desc="background without glitches",
+            checkpoint=run / "without_glitches" / "background.parts", key=model_digest(model),
+        )  # fmt: skip
+        clean_inj = _inject(
+            engine, clean_spans, run / "without_glitches" / "foreground", num_injections,
+            injection_spacing, waveform_duration, coalescence_time, population, distance_range,
+            seed, snr_highpass,
+        )  # fmt: skip
+        if not np.array_equal(clean_inj["time"], injections["time"]):
+            raise RuntimeError("the noise without glitches got other injections than with them")
+        clean_fg = engine.run(
+            find_spans(str(run / "without_glitches" / "foreground"), engine.ifos,
+                       engine.sample_rate, engine.min_duration),
+            progress=progress, desc="foreground without glitches",
+        )  # fmt: skip
+        clean, _ = _metrics(clean_bg, clean_fg, clean_inj, distance_range, fars_per_year,
+                            ideal_snr, match_window)  # fmt: skip
+        numbers.update(_compare_glitches(numbers, clean, fars_per_year))
     numbers["injections_outside_data"] = float(outside)
     numbers["num_timeslides"] = float(len(shifted))
     numbers["realtime_factor_background"] = background.realtime_factor
@@ -276,7 +310,8 @@ def evaluate(
     _write_outputs(run, engine, background, foreground, injections, curves, distance_range)
     _plots(run, curves, fars_per_year, background.livetime)
     _report(run, model, data, numbers, sources, population_source, mf)
-    shutil.rmtree(run / "resampled", ignore_errors=True)  # a cache for reruns after a kill
+    for cache in (run / "resampled", run / "without_glitches" / "resampled"):
+        shutil.rmtree(cache, ignore_errors=True)  # a cache for reruns after a kill
     for key, value in numbers.items():
         print(f"{key}: {value:.6g}")
     return numbers
@@ -344,6 +379,22 @@ def _mf_numbers(mf, snr, distance_range, fars_per_year, numbers) -> dict[str, fl
     return out
 
 
+def _timeslides(engine, spans, step, livetime, cache: Path) -> list:
+    """The timeslides of ``spans``; strain above the model's rate that they read more than once
+    is resampled once, into ``cache`` (deleted when the evaluation ends)."""
+    from aframe_lib.search import materialize, timeslide_spans
+
+    shifted = timeslide_spans(spans, step, livetime, engine.livetime_of)
+    uses = Counter(_source(s) for s in shifted)
+    reread = [s for s in spans if s.factor != 1 and uses[_source(s)] > 1]
+    if reread:
+        copies = materialize(reread, str(cache))
+        written = dict(zip(map(_source, reread), copies, strict=True))
+        spans = [written.get(_source(s), s) for s in spans]
+        shifted = timeslide_spans(spans, step, livetime, engine.livetime_of)  # the same slides
+    return shifted
+
+
 def _source(span) -> tuple:
     """Where a span's IFO 0 samples come from (the same for its timeslides)."""
     c = span.channels[0]
@@ -371,6 +422,80 @@ def _synthetic_background(engine, where: Path, duration, segment_duration, seed,
             seed=seed, stream=EVALUATE, noise=noise,
         )  # fmt: skip
     return str(where)
+
+
+def _glitch_free_twin(engine, data, where: Path, own, noise, duration, segment_duration, seed):
+    """The same synthetic noise as ``data`` without its glitches, written to ``where``, or
+    ``None`` when ``data`` has no glitches or cannot be made again.
+
+    Evaluate's own noise (``own``): the same stream with ``noise``'s glitches off.
+    Other data: from its glitch log's provenance record (seed, stream, noise model, spans; the
+    glitch-free files must have the data's names), else ``None`` with a warning."""
+    import json
+    from dataclasses import replace
+
+    from aframe_lib.data import provenance
+    from aframe_lib.data.glitches import GLITCH_FILE, NoiseModel
+    from aframe_lib.data.noise import GENERATOR, generate_background
+    from aframe_lib.search import find_spans
+
+    if own:
+        noise = NoiseModel.coerce(noise)
+        if not noise.has_glitches:
+            return None
+        quiet = replace(noise, glitch_rates={}, glitch_bank=None)
+        return _synthetic_background(engine, where / "background", duration,
+                                     segment_duration, seed, quiet)  # fmt: skip
+    path = Path(data)
+    folder = path if path.is_dir() else path.parent
+    log = folder / GLITCH_FILE
+    record = provenance.read(str(log)) if log.is_file() else None
+    if record is None:
+        if log.is_file():
+            logging.warning("%s has no provenance record: the same noise without its glitches "
+                            "cannot be made, so no numbers without glitches", log)  # fmt: skip
+        return None
+    spans = sorted(next(iter(record["spans"].values())))
+    if record.get("generator") != GENERATOR or not spans:
+        return None
+    quiet = replace(NoiseModel.coerce(record.get("noise")), glitch_rates={}, glitch_bank=None)
+    gap = spans[1][0] - spans[0][1] if len(spans) > 1 else 0.0
+    rates = {s.sample_rate * s.factor for s in find_spans(data, engine.ifos, engine.sample_rate)}
+    target = where / "background"
+    wanted = json.dumps([record["seed"], record["stream"], quiet.to_dict(), spans])
+    stamp = target / "twin.json"
+    if not (stamp.is_file() and stamp.read_text() == wanted):
+        shutil.rmtree(target, ignore_errors=True)
+        generate_background(
+            str(target), engine.ifos, sum(b - a for a, b in spans), rates.pop(),
+            spans[0][1] - spans[0][0], t0=spans[0][0], gap=gap, seed=record["seed"],
+            stream=record["stream"], noise=quiet,
+        )  # fmt: skip
+        stamp.write_text(wanted)
+    ours = sorted(p.name for p in target.glob("background-*.hdf5"))
+    theirs = sorted(p.name for p in folder.glob("background-*.hdf5"))
+    if ours != theirs:
+        logging.warning("%s: its glitch log's record does not make its files again (%d files, "
+                        "%d made): no numbers without glitches", data, len(theirs),
+                        len(ours))  # fmt: skip
+        return None
+    return str(target)
+
+
+def _compare_glitches(numbers: dict[str, float], clean: dict[str, float], fars_per_year):
+    """The glitch-free twin's efficiencies and distances (``..._without_glitches``) and each
+    FAR's distance with glitches over without (``distance_ratio_glitches_at_far_*``)."""
+    out = {"background_livetime_s_without_glitches": clean["background_livetime_s"]}
+    for far in fars_per_year:
+        for name in ("efficiency", "sensitive_distance_mpc"):
+            key = f"{name}_at_far_{far:g}_per_yr"
+            out[f"{key}_without_glitches"] = clean[key]
+        key = f"sensitive_distance_mpc_at_far_{far:g}_per_yr"
+        without = clean[key]
+        out[f"distance_ratio_glitches_at_far_{far:g}_per_yr"] = (
+            numbers[key] / without if without > 0 else math.nan
+        )
+    return out
 
 
 def _glitch_numbers(data: str, background, ifos, window: float) -> dict[str, float]:
@@ -505,6 +630,44 @@ def _check_unseen(model: str, info: dict[str, Any], flag: str, path: str, spans)
             flag,
         )
     return [provenance.describe(r) for r in ours] + [f"{m} (no record)" for m in missing[:3]]
+
+
+def _check_glitches(model: str, info: dict[str, Any], data: str) -> list[str]:
+    """Refuse held-out noise whose glitches were drawn from the glitch bank the model trained
+    with (``model.json``'s ``provenance.glitch_bank``; the same bank by its content digest,
+    never by path), as recorded in the data's glitch log (``glitches.hdf5``).
+
+    Returns:
+        For the report: where the data's glitches came from and the training bank, if any.
+
+    Raises:
+        ConfigError: naming the data, the model and the bank.
+    """
+    from aframe_lib.data import provenance
+    from aframe_lib.data.glitches import GLITCH_FILE
+    from aframe_lib.utils.errors import ConfigError
+
+    trained = (info.get("provenance") or {}).get("glitch_bank")
+    path = Path(data)
+    log_path = (path if path.is_dir() else path.parent) / GLITCH_FILE
+    record = provenance.read(str(log_path)) if log_path.is_file() else None
+    lines = []
+    if record is not None:
+        lines.append(f"the data's glitch log: {provenance.describe(record)}")
+        bank = record.get("glitch_bank")
+        if trained and bank and (reason := provenance.same_data(bank, trained)):
+            raise ConfigError(
+                f"--data={data}: its glitches were drawn from the glitch bank the model {model} "
+                f"trained with ({reason}; model.json: provenance.glitch_bank "
+                f"{provenance.describe(trained)}); glitches it was trained on say nothing of "
+                "glitches it never saw: make the noise with a bank of another seed "
+                "(aframe-data glitches --seed ...) or without noise.glitch_bank"
+            )
+    elif log_path.is_file():
+        lines.append(f"the data's glitch log {log_path} has no provenance record")
+    if trained:
+        lines.append(f"the model trained with the glitch bank {provenance.describe(trained)}")
+    return lines
 
 
 def _external(engine, table: str, foreground: str | None, data: str, distance_range):
@@ -744,7 +907,11 @@ def _report(
     from aframe_lib.utils.fs import write_bytes_atomic
 
     sources = sources or {}
-    described = [f"- `--{k}`: " + "; ".join(v or ["no files"]) for k, v in sources.items()]
+    described = [
+        (f"- `--{k}`: " if k in ("data", "foreground") else f"- {k}: ")
+        + "; ".join(v or ["no files"])
+        for k, v in sources.items()
+    ]
     pop_text = ""
     if (run / "foreground" / "waveforms.hdf5").exists():
         from aframe_lib.data import provenance
@@ -766,6 +933,7 @@ def _report(
             if pop_text
             else ["Injections: the external table given (`--injections`).", ""]
         ),
+        *_glitch_table(numbers),
         "| number | value |",
         "|---|---|",
         *[f"| {k} | {v:.6g} |" for k, v in numbers.items()],
@@ -847,6 +1015,33 @@ def _year() -> float:
     from aframe_lib.search.metrics import SECONDS_PER_YEAR
 
     return SECONDS_PER_YEAR
+
+
+def _glitch_table(numbers: dict[str, float]) -> list[str]:
+    """The report's table of sensitive distances with and without glitches (when measured)."""
+    fars = [k[len("distance_ratio_glitches_at_far_") : -len("_per_yr")]
+            for k in numbers if k.startswith("distance_ratio_glitches_at_far_")]  # fmt: skip
+    if not fars:
+        return []
+    rows = []
+    for far in fars:
+        key = f"sensitive_distance_mpc_at_far_{far}_per_yr"
+        rows.append(
+            f"| {far} | {float(far) / 12:.4g} | {numbers[key]:.4g} | "
+            f"{numbers[key + '_without_glitches']:.4g} | "
+            f"{numbers[f'distance_ratio_glitches_at_far_{far}_per_yr']:.4g} |"
+        )
+    return [
+        "Sensitive distance with and without glitches: the same noise (seed stream, PSDs,",
+        "injections) searched once with its glitches and once without them",
+        "(`without_glitches/`):",
+        "",
+        "| FAR (1/yr) | FAR (1/month) | distance with glitches (Mpc) | without glitches (Mpc) "
+        "| ratio |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def main(args: list[str] | None = None) -> None:

@@ -115,6 +115,7 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
         self._device_cache: dict[str, Any] = {}
         self.chunked: ChunkedTrainingData | None = None
         self._live_waveforms: Tensor | None = None
+        self._glitch_bank_path: str | None = None
 
     def __getattr__(self, name: str) -> Any:
         """``dataset.<setting>`` is ``dataset.settings.<setting>`` (only called for names that
@@ -216,13 +217,17 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
         except NoiseModelError as exc:
             raise DataConfigError(f"data.glitch_bank={self.glitch_bank!r}: {exc}") from exc
         self.glitcher.bank = torch.from_numpy(bank)
+        self._glitch_bank_path = path  # model.json records the bank (data_provenance)
         logger.info("glitch augmentation: %d glitches per IFO from %s", bank.shape[1], path)
 
     def data_provenance(self) -> dict[str, Any]:
         """Where the data of each split came from (:mod:`~aframe_lib.data.provenance`), as
         ``model.json`` records it: ``{"train" | "valid" | "test": [records], "unrecorded":
         {split: [files without a record]}, "waveforms": {"train" | "valid" | "test": record}}``
-        and ``population``, the training waveforms' population (``None``: not recorded)."""
+        and ``population``, the training waveforms' population (``None``: not recorded); with
+        the glitch augmentation on, ``glitch_bank``: the bank's record, with the digest of its
+        content (:func:`~aframe_lib.data.glitches.glitch_bank_record`: generator, noise model,
+        gengli version), so an evaluation can tell its glitches from the ones trained on."""
         from . import provenance
 
         splits = getattr(self, "_split_paths", None)
@@ -241,6 +246,11 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
                 out["waveforms"][name] = provenance.read(path)
         train = out["waveforms"].get("train") or {}
         out["population"] = train.get("population")
+        bank = self._glitch_bank_path
+        if bank is not None and self.glitch_prob > 0:
+            from .glitches import glitch_bank_record
+
+            out["glitch_bank"] = glitch_bank_record(bank)
         return out
 
     def _split(self, segments: list) -> tuple[list, list, list]:

@@ -32,8 +32,8 @@ and only here, in ``aframe-data`` -- never inside training.
 
 The reference glitch model (:meth:`NoiseModel.reference`, see ``docs/concepts/noise.md`` for
 the sources): 0.3 / 1.1 / 0.47 glitches per minute in H1 / L1 / V1 (GWTC-2's O3a single-
-detector rates), ``p(rho) ~ rho^-3`` on 7.5-200, half blips, a quarter each sine-Gaussians and
-scattered-light arches.
+detector rates; V1's unverified), ``p(rho) ~ rho^-3`` on 7.5-200, half blips, a quarter
+each sine-Gaussians and scattered-light arches.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ GENGLI_RATE = 4096.0  # Hz: gengli's output rate
 #: the gengli generator each IFO's blips come from (gengli has weights for H1 and L1 only)
 BLIP_MODEL = {"H1": "H1", "L1": "L1", "V1": "H1"}
 #: glitches per minute, GWTC-2 (Abbott et al. 2021, PRX 11 021053, Sec. II): O3a
-#: single-detector Omicron glitch rates (SNR > 6.5, 10-2048 Hz)
+#: single-detector Omicron glitch rates (SNR > 6.5, 10-2048 Hz); V1's 0.47 is unverified
+#: (recalled, not checked against the paper: see docs/concepts/noise.md)
 REFERENCE_RATES = {"H1": 0.3, "L1": 1.1, "V1": 0.47}
 REFERENCE_TYPES = {"blip": 0.5, "sine_gaussian": 0.25, "scattered_light": 0.25}
 # parametric families' parameter ranges (a choice, see docs/concepts/noise.md)
@@ -92,6 +93,11 @@ class NoiseModel:
         snr_minimum: Lowest glitch SNR.
         snr_maximum: Highest glitch SNR.
         snr_index: Power-law index of the glitch SNRs, ``p(rho) ~ rho**snr_index``.
+        glitch_bank: A glitch bank (``aframe-data glitches``, at the data's sample rate) whose
+            rows are the glitches' shapes and types, drawn uniformly (``glitch_types`` is then
+            unused; the SNRs are still drawn from the SNR law): e.g. evaluation noise with the
+            glitches of a bank made with another seed than the training bank's. ``None``:
+            shapes generated here (gengli blips, sine-Gaussians, arches).
     """
 
     psd_scale: tuple[float, float] = (1.0, 1.0)
@@ -102,6 +108,7 @@ class NoiseModel:
     snr_minimum: float = 7.5
     snr_maximum: float = 200.0
     snr_index: float = -3.0
+    glitch_bank: str | None = None
 
     @classmethod
     def reference(cls, ifos: Any = ("H1", "L1"), **changes: Any) -> NoiseModel:
@@ -136,6 +143,12 @@ class NoiseModel:
     @property
     def has_glitches(self) -> bool:
         return any(rate > 0 for rate in self.glitch_rates.values())
+
+    @property
+    def makes_blips(self) -> bool:
+        """Whether the glitches it makes (in noise at its rates, or in a bank) include blips
+        made with gengli."""
+        return not self.glitch_bank and self.glitch_types.get("blip", 0) > 0
 
     def is_default(self) -> bool:
         return not (self.varies_psd or self.has_glitches)
@@ -179,7 +192,15 @@ class NoiseModel:
                  f"({self.snr_maximum})")  # fmt: skip
         if not math.isfinite(self.snr_index):
             fail("snr_index", self.snr_index, "must be a finite number")
-        if self.has_glitches and self.glitch_types.get("blip", 0) > 0:
+        if self.glitch_bank is not None:
+            from aframe_lib.utils import fs
+
+            bank = self.glitch_bank
+            where = fs.filesystem(bank) if isinstance(bank, str) else None
+            if where is None or not where[0].exists(where[1]):
+                fail("glitch_bank", self.glitch_bank, "no such file: give a glitch bank made "
+                     "with `aframe-data glitches --path ...`")  # fmt: skip
+        if self.has_glitches and self.makes_blips:
             try:
                 import gengli  # noqa: F401
             except ImportError:
@@ -289,10 +310,24 @@ def _scattered_light(rng, sample_rate) -> tuple[np.ndarray, dict[str, float]]:
 
 
 class _Blips:
-    """gengli generators, loaded once per IFO; every call inside torch's ``fork_rng``."""
+    """gengli generators, loaded once per IFO (every call inside torch's ``fork_rng``), and the
+    glitch banks' rows, read once per bank and IFO."""
 
     def __init__(self) -> None:
         self.generators: dict[str, Any] = {}
+        self.banks: dict[tuple, tuple[list[np.ndarray], list[str]]] = {}
+
+    def bank(self, path: str, ifo: str, sample_rate: float) -> tuple[list[np.ndarray], list[str]]:
+        """Each row of ``path``'s ``ifo`` trimmed to its non-zero extent, and its type."""
+        key = (path, ifo, float(sample_rate))
+        if key not in self.banks:
+            strain, types = read_glitch_bank(path, [ifo], sample_rate, with_types=True)
+            rows = []
+            for row in strain[0].astype(np.float64):
+                nonzero = np.flatnonzero(row)
+                rows.append(row[nonzero[0] : nonzero[-1] + 1] if len(nonzero) else row[:1])
+            self.banks[key] = rows, list(types[0])
+        return self.banks[key]
 
     def __call__(self, ifo: str, count: int, seed: int) -> np.ndarray:
         import torch
@@ -328,9 +363,17 @@ def segment_glitches(
     count = int(rng.poisson(rate * duration))
     if count == 0:
         return []
-    kinds, snrs = _draw_kinds(model, rng, count)
-    centres = rng.uniform(0.0, duration, count)
-    shapes = _shapes(ifo, kinds, rng, sample_rate, frequencies, psd, blips)
+    if model.glitch_bank:  # shapes and types: rows of the bank
+        rows, types = (blips or _Blips()).bank(model.glitch_bank, ifo, sample_rate)
+        picks = rng.integers(len(rows), size=count)
+        kinds = [types[p] for p in picks]
+        snrs = _power_law(rng, count, model.snr_minimum, model.snr_maximum, model.snr_index)
+        centres = rng.uniform(0.0, duration, count)
+        shapes = [(rows[p], {"frequency": math.nan, "q": math.nan}) for p in picks]
+    else:
+        kinds, snrs = _draw_kinds(model, rng, count)
+        centres = rng.uniform(0.0, duration, count)
+        shapes = _shapes(ifo, kinds, rng, sample_rate, frequencies, psd, blips)
     size = round(duration * sample_rate)
     out = []
     for kind, snr, centre, (shape, params) in zip(kinds, snrs, centres, shapes, strict=True):
@@ -452,12 +495,71 @@ def generate_glitch_bank(
         f.attrs["model"] = json.dumps(model.to_dict(), sort_keys=True)
         f.attrs["blip_model"] = json.dumps(BLIP_MODEL, sort_keys=True)
         psd_name = psd_file.rsplit("/", 1)[-1] if psd_file else PSD_MODEL
-        to_attrs(f.attrs, synthetic("glitches", BANK_GENERATOR, seed, 0, psd=psd_name))
+        settings = {"ifos": list(ifos), "num_glitches": int(num_glitches),
+                    "sample_rate": float(sample_rate), "duration": float(duration)}  # fmt: skip
+        record = synthetic(
+            "glitches", BANK_GENERATOR, seed, 0, psd=psd_name, noise=model.to_dict(),
+            content=bank_digest(f), versions=generator_versions(model), settings=settings,
+        )  # fmt: skip
+        to_attrs(f.attrs, record)
     return path
 
 
-def read_glitch_bank(path: str, ifos: list[str], sample_rate: float) -> np.ndarray:
-    """The bank's strain for ``ifos``, ``(num_ifos, num_glitches, size)`` float32.
+def generator_versions(model: NoiseModel) -> dict[str, str]:
+    """The versions of the third-party generators ``model``'s glitches come from
+    (``{"gengli": ...}`` when it makes blips)."""
+    if not model.makes_blips:
+        return {}
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return {"gengli": version("gengli")}
+    except PackageNotFoundError:
+        return {"gengli": "unknown"}
+
+
+def bank_digest(f: Any) -> str:
+    """``"sha256:<hex>"`` of a glitch bank's glitches (an open ``h5py.File``): per IFO in name
+    order, its name, ``strain`` (float32), ``snr`` (float64) and ``type``, and the sample rate.
+    The identity of a bank's content, whatever its path or HDF5 layout."""
+    import hashlib
+
+    digest = hashlib.sha256(f"sample_rate={float(f.attrs['sample_rate'])!r}".encode())
+    for ifo in sorted(k for k in f if "strain" in f[k]):
+        digest.update(ifo.encode())
+        digest.update(np.ascontiguousarray(f[ifo]["strain"], "<f4").tobytes())
+        digest.update(np.ascontiguousarray(f[ifo]["snr"], "<f8").tobytes())
+        digest.update(b"|".join(np.asarray(f[ifo]["type"]).astype("S16").tolist()))
+    return "sha256:" + digest.hexdigest()
+
+
+def glitch_bank_record(path: str) -> dict[str, Any]:
+    """A glitch bank's provenance record, its ``content`` digest computed from the file (a
+    bank changed after it was written gets its new digest, with a warning; one written before
+    banks carried records gets a minimal record)."""
+    import logging
+
+    import h5py
+
+    from aframe_lib.utils import fs
+
+    from .provenance import from_attrs, synthetic
+
+    filesystem, inner = fs.filesystem(path)
+    with filesystem.open(inner, "rb") as src, h5py.File(src, "r") as f:
+        record = from_attrs(f.attrs) or synthetic("glitches", BANK_GENERATOR, -1, 0)
+        digest = bank_digest(f)
+    if record.get("content") not in (None, digest):
+        logging.getLogger(__name__).warning(
+            "glitch bank %s: its glitches are not those it was written with (content %s, "
+            "recorded %s)", path, digest, record["content"],
+        )  # fmt: skip
+    return {**record, "content": digest}
+
+
+def read_glitch_bank(path: str, ifos: list[str], sample_rate: float, with_types: bool = False):
+    """The bank's strain for ``ifos``, ``(num_ifos, num_glitches, size)`` float32 (and, with
+    ``with_types``, each row's type, ``(num_ifos, num_glitches)`` str).
 
     Raises:
         NoiseModelError: when the bank lacks an IFO or was made at another sample rate.
@@ -482,7 +584,10 @@ def read_glitch_bank(path: str, ifos: list[str], sample_rate: float) -> np.ndarr
                                   "make it with those --ifos")  # fmt: skip
         sizes = {i: f[i]["strain"].shape for i in ifos}
         n = min(s[0] for s in sizes.values())
-        return np.stack([np.asarray(f[i]["strain"][:n], np.float32) for i in ifos])
+        strain = np.stack([np.asarray(f[i]["strain"][:n], np.float32) for i in ifos])
+        if not with_types:
+            return strain
+        return strain, np.stack([np.asarray(f[i]["type"][:n]).astype(str) for i in ifos])
 
 
 def glitch_sequences(seed: int, stream: int, num_segments: int) -> tuple[list, list]:
@@ -497,13 +602,16 @@ def glitch_sequences(seed: int, stream: int, num_segments: int) -> tuple[list, l
 COLUMNS = ("time", "snr", "duration", "frequency", "q")
 
 
-def write_glitches(path: str, log: list[dict[str, Any]], model: NoiseModel) -> None:
+def write_glitches(
+    path: str, log: list[dict[str, Any]], model: NoiseModel, record: dict | None = None
+) -> None:
     """Write the glitch log (one row per glitch, in time order) to ``path``, atomically.
 
     Layout: datasets ``ifo`` and ``type`` (strings) and ``time`` (GPS of the glitch's centre),
     ``snr``, ``duration`` (s), ``frequency`` (Hz; sine-Gaussian centre, arch peak; NaN for
     blips), ``q`` (sine-Gaussian Q; arch drive frequency in Hz; NaN for blips); attributes
-    ``model`` (the noise model, JSON) and ``blip_model`` (gengli generator per IFO, JSON).
+    ``model`` (the noise model, JSON) and ``blip_model`` (gengli generator per IFO, JSON),
+    and ``record``, the log's provenance (:mod:`~aframe_lib.data.provenance`), when given.
     """
     import h5py
 
@@ -517,6 +625,10 @@ def write_glitches(path: str, log: list[dict[str, Any]], model: NoiseModel) -> N
             f.create_dataset(column, data=np.array([g[column] for g in log], np.float64))
         f.attrs["model"] = json.dumps(model.to_dict(), sort_keys=True)
         f.attrs["blip_model"] = json.dumps(BLIP_MODEL, sort_keys=True)
+        if record is not None:
+            from .provenance import to_attrs
+
+            to_attrs(f.attrs, record)
 
 
 def read_glitches(path: str) -> dict[str, np.ndarray]:

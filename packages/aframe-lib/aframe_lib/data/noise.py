@@ -258,5 +258,11 @@ def generate_background(
             for j, ifo in enumerate(ifos):
                 seg.create_dataset(f"scale/{ifo}", data=np.stack([s[j] for s in factors]))
     if model.has_glitches:
-        gl.write_glitches(fs.join(out_dir, gl.GLITCH_FILE), log, model)
+        bank = gl.glitch_bank_record(model.glitch_bank) if model.glitch_bank else None
+        record = synthetic(
+            "glitches", GENERATOR, seed, stream, psd=psd_name, noise=model.to_dict(),
+            spans={ifo: [[p[0], p[0] + p[1]] for p in planned] for ifo in ifos},
+            versions=gl.generator_versions(model), glitch_bank=bank,
+        )  # fmt: skip
+        gl.write_glitches(fs.join(out_dir, gl.GLITCH_FILE), log, model, record)
     return paths

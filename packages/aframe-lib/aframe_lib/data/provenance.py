@@ -14,6 +14,16 @@ synthetic (:func:`synthetic`)::
      "spans": {"H1": [[t0, t1], ...], "L1": [...]},      # background only: GPS per IFO
      "noise": {...}}          # background only, non-default noise model (not in the identity)
 
+glitches (:func:`synthetic` with ``what="glitches"``): a glitch bank (``aframe-data glitches``)
+or the glitch log of synthetic noise (``glitches.hdf5``)::
+
+    {..., "what": "glitches", "generator": "aframe_lib.data.glitches.generate_glitch_bank",
+     "noise": {...},                  # the whole noise model: glitch types, SNR law, rates
+     "versions": {"gengli": "0.2.0"}, # third-party generators the glitches came from
+     "settings": {...},               # bank: ifos, num_glitches, sample_rate, duration
+     "content": "sha256:...",         # bank: digest of its glitches (strain, SNR, type per IFO)
+     "glitch_bank": {...}}            # log of noise with glitches drawn from a bank: its record
+
 fetched (:func:`fetched`)::
 
     {"schema": 1, "kind": "fetched", "what": "background",
@@ -29,7 +39,8 @@ Two data sets are *the same data* by content, never by path (:func:`same_data`):
   detector at the same time is the same noise);
 - synthetic strain: the same ``(generator, version, seed, stream, psd)`` and shared GPS time in
   one IFO (files of one stream at other GPS times hold other noise);
-- synthetic waveforms: the same ``(generator, version, seed, stream)``.
+- synthetic waveforms: the same ``(generator, version, seed, stream)``;
+- glitch banks: the same ``content`` digest (the glitches themselves, whatever made them).
 
 Records hold no wall-clock values, so rewriting a file with the same arguments is byte-identical.
 """
@@ -79,6 +90,10 @@ def synthetic(
     spans: Spans | None = None,
     version: str | None = None,
     noise: Mapping[str, Any] | None = None,
+    content: str | None = None,
+    versions: Mapping[str, str] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    glitch_bank: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record of synthetic data.
 
@@ -96,6 +111,12 @@ def synthetic(
         noise: The noise model's non-default fields (background only; ``None``/empty: stationary
             Gaussian noise). Not part of the identity: the Gaussian draws of a seed and stream
             are the same with or without PSD drift and glitches, so such data are the same data.
+            Glitches: the whole noise model (the generator's settings).
+        content: Digest of the data themselves (``"sha256:<hex>"``); when given it is the
+            identity (glitch banks: :func:`aframe_lib.data.glitches.bank_digest`).
+        versions: Versions of third-party generators, e.g. ``{"gengli": "0.2.0"}``.
+        settings: Other settings of the generator (a glitch bank's IFOs, size, rate).
+        glitch_bank: Glitches: the record of the bank they were drawn from.
 
     Returns:
         The record (JSON-able dict).
@@ -112,6 +133,10 @@ def synthetic(
         record["spans"] = _spans(spans)
     if noise:
         record["noise"] = json.loads(json.dumps(dict(noise)))
+    for key, value in (("content", content), ("versions", versions), ("settings", settings),
+                       ("glitch_bank", glitch_bank)):  # fmt: skip
+        if value:
+            record[key] = json.loads(json.dumps(value))
     return record
 
 
@@ -189,10 +214,13 @@ def read(path: str) -> dict[str, Any] | None:
 
 def identity(record: Mapping[str, Any]) -> tuple:
     """What makes two records' numbers the same apart from GPS time: ``("fetched",)`` for real
-    strain (only time matters), else ``("synthetic", what, generator, version, seed, stream,
-    psd)``."""
+    strain (only time matters), ``("content", digest)`` for a record with a ``content``
+    digest (a glitch bank: the same glitches are the same data), else ``("synthetic", what,
+    generator, version, seed, stream, psd)``."""
     if record["kind"] == "fetched":
         return ("fetched",)
+    if record.get("content"):
+        return ("content", record["content"])
     return ("synthetic", record.get("what"), *(record.get(k) for k in _IDENTITY))
 
 
@@ -240,9 +268,14 @@ def describe(record: Mapping[str, Any]) -> str:
         )  # fmt: skip
         return f"fetched strain ({record.get('source')}: {gps})"
     psd = f", PSD {record['psd']}" if record.get("psd") else ""
+    extra = "".join(f", {k} {v}" for k, v in sorted((record.get("versions") or {}).items()))
+    if record.get("content"):
+        extra += f", content {record['content'][:19]}"
+    if record.get("glitch_bank"):
+        extra += f", drawn from the glitch bank {describe(record['glitch_bank'])}"
     return (
         f"synthetic {record.get('what')} ({record['generator'].rsplit('.', 1)[-1]} "
-        f"{record['version']}, seed {record['seed']} stream {record['stream']}{psd})"
+        f"{record['version']}, seed {record['seed']} stream {record['stream']}{psd}{extra})"
     )
 
 
@@ -256,6 +289,8 @@ def same_data(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
     a, b = check(a), check(b)
     if a["kind"] != b["kind"] or identity(a) != identity(b):
         return None
+    if identity(a)[0] == "content":
+        return f"both hold the same {a.get('what')} (content {a['content']})"
     if a["kind"] == "synthetic" and "spans" not in a and "spans" not in b:
         return f"both are {describe(a)}"
     where = _overlap(a, b)
