@@ -343,6 +343,13 @@ def test_s3_round_trip_and_localize(s3_bucket, tmp_path):
     assert (cache / "waveforms.hdf5").read_bytes() == b"waveforms"
     assert localize(str(cache), str(tmp_path / "unused")) == str(cache)  # local: unchanged
 
+    # latest=1: the waveforms and the latest background file only; older cached ones go
+    localize(data_dir, str(cache), latest=1)
+    names = sorted(p.name for p in cache.iterdir())
+    assert names == ["background-2000-4.hdf5", "waveforms.hdf5"]
+    localize(data_dir, str(cache), latest=0)
+    assert sorted(p.name for p in cache.iterdir()) == ["waveforms.hdf5"]
+
     # a cache filled from another data_dir is refused rather than mixed in
     (cache / "background-5000-4.hdf5").write_bytes(b"")
     with pytest.raises(BackgroundError, match=rf"{cache}: .*\['background-5000-4.hdf5'\]; empty"):
