@@ -14,13 +14,19 @@ from helpers.tiny_data import SAMPLE_RATE
 from ml4gw.distributions import PowerLaw
 
 from aframe_lib.data import AframeDataset
-from aframe_lib.data.background import background_fname, list_segments, write_background
+from aframe_lib.data.background import (
+    BackgroundError,
+    background_fname,
+    list_segments,
+    write_background,
+)
 from aframe_lib.data.chunked import (
     ChunkBudget,
     ChunkedTrainingData,
     ChunkTable,
     GiB,
     plan_epoch,
+    read_chunks,
     select_chunks,
 )
 from aframe_lib.data.config import DataConfigError
@@ -369,3 +375,21 @@ def test_s3_background_is_streamed_each_rank_reading_only_its_share(
         ds.teardown()
     assert not shares[0] & shares[1] and len(shares[0]) == len(shares[1]) == 6
     assert sorted(set(downloads)) == [names[-1], "val_waveforms.hdf5", "waveforms.hdf5"]
+
+
+def test_a_chunk_read_refuses_non_finite_samples_naming_file_ifo_and_gps(tmp_path):
+    """Streamed (s3://) files are not scanned at setup: each chunk read checks its samples."""
+    import h5py
+
+    segments = write_arange(tmp_path)
+    with h5py.File(segments[0].path, "r+") as f:
+        f["L1"][700] = np.inf
+    data = chunked(segments, chunks_per_epoch=1)
+    table, sample = data.table, SAMPLE
+    clean = np.flatnonzero((table.segment != 0) | (table.first > 700))[:1]
+    read_chunks(segments, ["H1", "L1"], table, clean, sample, CHUNK)  # elsewhere: fine
+    gps = segments[0].t0 + 700 / RATE
+    with pytest.raises(
+        BackgroundError, match=rf"{segments[0].path}: strain of 'L1' is inf .*{gps}"
+    ):
+        read_chunks(segments, ["H1", "L1"], table, np.array([0]), sample, CHUNK)
