@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..utils.fs import filesystem, is_remote
 from .background import BackgroundSegment, _check_rows, _open
 from .config import DataConfigError
 from .sampling import ChunkSampler
@@ -201,9 +202,11 @@ def read_chunks(
     out = torch.empty((len(ids), len(ifos), chunk_size), dtype=torch.float32, pin_memory=pin)
     view = out.numpy()
     order = sorted(range(len(ids)), key=lambda i: (table.segment[ids[i]], table.first[ids[i]]))
+    remote = [s.path for s in segments if is_remote(s.path)]
+    fs = filesystem(remote[0])[0] if remote else None  # one S3 client per load
     for k, rows in itertools.groupby(order, key=lambda i: table.segment[ids[i]]):
         segment = segments[k]
-        with _open(segment.path) as f:  # one open per segment
+        with _open(segment.path, fs) as f:  # one open per segment
             for i in rows:
                 lo = int(table.first[ids[i]])
                 hi = lo + int(table.starts[ids[i]]) + sample_size - 1
