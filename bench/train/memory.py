@@ -130,10 +130,11 @@ def run_child(data: Path, out: Path, loading: str, args: argparse.Namespace) -> 
     # depend on unrelated thread activity; passive waiting keeps both paths comparable
     env = {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE", **os.environ}
     common.drop_from_page_cache(sorted(Path(data).glob("*.hdf5")))
-    code, out, err, _, tree_peak = common.run_watched(cmd, env, interval=0.2)
+    code, out, err, _, tree_peak, anon_peak = common.run_watched(cmd, env, interval=0.2)
     if code != 0:
         raise RuntimeError(err[-3000:])
-    return {**json.loads(out.strip().splitlines()[-1]), "tree_peak_bytes": tree_peak}
+    result = json.loads(out.strip().splitlines()[-1])
+    return {**result, "tree_peak_bytes": tree_peak, "tree_anon_peak_bytes": anon_peak}
 
 
 def main() -> None:

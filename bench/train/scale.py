@@ -42,6 +42,8 @@ import _common as common  # noqa: E402
 import memory  # noqa: E402
 
 IFOS = ("H1", "L1")
+IMPORTS = ("import resource, aframe_train.cli; "
+           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")  # fmt: skip
 
 
 def make_data(root: Path, args: argparse.Namespace) -> int:
@@ -116,8 +118,13 @@ def main() -> None:
             f"{result['chunks_read']} chunks ({result['chunks_read'] * args.chunk_length:.0f} s "
             f"of strain), {result['files_loaded']} of {result['training_files']} training files "
             f"loaded; fit {result['fit_s']:.0f} s wall; peak RSS of the main process "
-            f"{result['peak_bytes'] / 1e9:.2f} GB"
+            f"{result['peak_bytes'] / 1e9:.2f} GB; peak anonymous RSS of the tree (without the "
+            f"shared libraries mapped from disk) {result['tree_anon_peak_bytes'] / 1e9:.2f} GB"
         )
+        code, out, *_ = common.run_watched([sys.executable, "-c", IMPORTS])
+        if code == 0:
+            common.note(f"RSS of a process that only imports aframe_train.cli (torch, lightning, "
+                        f"ml4gw): {float(out.split()[-1]) / 1e9:.2f} GB")  # fmt: skip
         common.headline("train_rss_at_scale_gb", result["tree_peak_bytes"] / 1e9, ".3f")
         common.headline("train_chunk_loads_at_scale", result["chunk_loads"])
         common.headline("train_files_loaded_fraction", loaded, ".3f")

@@ -34,6 +34,7 @@ def test_fit_on_strain_fetched_from_frames(tmp_path, monkeypatch):
         files += write_frames(frames, ifo, f"{ifo}:GDS-CALIB_STRAIN", "HOFT_C00",
                               [(T0, T0 + 320)], 64)  # fmt: skip
     write_ffl(frames / "frames.ffl", files)
+    (tmp_path / "datafind").mkdir()
     server = DatafindServer(frames, tmp_path / "datafind")
     monkeypatch.setenv("GWDATAFIND_SERVER", server.url)
     data = tmp_path / "data"
