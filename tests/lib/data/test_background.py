@@ -390,6 +390,21 @@ def test_unreachable_s3_endpoint(monkeypatch):
         list_segments("s3://bucket/bg", ["H1"])
 
 
+@pytest.mark.slow  # botocore retries the refused connection for about 10 s first
+@pytest.mark.s3
+def test_a_streamed_file_whose_endpoint_goes_away_is_a_storage_error_not_corruption(
+    s3_bucket, monkeypatch
+):
+    """Training streams s3:// files: an endpoint lost after listing is said as such."""
+    write(f"{s3_bucket}/bg", 1000, 4)
+    (segment,) = list_segments(f"{s3_bucket}/bg", ["L1", "H1"], sample_rate=RATE)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens
+    with pytest.raises(
+        ConnectionError, match=rf"{segment.path} \(data.data_dir\): cannot reach .*127.0.0.1:9"
+    ):
+        read_segment(segment, start=0, stop=4)
+
+
 def test_atomic_writes_get_ordinary_permissions(tmp_path):
     import os
 

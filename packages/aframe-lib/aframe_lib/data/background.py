@@ -132,11 +132,16 @@ def _open(path: str, fs=None) -> Iterator[h5py.File]:
         try:
             if is_remote(path):  # h5py reads through a file object; small blocks: see _S3_BLOCK
                 fs = fs or filesystem(path)[0]
-                src = stack.enter_context(
-                    fs.open(path.split("://", 1)[1], "rb", block_size=_S3_BLOCK)
-                )
+                # a storage failure (endpoint, credentials) is said as such, not as corruption
+                with explain_storage_errors(path, "data.data_dir"):
+                    src = stack.enter_context(
+                        fs.open(path.split("://", 1)[1], "rb", block_size=_S3_BLOCK)
+                    )
             else:
                 src = filesystem(path)[1]
+        except FileNotFoundError as exc:
+            raise BackgroundError(f"{path}: file not found ({exc})") from exc
+        try:
             f = stack.enter_context(h5py.File(src, "r"))
         except FileNotFoundError as exc:
             raise BackgroundError(f"{path}: file not found ({exc})") from exc
