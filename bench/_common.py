@@ -90,5 +90,80 @@ def stopwatch(label: str) -> Iterator[None]:
     note(f"{label}: {time.perf_counter() - start:.1f} s")
 
 
+def tree_rss(pid: int, anonymous: bool = False) -> int:
+    """Bytes resident in ``pid`` and all its descendants (from /proc); ``anonymous``: only the
+    anonymous memory (``RssAnon``: heap and buffers, not the shared libraries mapped from disk)."""
+    import os
+
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    total, todo, page = 0, [pid], os.sysconf("SC_PAGE_SIZE")
+    while todo:
+        p = todo.pop()
+        try:
+            if anonymous:
+                with open(f"/proc/{p}/status") as f:
+                    line = next(x for x in f if x.startswith("RssAnon:"))
+                total += int(line.split()[1]) * 1024
+            else:
+                with open(f"/proc/{p}/statm") as f:
+                    total += int(f.read().split()[1]) * page
+        except (OSError, IndexError, ValueError, StopIteration):
+            pass
+        todo += children.get(p, [])
+    return total
+
+
+def run_watched(cmd: list[str], env: dict | None = None, interval: float = 0.05):
+    """Run ``cmd``; ``(returncode, stdout, stderr, wall seconds, peak RSS of its process tree
+    in bytes, peak anonymous RSS of the tree)``, the tree (the command and every descendant,
+    summed) sampled every ``interval`` s from /proc."""
+    import subprocess
+    import threading
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    peak = [0, 0]
+
+    def watch():
+        while proc.poll() is None:
+            peak[0] = max(peak[0], tree_rss(proc.pid))
+            peak[1] = max(peak[1], tree_rss(proc.pid, anonymous=True))
+            time.sleep(interval)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    out, err = proc.communicate()
+    watcher.join()
+    return proc.returncode, out, err, time.perf_counter() - start, peak[0], peak[1]
+
+
+def drop_from_page_cache(paths) -> int:
+    """Ask the kernel to drop the cached pages of ``paths`` (``POSIX_FADV_DONTNEED``: no root
+    needed, other processes' files untouched), so the next read comes from disk; the bytes
+    asked for."""
+    import os
+
+    total = 0
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)  # dirty pages are not dropped
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            total += os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    return total
+
+
 if __name__ == "__main__":  # not a benchmark: nothing to measure here
     pass

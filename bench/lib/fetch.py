@@ -41,30 +41,6 @@ T0 = 1_300_000_000 - 1_300_000_000 % 4096
 CHANNEL = "{ifo}:GDS-CALIB_STRAIN"
 
 
-def tree_rss(pid: int) -> int:
-    """Bytes resident in ``pid`` and all its descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    total, todo, page = 0, [pid], os.sysconf("SC_PAGE_SIZE")
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * page
-        except (OSError, IndexError, ValueError):
-            pass
-        todo += children.get(p, [])
-    return total
-
-
 def fetch(out: Path, start: float, end: float, args, env) -> tuple[float, int]:
     """Run ``aframe-data fetch`` over ``[start, end)``; (wall seconds, peak tree RSS bytes)."""
     cmd = [sys.executable, "-c", "from aframe_lib.data.cli import main; main()", "fetch",
@@ -78,7 +54,7 @@ def fetch(out: Path, start: float, end: float, args, env) -> tuple[float, int]:
 
     def watch():
         while proc.poll() is None:
-            peak[0] = max(peak[0], tree_rss(proc.pid))
+            peak[0] = max(peak[0], _common.tree_rss(proc.pid))
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch, daemon=True)

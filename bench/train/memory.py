@@ -15,10 +15,16 @@ Headlines (``name: value``):
   chunked path with ``--max-memory`` GiB (goal <= 1.15);
 - ``chunked_vs_inmemory_throughput``: training samples per second chunked / in memory on the 1x
   data (goal >= 0.9), per second of process CPU time (all threads, the chunk reader included),
-  median of ``--repeats`` alternating runs: on a shared machine wall-clock rates swing by 2x with
-  other load (they are printed as a note).
+  median of ``--repeats`` (default 5) interleaved runs: on a shared machine wall-clock rates
+  swing by 2x with other load;
+- ``chunked_vs_inmemory_wall``: the same ratio per wall-clock second, median of the same runs.
+  Before every run the data files are dropped from the page cache (``POSIX_FADV_DONTNEED`` per
+  file), so each run reads its data from disk. (Timing starts after the warm-up batches, and
+  ``setup`` scans every local file for NaN/inf first; the end-to-end wall times, setup
+  included, are printed as a note.)
 
-The in-memory path's own growth is printed as a note, for comparison.
+The in-memory path's own growth is printed as a note, for comparison. ``--set`` passes further
+``aframe-train fit`` overrides to every run; ``bench/train/scale.py`` uses this module's runs.
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,9 +54,21 @@ def child(args: argparse.Namespace) -> None:
     import lightning.pytorch as pl
     import torch
 
+    from aframe_lib.data import chunked
     from aframe_train.cli import AframeCLI
 
     times: list[tuple[float, float]] = []
+    loads = {"loads": 0, "chunks": 0, "files": set(), "num_files": 0}
+    read_chunks = chunked.read_chunks
+
+    def counting(segments, ifos, table, ids, *rest, **kwargs):  # counts the chunk loads
+        loads["loads"] += 1
+        loads["chunks"] += len(ids)
+        loads["files"] |= {segments[k].path for k in table.segment[ids]}
+        loads["num_files"] = len(segments)
+        return read_chunks(segments, ifos, table, ids, *rest, **kwargs)
+
+    chunked.read_chunks = counting
 
     class Timer(pl.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -72,7 +89,9 @@ def child(args: argparse.Namespace) -> None:
         f"--data.init_args.background_loading={args.loading}",
         f"--data.init_args.max_memory={args.max_memory}",
         f"--data.init_args.chunk_length={args.chunk_length}",
+        *(args.set or []),
     ]  # fmt: skip
+    start = time.perf_counter()
     cli = AframeCLI(args=["--config", str(QUICKSTART), *overrides], run=False)
     cli.trainer.callbacks.append(Timer())
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -88,24 +107,34 @@ def child(args: argparse.Namespace) -> None:
                 "peak_bytes": peak,
                 "samples_per_s": samples / (wall1 - wall0),
                 "samples_per_cpu_s": samples / (cpu1 - cpu0),
+                "fit_s": time.perf_counter() - start,
+                "chunk_loads": loads["loads"],
+                "chunks_read": loads["chunks"],
+                "files_loaded": len(loads["files"]),
+                "training_files": loads["num_files"],
             }
         )
     )
 
 
 def run_child(data: Path, out: Path, loading: str, args: argparse.Namespace) -> dict:
+    """One training run in a fresh process, its data first dropped from the page cache; its
+    result plus ``tree_peak_bytes`` (peak RSS of its process tree, sampled from /proc)."""
     cmd = [
         sys.executable, __file__, "--child", f"--data={data}", f"--out={out}",
         f"--loading={loading}", f"--batches={args.batches}", f"--batch-size={args.batch_size}",
         f"--max-memory={args.max_memory}", f"--chunk-length={args.chunk_length}",
+        *(f"--set={x}" for x in args.set or []),
     ]  # fmt: skip
     # OpenMP threads that spin while waiting make timings on a shared, oversubscribed machine
     # depend on unrelated thread activity; passive waiting keeps both paths comparable
     env = {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE", **os.environ}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    common.drop_from_page_cache(sorted(Path(data).glob("*.hdf5")))
+    code, out, err, _, tree_peak, anon_peak = common.run_watched(cmd, env, interval=0.2)
+    if code != 0:
+        raise RuntimeError(err[-3000:])
+    result = json.loads(out.strip().splitlines()[-1])
+    return {**result, "tree_peak_bytes": tree_peak, "tree_anon_peak_bytes": anon_peak}
 
 
 def main() -> None:
@@ -121,7 +150,8 @@ def main() -> None:
     add("--batch-size", type=int, default=32)
     add("--max-memory", type=float, default=0.004, help="GiB (chunked buffer bound)")
     add("--chunk-length", type=float, default=64.0)
-    add("--repeats", type=int, default=3)
+    add("--repeats", type=int, default=5)
+    add("--set", action="append", help="a further aframe-train fit override (repeatable)")
     args = parser.parse_args()
     if args.child:
         return child(args)
@@ -152,10 +182,12 @@ def main() -> None:
         peak = {k: min(r["peak_bytes"] for r in v) for k, v in runs.items()}
         rate = {k: common.median([r["samples_per_cpu_s"] for r in v]) for k, v in runs.items()}
         wall = {k: common.median([r["samples_per_s"] for r in v]) for k, v in runs.items()}
+        fit = {k: common.median([r["fit_s"] for r in v]) for k, v in runs.items()}
         common.note(
-            f"wall-clock samples/s (median): chunked {wall[1, 'chunked']:.1f}, in memory "
-            f"{wall[1, 'memory']:.1f} (ratio {wall[1, 'chunked'] / wall[1, 'memory']:.2f}; "
-            "noisy on a shared machine)"
+            f"wall-clock samples/s (median of {args.repeats}, data dropped from the page cache "
+            f"before each run): chunked {wall[1, 'chunked']:.1f}, in memory "
+            f"{wall[1, 'memory']:.1f}; whole fit (setup included): chunked "
+            f"{fit[1, 'chunked']:.1f} s, in memory {fit[1, 'memory']:.1f} s"
         )
         common.note(
             f"1x background = {args.duration:g} s of 2 IFOs at 512 Hz "
@@ -166,6 +198,7 @@ def main() -> None:
         common.headline(
             "chunked_vs_inmemory_throughput", rate[1, "chunked"] / rate[1, "memory"], ".3f"
         )
+        common.headline("chunked_vs_inmemory_wall", wall[1, "chunked"] / wall[1, "memory"], ".3f")
 
 
 if __name__ == "__main__":

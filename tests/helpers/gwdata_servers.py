@@ -15,8 +15,9 @@ against these servers; they reach them through their own settings (``GWDATAFIND_
   segments) and the strain files themselves, in the open-data HDF5 layout
   (``strain/Strain`` with ``Xstart``/``Xspacing``, ``meta/Detector``).
 
-Every server can fail on demand: ``fail_next(n, status)`` answers the next ``n`` requests with
-``status`` (a 500 then a 200, as a loaded server does), and stopping it leaves a closed port (a
+Every server can fail on demand: ``fail_next(n, status, prefix)`` answers the next ``n``
+requests (under ``prefix``, e.g. only the strain files' ``/archive/``) with ``status`` (a 500
+then a 200, as a loaded server does), and stopping it leaves a closed port (a
 server that is down).
 """
 
@@ -40,21 +41,22 @@ Segments = Sequence[tuple[float, float]]
 
 
 class _Failures:
-    """The next ``n`` requests fail with ``status``; every request path is recorded."""
+    """The next ``n`` requests (whose path starts with ``prefix``) fail with ``status``; every
+    request path is recorded."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.left, self.status = 0, 500
+        self.left, self.status, self.prefix = 0, 500, "/"
         self.requests: list[str] = []
 
-    def fail_next(self, n: int, status: int = 500) -> None:
+    def fail_next(self, n: int, status: int = 500, prefix: str = "/") -> None:
         with self.lock:
-            self.left, self.status = n, status
+            self.left, self.status, self.prefix = n, status, prefix
 
     def take(self, path: str) -> int | None:
         with self.lock:
             self.requests.append(path)
-            if self.left > 0:
+            if self.left > 0 and path.startswith(self.prefix):
                 self.left -= 1
                 return self.status
         return None
@@ -70,8 +72,9 @@ class _Controls:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
-    def fail_next(self, n: int, status: int = 500) -> None:
-        self.failures.fail_next(n, status)
+    def fail_next(self, n: int, status: int = 500, prefix: str = "/") -> None:
+        """Answer the next ``n`` requests whose path starts with ``prefix`` with ``status``."""
+        self.failures.fail_next(n, status, prefix)
 
     @property
     def requests(self) -> list[str]:

@@ -343,6 +343,13 @@ def test_s3_round_trip_and_localize(s3_bucket, tmp_path):
     assert (cache / "waveforms.hdf5").read_bytes() == b"waveforms"
     assert localize(str(cache), str(tmp_path / "unused")) == str(cache)  # local: unchanged
 
+    # latest=1: the waveforms and the latest background file only; older cached ones go
+    localize(data_dir, str(cache), latest=1)
+    names = sorted(p.name for p in cache.iterdir())
+    assert names == ["background-2000-4.hdf5", "waveforms.hdf5"]
+    localize(data_dir, str(cache), latest=0)
+    assert sorted(p.name for p in cache.iterdir()) == ["waveforms.hdf5"]
+
     # a cache filled from another data_dir is refused rather than mixed in
     (cache / "background-5000-4.hdf5").write_bytes(b"")
     with pytest.raises(BackgroundError, match=rf"{cache}: .*\['background-5000-4.hdf5'\]; empty"):
@@ -381,6 +388,21 @@ def test_unreachable_s3_endpoint(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with pytest.raises(ConnectionError, match=r"s3://bucket/bg: cannot reach .*127.0.0.1:9"):
         list_segments("s3://bucket/bg", ["H1"])
+
+
+@pytest.mark.slow  # botocore retries the refused connection for about 10 s first
+@pytest.mark.s3
+def test_a_streamed_file_whose_endpoint_goes_away_is_a_storage_error_not_corruption(
+    s3_bucket, monkeypatch
+):
+    """Training streams s3:// files: an endpoint lost after listing is said as such."""
+    write(f"{s3_bucket}/bg", 1000, 4)
+    (segment,) = list_segments(f"{s3_bucket}/bg", ["L1", "H1"], sample_rate=RATE)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens
+    with pytest.raises(
+        ConnectionError, match=rf"{segment.path} \(data.data_dir\): cannot reach .*127.0.0.1:9"
+    ):
+        read_segment(segment, start=0, stop=4)
 
 
 def test_atomic_writes_get_ordinary_permissions(tmp_path):

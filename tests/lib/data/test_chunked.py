@@ -14,13 +14,19 @@ from helpers.tiny_data import SAMPLE_RATE
 from ml4gw.distributions import PowerLaw
 
 from aframe_lib.data import AframeDataset
-from aframe_lib.data.background import background_fname, list_segments, write_background
+from aframe_lib.data.background import (
+    BackgroundError,
+    background_fname,
+    list_segments,
+    write_background,
+)
 from aframe_lib.data.chunked import (
     ChunkBudget,
     ChunkedTrainingData,
     ChunkTable,
     GiB,
     plan_epoch,
+    read_chunks,
     select_chunks,
 )
 from aframe_lib.data.config import DataConfigError
@@ -278,3 +284,112 @@ def test_chunked_settings_that_cannot_work_fail_naming_the_field(tiny_data_dir):
             max_memory=1.0, chunk_size=CHUNK, num_ifos=2, table=table, chunks_per_epoch=None,
             world_size=2, batches_per_rank=10, num_waveforms=64, waveform_size=256,
         )  # fmt: skip
+
+
+# ------------------------------------------------------------------ s3:// streamed, per rank
+@pytest.mark.s3
+def test_s3_background_is_streamed_each_rank_reading_only_its_share(
+    tiny_data_dir, s3_bucket, tmp_path, monkeypatch
+):
+    """An s3:// data set is never copied whole: each rank's chunk reads fetch byte ranges of
+    about its own share (the ranks' chunks are disjoint and hold the files' samples), and the
+    only files downloaded are the waveforms and the latest background file."""
+    import shutil
+    from pathlib import Path
+
+    import h5py
+    import s3fs
+
+    from aframe_lib.data import background
+    from aframe_lib.utils import fs
+
+    monkeypatch.setattr(background, "_S3_BLOCK", 2048)  # read-ahead well below a file
+    local, size, ifos = tmp_path / "local", int(200 * SAMPLE_RATE), ["H1", "L1"]
+    rng = np.random.default_rng(0)
+    for k in range(5):
+        t0 = 1_000_000_000 + 300 * k
+        strain = {ifo: rng.normal(size=size) for ifo in ifos}
+        path = local / background_fname(t0, 200)
+        local.mkdir(exist_ok=True)
+        write_background(str(path), strain, t0, SAMPLE_RATE, chunk_size=512)
+    for name in ("waveforms.hdf5", "val_waveforms.hdf5"):
+        shutil.copy(tiny_data_dir / name, local / name)
+    store, inner = fs.filesystem(f"{s3_bucket}/data")
+    for path in sorted(local.iterdir()):
+        store.put_file(str(path), f"{inner}/{path.name}")
+
+    # spies on the real client: the byte ranges it fetches and the whole files it downloads
+    ranges, downloads = [], []
+    fetch, get_file = s3fs.core._inner_fetch, s3fs.S3FileSystem._get_file
+
+    async def spy_fetch(fs_, bucket, key, version_id, start, end, *args, **kwargs):
+        ranges.append((key.rsplit("/", 1)[-1], end - start))
+        return await fetch(fs_, bucket, key, version_id, start, end, *args, **kwargs)
+
+    async def spy_get_file(self, rpath, lpath, *args, **kwargs):
+        downloads.append(rpath.rsplit("/", 1)[-1])
+        return await get_file(self, rpath, lpath, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.core, "_inner_fetch", spy_fetch)
+    monkeypatch.setattr(s3fs.S3FileSystem, "_get_file", spy_get_file)
+
+    class FakeTrainer:  # the attributes the data module reads
+        world_size, current_epoch = 2, 0
+
+        def __init__(self, rank):
+            self.global_rank = rank
+
+    names = sorted(p.name for p in local.glob("background-*.hdf5"))
+    train_bytes = 4 * len(ifos) * size * 4  # the first four files train, the latest validates
+    shares = []
+    for rank in range(2):
+        ds = make(f"{s3_bucket}/data", cache_dir=str(tmp_path / f"cache{rank}"),
+                  background_loading="chunked", chunk_length=32.0, chunks_per_epoch=6,
+                  valid_frac=0.2, valid_livetime=100.0)  # fmt: skip
+        ds.trainer = FakeTrainer(rank)
+        ds.prepare_data()
+        cached = sorted(p.name for p in Path(ds.local_dir).iterdir())
+        assert cached == [names[-1], "val_waveforms.hdf5", "waveforms.hdf5"]
+        ds.setup("fit")
+        assert [s.path for s in ds._split_paths["train"]] == [
+            f"{s3_bucket}/data/{n}" for n in names[:-1]
+        ]
+        data, ranges[:] = ds.chunked, []
+        ids = data.chunk_ids(0)
+        share = 0
+        for load in range(data.budget.loads_per_epoch):
+            chunks, counts, _ = data.read(0, load)
+            for i, c in enumerate(ids[load]):  # the chunk holds the file's samples
+                seg = data.table.segment[c]
+                lo, n = int(data.table.first[c]), int(counts[i]) + data.sample_size - 1
+                with h5py.File(local / names[seg]) as f:
+                    expected = np.stack([f[ifo][lo : lo + n] for ifo in ifos])
+                np.testing.assert_array_equal(chunks[i, :, :n].numpy(), expected)
+                share += len(ifos) * n * 4
+        fetched = sum(b for name, b in ranges)
+        assert {name for name, _ in ranges} <= set(names[:-1])
+        # about its own share (HDF5 chunks and read-ahead at the edges), far below the data set
+        assert share <= fetched <= 1.5 * share
+        assert fetched < 0.4 * train_bytes
+        shares.append(set(ids.ravel().tolist()))
+        ds.teardown()
+    assert not shares[0] & shares[1] and len(shares[0]) == len(shares[1]) == 6
+    assert sorted(set(downloads)) == [names[-1], "val_waveforms.hdf5", "waveforms.hdf5"]
+
+
+def test_a_chunk_read_refuses_non_finite_samples_naming_file_ifo_and_gps(tmp_path):
+    """Streamed (s3://) files are not scanned at setup: each chunk read checks its samples."""
+    import h5py
+
+    segments = write_arange(tmp_path)
+    with h5py.File(segments[0].path, "r+") as f:
+        f["L1"][700] = np.inf
+    data = chunked(segments, chunks_per_epoch=1)
+    table, sample = data.table, SAMPLE
+    clean = np.flatnonzero((table.segment != 0) | (table.first > 700))[:1]
+    read_chunks(segments, ["H1", "L1"], table, clean, sample, CHUNK)  # elsewhere: fine
+    gps = segments[0].t0 + 700 / RATE
+    with pytest.raises(
+        BackgroundError, match=rf"{segments[0].path}: strain of 'L1' is inf .*{gps}"
+    ):
+        read_chunks(segments, ["H1", "L1"], table, np.array([0]), sample, CHUNK)

@@ -154,7 +154,7 @@ def test_synthetic_data_generated_on_first_use_then_reused(tmp_path):
     assert manifest.stat().st_mtime_ns == mtime
 
 
-def test_s3_data_dir_is_downloaded_once_and_read(data_dir, s3_bucket, tmp_path):
+def test_s3_data_dir_is_streamed_with_only_small_files_cached(data_dir, s3_bucket, tmp_path):
     from aframe_lib.utils import fs
 
     filesystem, inner = fs.filesystem(f"{s3_bucket}/data")
@@ -166,7 +166,14 @@ def test_s3_data_dir_is_downloaded_once_and_read(data_dir, s3_bucket, tmp_path):
     X, y = ds.augment(ds.sampler(8))
     assert X.shape == (8, 2, int(SAMPLE_RATE))
     local = sorted(p.name for p in (tmp_path / "cache").rglob("*.hdf5"))
-    assert "waveforms.hdf5" in local and any(n.startswith("background-") for n in local)
+    latest = sorted(p.name for p in data_dir.glob("background-*.hdf5"))[-1]
+    assert [n for n in local if n.startswith("background-")] == [latest]  # not the data set
+    assert {"val_waveforms.hdf5", "waveforms.hdf5"} <= set(local)
+    assert all(s.path.startswith(f"{s3_bucket}/data/") for s in ds._split_paths["train"])
+    # the same batches as from the local copy of the data
+    here = make(data_dir)
+    here.setup("fit")
+    torch.testing.assert_close(here.sampler.data, ds.sampler.data, rtol=0, atol=0)
     shutil.rmtree(tmp_path / "cache")
 
 

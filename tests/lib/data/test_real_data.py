@@ -280,6 +280,38 @@ def test_fetched_chunks_equal_the_frames_resampled_as_documented(tmp_path, frame
     assert back.t0.value == T0 + 64 and back.sample_rate.value == RATE_OUT
 
 
+def test_fetched_files_record_the_flags_vetoes_and_segment_server(tmp_path, frames,
+                                                                   monkeypatch):  # fmt: skip
+    """Segments from DQSegDB (a veto cutting a hole), then frames over them: every file's
+    provenance names the flags and vetoes with their versions and the server asked."""
+    server, _ = frames
+    monkeypatch.setenv("GWDATAFIND_SERVER", server.url)
+    dq = SegmentServer({"H1:DMT-ANALYSIS_READY:1": [(T0, T0 + 128)],
+                        "L1:DMT-ANALYSIS_READY:1": [(T0, T0 + 128)],
+                        "H1:DCH-BAD_TIMES:2": [(T0 + 64, T0 + 100)]})  # fmt: skip
+    monkeypatch.setenv("DEFAULT_SEGMENT_SERVER", dq.url)
+    try:
+        cli.main(["segments", "--out_dir", str(tmp_path / "s"), "--ifos=[H1,L1]", "--start",
+                  str(T0), "--end", str(T0 + 128), "--vetoes=[H1:DCH-BAD_TIMES:2]"])  # fmt: skip
+    finally:
+        dq.stop()
+    assert read_segments(tmp_path / "s" / "train.txt") == [(T0, T0 + 64.0), (T0 + 100, T0 + 128.0)]
+    cli.main(["fetch", "--data_dir", str(tmp_path / "bg"), "--segments",
+              str(tmp_path / "s" / "train.txt"), "--max_duration", "64", *FETCH])  # fmt: skip
+    found = list_segments(str(tmp_path / "bg"), ["H1", "L1"], sample_rate=RATE_OUT)
+    assert [(s.t0, s.duration) for s in found] == [(T0, 64.0), (T0 + 100, 28.0)]
+    for seg in found:
+        record = prov.read(seg.path)
+        assert record["flags"] == {"H1": ["H1:DMT-ANALYSIS_READY:1"],
+                                   "L1": ["L1:DMT-ANALYSIS_READY:1"]}  # fmt: skip
+        assert record["vetoes"] == ["H1:DCH-BAD_TIMES:2"]
+        assert (record["flag_source"], record["flag_server"]) == ("dqsegdb", dq.url)
+        assert "queried_at" not in json.dumps(record)  # no wall-clock value
+    # the record travels into what a model records of its data (combined per identity)
+    (merged,) = prov.combine(prov.read(s.path) for s in found)
+    assert merged["vetoes"] == ["H1:DCH-BAD_TIMES:2"] and merged["flag_server"] == dq.url
+
+
 def test_a_segment_spanning_a_missing_frame_is_refused_with_its_gps(
     tmp_path, frames, monkeypatch, capsys
 ):
@@ -390,6 +422,26 @@ def test_open_data_fetch_equals_the_files_resampled(tmp_path, open_data):
     want = kaiser_best(2)(torch.from_numpy(np.concatenate(x))[None])[0].numpy()
     np.testing.assert_allclose(got[0], want, rtol=0, atol=2e-7 * np.abs(want).max())
     assert prov.read(found[0].path)["source"] == "gwosc"
+
+
+def test_open_data_strain_download_retries_a_500_then_fails_with_one_message(tmp_path, open_data):
+    """gwpy's fetch_open_data keeps no retry of its own for the strain file: ours retries a
+    transient failure of the download, and a server that keeps failing is one message naming
+    it (not a refused chunk: the data are not bad), with nothing written."""
+    from aframe_lib.data.services import ServiceError
+
+    open_data.fail_next(2, 500, prefix="/archive/")
+    fetch_strain(str(tmp_path / "bg"), ["H1"], RATE_OUT, start=T0, end=T0 + 64, max_duration=64)
+    (seg,) = list_segments(str(tmp_path / "bg"), ["H1"], sample_rate=RATE_OUT)
+    assert (seg.t0, seg.duration) == (T0, 64.0)
+    assert sum(r.startswith("/archive/") for r in open_data.requests) == 3
+    open_data.fail_next(100, 503, prefix="/archive/")
+    with pytest.raises(ServiceError, match=rf"{open_data.url}: no answer for H1 open data .*503"):
+        fetch_strain(str(tmp_path / "again"), ["H1"], RATE_OUT, start=T0, end=T0 + 64,
+                     max_duration=64)  # fmt: skip
+    assert not list((tmp_path / "again").glob("*.hdf5"))
+    assert not (tmp_path / "again" / "refused.json").exists()
+    open_data.fail_next(0)
 
 
 def test_single_span_fetch_background_through_open_data(tmp_path, open_data):

@@ -132,11 +132,16 @@ def _open(path: str, fs=None) -> Iterator[h5py.File]:
         try:
             if is_remote(path):  # h5py reads through a file object; small blocks: see _S3_BLOCK
                 fs = fs or filesystem(path)[0]
-                src = stack.enter_context(
-                    fs.open(path.split("://", 1)[1], "rb", block_size=_S3_BLOCK)
-                )
+                # a storage failure (endpoint, credentials) is said as such, not as corruption
+                with explain_storage_errors(path, "data.data_dir"):
+                    src = stack.enter_context(
+                        fs.open(path.split("://", 1)[1], "rb", block_size=_S3_BLOCK)
+                    )
             else:
                 src = filesystem(path)[1]
+        except FileNotFoundError as exc:
+            raise BackgroundError(f"{path}: file not found ({exc})") from exc
+        try:
             f = stack.enter_context(h5py.File(src, "r"))
         except FileNotFoundError as exc:
             raise BackgroundError(f"{path}: file not found ({exc})") from exc
@@ -370,7 +375,7 @@ def split_by_file(
     return segs[:-n], segs[-n:]
 
 
-def localize(data_dir: str, cache_dir: str) -> str:
+def localize(data_dir: str, cache_dir: str, latest: int | None = None) -> str:
     """Copy an ``s3://`` data directory's top-level ``*.hdf5`` files into ``cache_dir``.
 
     Files already in ``cache_dir`` with the same size are skipped; each download is atomic and
@@ -379,6 +384,9 @@ def localize(data_dir: str, cache_dir: str) -> str:
     Args:
         data_dir: local directory (returned unchanged) or ``s3://bucket/prefix``.
         cache_dir: local directory to fill (created if missing).
+        latest: how many background files to copy, the latest by GPS start (cached ones
+            beyond them are removed, so the cache stays bounded); ``None``: all of them. The
+            other ``*.hdf5`` files (waveforms, glitch bank) are always copied.
 
     Returns:
         The local directory to read from.
@@ -393,7 +401,10 @@ def localize(data_dir: str, cache_dir: str) -> str:
         raise _no_data(data_dir, False, []) from exc
     names = {Path(e["name"]).name: e for e in entries if e["type"] == "file"}
     files = {n: e for n, e in names.items() if n.endswith(".hdf5")}
-    if not any(_NAME.match(n) for n in files):
+    backgrounds = sorted(
+        (n for n in files if _NAME.match(n)), key=lambda n: float(_NAME.match(n)[1])
+    )
+    if not backgrounds:
         raise _no_data(data_dir, True, list(names))
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     # a cache filled from another data_dir would silently mix its segments into this one's
@@ -403,6 +414,11 @@ def localize(data_dir: str, cache_dir: str) -> str:
             f"{cache_dir}: the cache holds background files that {data_dir} does not: "
             f"{stale[:10]}; empty the cache directory or give this data_dir its own"
         )
+    if latest is not None:
+        keep = set(backgrounds[len(backgrounds) - latest :] if latest > 0 else [])
+        for name in set(backgrounds) - keep:
+            Path(cache_dir, name).unlink(missing_ok=True)
+            del files[name]
     for name, e in files.items():
         local = Path(cache_dir, name)
         if local.is_file() and local.stat().st_size == e["size"]:

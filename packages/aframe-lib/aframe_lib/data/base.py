@@ -135,7 +135,13 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
     # ------------------------------------------------------------------ data on disk
     @property
     def local_dir(self) -> str:
-        """Where the data are read from: ``data_dir`` itself, or a local cache of an s3:// one."""
+        """``data_dir`` itself, or the local cache of an s3:// one.
+
+        The cache holds the waveform files, the glitch bank and the latest background file (for
+        the export's timing calibration), never the whole data set: the background files of an
+        s3:// ``data_dir`` are streamed, each rank reading only the chunks it trains on (and
+        the held-out files it validates on).
+        """
         return self._local(self.data_dir)
 
     def _local(self, path: str) -> str:
@@ -146,16 +152,17 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
         return os.path.join(root, hashlib.sha256(path.encode()).hexdigest()[:12])
 
     def prepare_data(self) -> None:
-        """Generate synthetic data on first use (if asked) and download s3:// data (rank 0)."""
+        """Generate synthetic data on first use (if asked) and cache the small files of s3://
+        data (waveforms, glitch bank, the latest background file; rank 0 of each node)."""
         if self.synthetic is not None:
             from .synthetic import ensure_synthetic_dataset
 
             kwargs = {"ifos": self.ifos, "sample_rate": self.sample_rate, **self.synthetic}
             ensure_synthetic_dataset(self.data_dir, **kwargs)
         if fs.is_remote(self.data_dir):
-            localize(self.data_dir, self.local_dir)
+            localize(self.data_dir, self.local_dir, latest=1)
         if self.test_dir is not None and fs.is_remote(self.test_dir):
-            localize(self.test_dir, self._local(self.test_dir))
+            localize(self.test_dir, self._local(self.test_dir), latest=0)
 
     def _rank(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -173,7 +180,7 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
             # each rank its own stream, or all ranks would train on identical batches
             torch.manual_seed((torch.initial_seed() + 7919 * rank) % 2**63)
         segments = list_segments(
-            self.local_dir,
+            self.data_dir,  # s3://: read in place (headers now, chunks when trained on)
             self.ifos,
             self.sample_rate,
             min_duration=self.sample_length,
@@ -184,8 +191,7 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
                 f"{self.fduration} s"
             ),
         )
-        for segment in segments:
-            check_finite(segment, self.ifos)
+        self._check_finite(segments)
         train, valid, test = self._split(segments)
         logger.info(
             "%d training, %d validation and %d test background files",
@@ -200,6 +206,13 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
             self._setup_validation(test, self._test_waveforms())
         else:
             self._setup_validation(valid)
+
+    def _check_finite(self, segments: list) -> None:
+        """Scan local files for NaN/inf now; s3:// files are checked as they are read (every
+        read checks its samples), so no rank reads the whole data set at setup."""
+        for segment in segments:
+            if not fs.is_remote(segment.path):
+                check_finite(segment, self.ifos)
 
     def _setup_glitches(self) -> None:
         """Read ``data.glitch_bank`` (a path, or a file name in ``data_dir``) for the
@@ -258,10 +271,10 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
         if self.test_dir is None:
             return split_segments(segments, self.valid_frac, self.test_frac)
         train, valid, _ = split_segments(segments, self.valid_frac)
-        folder = self._local(self.test_dir)
-        test = list_segments(folder, self.ifos, self.sample_rate, min_duration=self.sample_length)
-        for segment in test:
-            check_finite(segment, self.ifos)
+        test = list_segments(
+            self.test_dir, self.ifos, self.sample_rate, min_duration=self.sample_length
+        )
+        self._check_finite(test)
         check_disjoint(test, train + valid, f"data.test_dir={self.test_dir!r}")
         return train, valid, test
 

@@ -9,7 +9,9 @@ segments file (``aframe-data segments``) or one ``[start, end)``:
    files gwosc lists), so a chunk reads whole files; a gap between segments splits the work.
 2. **Fetch** each chunk (``jobs`` at a time, each in its own process): every IFO's strain from
    frames (``frametypes`` + ``channels``: gwdatafind for the files, :mod:`.frames` to read them)
-   or from open data (``TimeSeries.fetch_open_data``, no download cache), plus a margin of
+   or from open data (``TimeSeries.fetch_open_data``, no download cache; a strain file
+   download that fails for a passing reason, HTTP 5xx/429 or the network, is retried with
+   backoff like every service call, :mod:`.services`), plus a margin of
    ``ceil(100 / sample_rate)`` s (at least 1 s) inside the segment on each side.
 3. **Resample** to ``sample_rate`` with the search's own filter (torchaudio's ``kaiser_best``
    Kaiser-windowed sinc, :func:`aframe_lib.search.resample.decimate`; an integer factor), in
@@ -38,6 +40,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -84,6 +87,10 @@ class Source:
         source_rate: open-data rate asked for (Hz).
         host: server URL (datafind or open data); empty: the client's setting.
         flags: IFO -> data-quality flags with versions (provenance only).
+        vetoes: veto flags with versions (provenance only).
+        flag_source: where the flags were asked, ``"dqsegdb"`` or ``"gwosc"`` (provenance
+            only); ``None``: no segments query.
+        flag_server: the segments server asked (provenance only).
     """
 
     kind: str
@@ -93,6 +100,9 @@ class Source:
     source_rate: float = 4096.0
     host: str | None = None
     flags: dict[str, list[str]] = field(default_factory=dict)
+    vetoes: list[str] = field(default_factory=list)
+    flag_source: str | None = None
+    flag_server: str | None = None
 
 
 def _num(x: float) -> str:
@@ -191,6 +201,26 @@ def _overlaps(path: str, lo: float, hi: float) -> bool:
 
 # ---------------------------------------------------------------- one chunk
 
+# what a strain file download that failed for a passing reason says: gwpy's fetch_open_data
+# keeps only the text of its last error ("No data found ..., last error: HTTP Error 503: ..."),
+# so the text is all there is to tell a loaded server from data that are not there
+_TRANSIENT_DOWNLOAD = re.compile(
+    r"HTTP Error (5\d\d|429)|urlopen error|timed out|Connection (reset|refused|aborted)"
+    r"|Remote end closed|RemoteDisconnected|IncompleteRead"
+)
+
+
+def _last_error(exc: BaseException) -> str:
+    """The message of ``exc``, or of the last exception of a (nested) exception group."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[-1]
+    return str(exc)
+
+
+def _transient_download(exc: BaseException) -> bool:
+    """Whether an open-data fetch failed on a transient download error (5xx, 429, network)."""
+    return bool(_TRANSIENT_DOWNLOAD.search(_last_error(exc)))
+
 
 def _read(source: Source, ifo: str, chunk: Chunk):
     """One IFO's strain over ``[chunk.lo, chunk.hi)`` as a gwpy ``TimeSeries``."""
@@ -210,15 +240,21 @@ def _read(source: Source, ifo: str, chunk: Chunk):
         from .services import call, open_data_server
 
         server = open_data_server(source.host)
-        try:
-            rate = int(source.source_rate)
-            return call(
-                lambda: TimeSeries.fetch_open_data(
+        rate = int(source.source_rate)
+
+        def fetch():
+            try:
+                return TimeSeries.fetch_open_data(
                     ifo, chunk.lo, chunk.hi, host=server, sample_rate=rate, cache=False
-                ),
-                f"{ifo} open data in GPS [{_num(chunk.lo)}, {_num(chunk.hi)})",
-                server,
-            )
+                )
+            except (ValueError, ExceptionGroup) as exc:
+                if _transient_download(exc):  # retried by ``call`` as a ConnectionError
+                    raise ConnectionError(_last_error(exc)) from exc
+                raise
+
+        try:
+            return call(fetch, f"{ifo} open data in GPS [{_num(chunk.lo)}, {_num(chunk.hi)})",
+                        server)  # fmt: skip
         except (ValueError, ExceptionGroup) as exc:  # gwpy 4: a GetExceptionGroup of sources
             why = exc
             while isinstance(why, ExceptionGroup):
@@ -303,6 +339,9 @@ def fetch_chunk(chunk: Chunk, source: Source, sample_rate: float, path: str) -> 
         channels=source.channels,
         frametypes=source.frametypes,
         flags=source.flags,
+        vetoes=source.vetoes,
+        flag_source=source.flag_source,
+        flag_server=source.flag_server,
     )
     strain = dict(zip(source.ifos, rows, strict=True))
     write_background(path, strain, t0=chunk.start, sample_rate=sample_rate, provenance=record)
@@ -412,19 +451,24 @@ def fetch_strain(
         return fetch_background(path, ifos, start, end, sample_rate, channels)
     spans = [(float(start), float(end))] if segments is None else read_segments(segments)
     query = read_query(segments) if segments else None
-    flags = {}
+    flags, dq = {}, {}
     if query:
         versions = query.get("versions", {})
-        flags = {
-            ifo: [f if ":" not in f or f.count(":") == 2 or versions.get(f) is None
-                  else f"{f}:{versions[f]}" for f in fl]
-            for ifo, fl in query.get("flags", {}).items() if ifo in ifos
-        }  # fmt: skip
+
+        def versioned(f: str) -> str:  # a DQSegDB flag asked without version: the one used
+            if ":" not in f or f.count(":") == 2 or versions.get(f) is None:
+                return f
+            return f"{f}:{versions[f]}"
+
+        flags = {ifo: [versioned(f) for f in fl]
+                 for ifo, fl in query.get("flags", {}).items() if ifo in ifos}  # fmt: skip
+        dq = dict(vetoes=[versioned(f) for f in query.get("vetoes", [])],
+                  flag_source=query.get("source"), flag_server=query.get("server"))  # fmt: skip
     source = Source(
         kind="frames" if frametypes else "gwosc", ifos=tuple(ifos),
         channels=dict(zip(ifos, channels, strict=True)) if channels else {},
         frametypes=dict(zip(ifos, frametypes, strict=True)) if frametypes else {},
-        source_rate=float(source_rate), host=host or None, flags=flags,
+        source_rate=float(source_rate), host=host or None, flags=flags, **dq,
     )  # fmt: skip
     chunks = plan(spans, source, max_duration, sample_rate)
     root = Path(data_dir)

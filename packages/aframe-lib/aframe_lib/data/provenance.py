@@ -31,6 +31,9 @@ fetched (:func:`fetched`)::
      "channels": {"H1": "H1:GDS-CALIB_STRAIN", ...},      # or {} for open data
      "frametypes": {"H1": "H1_HOFT_C00", ...},            # or {}
      "flags": {"H1": ["H1:DMT-ANALYSIS_READY:1"], ...},   # data-quality flags with versions
+     "vetoes": ["H1:DCH-BAD_TIMES:2", ...],               # veto flags removed, with versions
+     "flag_source": "dqsegdb" | "gwosc",                  # where flags and vetoes were asked
+     "flag_server": "https://segments.igwn.org",          # (these three only over a query)
      "spans": {"H1": [[t0, t1], ...], ...}}               # GPS per IFO
 
 Two data sets are *the same data* by content, never by path (:func:`same_data`):
@@ -146,6 +149,9 @@ def fetched(
     channels: Mapping[str, str] | None = None,
     frametypes: Mapping[str, str] | None = None,
     flags: Mapping[str, Sequence[str]] | None = None,
+    vetoes: Sequence[str] | None = None,
+    flag_source: str | None = None,
+    flag_server: str | None = None,
 ) -> dict[str, Any]:
     """The record of real strain.
 
@@ -155,17 +161,25 @@ def fetched(
         channels: Channel per IFO (``{}`` for open data).
         frametypes: Frame type per IFO, when read from frames.
         flags: Data-quality flags per IFO, each with its version (``"H1:DMT-ANALYSIS_READY:1"``).
+        vetoes: Veto flags whose active time was removed, each with its version.
+        flag_source: Where the flags and vetoes were asked (``"dqsegdb"`` or ``"gwosc"``, the
+            open-data timeline); ``None``: no segments query (then ``vetoes`` and
+            ``flag_server`` are not recorded either).
+        flag_server: The server asked (URL).
 
     Returns:
         The record (JSON-able dict).
     """
-    return {
+    record = {
         "schema": SCHEMA, "kind": "fetched", "what": "background", "source": str(source),
         "channels": dict(sorted((channels or {}).items())),
         "frametypes": dict(sorted((frametypes or {}).items())),
         "flags": {k: list(v) for k, v in sorted((flags or {}).items())},
-        "spans": _spans(spans),
     }  # fmt: skip
+    if flag_source is not None:
+        record.update(vetoes=list(vetoes or []), flag_source=str(flag_source),
+                      flag_server=None if flag_server is None else str(flag_server))  # fmt: skip
+    return {**record, "spans": _spans(spans)}
 
 
 def check(record: Any) -> dict[str, Any]:

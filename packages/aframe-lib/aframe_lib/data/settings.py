@@ -75,7 +75,9 @@ class DatasetSettings:
         num_valid_views: Positions of coalescence within the kernel for each foreground window.
         valid_batch_size: Validation windows per batch; ``None`` means ``batch_size``.
         max_valid_waveforms: Use at most this many validation waveforms; ``None``: all.
-        cache_dir: Local cache for ``s3://`` data; ``None`` means the system temp dir.
+        cache_dir: Local cache of the small files of ``s3://`` data (waveforms, glitch bank,
+            the latest background file; background files are streamed, not copied);
+            ``None`` means the system temp dir.
         background_loading: ``memory`` holds all training background and waveforms in memory
             (and on the device); ``chunked`` streams background from HDF5 in chunks, a bounded
             buffer per rank (see :mod:`~aframe_lib.data.chunked`); ``auto`` picks ``memory``
