@@ -147,3 +147,61 @@ def test_given_segments_need_no_query(tmp_path, env):
     assert len(segments.requests) == before
     (seg,) = list_segments(str(tmp_path), ["H1", "L1"], sample_rate=RATE_OUT)
     assert (seg.t0, seg.duration) == (T0 + 8, 32.0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_law_evaluate_trains_on_fetched_strain_and_scores_the_test_period(tmp_path):
+    """End to end through ``law run``: DQSegDB stand-in segments -> frames from the real
+    gwdatafind-server -> Data -> Train (a tiny fit) -> Evaluate on the test period's
+    fetched strain, every step a child process reaching the stand-ins through the clients' own
+    settings."""
+    import re
+    from pathlib import Path
+
+    from helpers.flow import TINY_EVAL, TINY_SEARCH, law_env_for, law_run
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    end = T0 + 640
+    files = []
+    for ifo in ("H1", "L1"):
+        files += write_frames(frames, ifo, f"{ifo}:GDS-CALIB_STRAIN", "HOFT_C00", [(T0, end)],
+                              256, sample_rate=2048.0)  # fmt: skip
+    write_ffl(frames / "frames.ffl", files)
+    flags = {"H1:DMT-ANALYSIS_READY:1": [(T0, end)], "L1:DMT-ANALYSIS_READY:1": [(T0, end)]}
+    (tmp_path / "datafind").mkdir()
+    datafind = DatafindServer(frames, tmp_path / "datafind")
+    segments = SegmentServer(flags)
+    try:
+        env = {**law_env_for(tmp_path), "GWDATAFIND_SERVER": datafind.url,
+               "DEFAULT_SEGMENT_SERVER": segments.url, "AFRAME_SERVICE_DELAY": "0.01"}  # fmt: skip
+        args = ["--background", "fetch", "--train-start", f"{T0:.0f}",
+                "--train-stop", f"{T0 + 512:.0f}", "--test-stop", f"{end:.0f}",
+                "--max-duration", "64",  # whole files for training's own splits
+                "--frametypes", FRAMES["frametypes"], "--channels", FRAMES["channels"],
+                "--livetime", "1500", "--num-injections", "8", "--eval-args", TINY_EVAL,
+                "--search-settings", TINY_SEARCH]  # fmt: skip
+        proc = law_run(env, "aframe_flow.Evaluate", *args, timeout=1200)
+    finally:
+        datafind.stop()
+        segments.stop()
+    log = proc.stdout + proc.stderr
+    errors = [line for line in log.splitlines() if "error" in line.lower()]
+    assert proc.returncode == 0, "\n".join(errors)[:6000] + "\n" + log[-3000:]
+    out = Path(env["AFRAME_BASE_DIR"])
+    (model,) = out.glob("run/*/train-*/model.json")
+    info = json.loads(model.read_text())
+    train = info["provenance"]["train"]
+    assert {r["source"] for r in train} == {"frames"}
+    assert max(s[1] for r in train for s in r["spans"]["H1"]) <= T0 + 512
+    (numbers,) = out.glob("eval/**/numbers.txt")
+    values = dict(re.findall(r"^(\w[\w.]*): (\S+)$", numbers.read_text(), re.M))
+    assert float(values["background_livetime_s"]) >= 1500
+    assert float(values["num_injections"]) > 0
+    # evaluated on the test period's fetched strain, never the training period's
+    evaluated = json.loads((numbers.parent / "eval_data.json").read_text())
+    test_files = list(Path(evaluated["path"]).glob("background-*.hdf5"))
+    assert test_files and all(float(p.name.split("-")[1]) >= T0 + 512 for p in test_files), (
+        evaluated
+    )
