@@ -12,7 +12,8 @@ from aframe_lib.data.preprocessing import PsdEstimator, median_bias
 SAMPLE_RATE = 512.0
 
 
-@pytest.mark.parametrize("psd_length", [8.0, 7.5])  # 5 segments (fast path), 4 (ml4gw path)
+# 5 segments (median of five), 4 (even: mean of the middle two), 7 (min/max network), 15 (numpy)
+@pytest.mark.parametrize("psd_length", [8.0, 7.5, 10.0, 20.0])
 def test_fast_median_psd_equals_ml4gw(psd_length):
     torch.manual_seed(3)
     size = int((psd_length + 2.5) * SAMPLE_RATE)
