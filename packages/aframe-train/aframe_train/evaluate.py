@@ -223,11 +223,9 @@ def evaluate(
     if glitches := _check_glitches(model, info, data):
         sources["glitches"] = glitches
     recorded = spans  # the injections go into the strain as recorded, then are resampled
-    shifted = _timeslides(engine, spans, step, livetime, run / "resampled")
-    background = engine.run(
-        shifted, progress=progress, desc="background", checkpoint=run / "background.parts",
-        key=model_digest(model),
-    )  # fmt: skip
+    digest = model_digest(model)  # keys the saved background spans
+    shifted, background = _background(engine, spans, step, livetime, run, digest, progress,
+                                      "background")  # fmt: skip
     if background.livetime < livetime:
         logging.warning(
             "every timeslide of %s with step %s s gives %.0f s of background, less than the "
@@ -282,12 +280,8 @@ def evaluate(
         clean_spans = find_spans(
             twin, engine.ifos, engine.sample_rate, engine.min_duration, engine.min_duration_desc
         )
-        clean_slides = _timeslides(engine, clean_spans, step, livetime,
-                                   run / "without_glitches" / "resampled")  # fmt: skip
-        clean_bg = engine.run(
-            clean_slides, progress=progress, desc="background without glitches",
-            checkpoint=run / "without_glitches" / "background.parts", key=model_digest(model),
-        )  # fmt: skip
+        _, clean_bg = _background(engine, clean_spans, step, livetime, run / "without_glitches",
+                                  digest, progress, "background without glitches")  # fmt: skip
         clean_inj = _inject(
             engine, clean_spans, run / "without_glitches" / "foreground", num_injections,
             injection_spacing, waveform_duration, coalescence_time, population, distance_range,
@@ -377,6 +371,16 @@ def _mf_numbers(mf, snr, distance_range, fars_per_year, numbers) -> dict[str, fl
             distance / ideal if ideal > 0 else math.nan
         )
     return out
+
+
+def _background(engine, spans, step, livetime, where: Path, key: str, progress: bool, desc: str):
+    """The timeslides of ``spans`` (:func:`_timeslides`, resampled copies in
+    ``where/resampled``) and their search, each span's events saved in
+    ``where/background.parts`` (keyed by ``key``) so that a rerun after a kill resumes."""
+    shifted = _timeslides(engine, spans, step, livetime, where / "resampled")
+    result = engine.run(shifted, progress=progress, desc=desc,
+                        checkpoint=where / "background.parts", key=key)  # fmt: skip
+    return shifted, result
 
 
 def _timeslides(engine, spans, step, livetime, cache: Path) -> list:
@@ -971,6 +975,8 @@ MF_REFERENCE = (
 
 def _references_text(numbers: dict[str, float], mf) -> list[str]:
     """The report's section on the two references."""
+    from aframe_lib.search.metrics import SECONDS_PER_YEAR
+
     fixed = numbers.get("ideal_snr", math.nan)
     lines = [
         "## References",
@@ -998,7 +1004,7 @@ def _references_text(numbers: dict[str, float], mf) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for far_s, rho, how, check in zip(mf.fars_per_s, mf.rho, mf.how, mf.fit_check, strict=True):
-        far = far_s * _year()
+        far = far_s * SECONDS_PER_YEAR
         key = f"{far:g}_per_yr"
         lines.append(
             f"| {far:g} | {rho:.3f} | {how} | "
@@ -1009,12 +1015,6 @@ def _references_text(numbers: dict[str, float], mf) -> list[str]:
             f"{'' if check is None else f'{check:+.3f}'} |"
         )
     return [*lines, ""]
-
-
-def _year() -> float:
-    from aframe_lib.search.metrics import SECONDS_PER_YEAR
-
-    return SECONDS_PER_YEAR
 
 
 def _glitch_table(numbers: dict[str, float]) -> list[str]:
