@@ -37,11 +37,13 @@ class Energy(torch.nn.Module):
         return ((x.square().mean((1, 2)) - 1.0) * (size / 2) ** 0.5)[:, None]
 
 
-def export_oracle(path: Path, data: dict | None = None) -> Path:
+def export_oracle(path: Path, data: dict | None = None, **meta) -> Path:
+    """The oracle exported to ``path``; ``meta``: more ``model.json`` fields (``population``,
+    ``provenance``, ...)."""
     from aframe_lib.export import export_torchscript
 
     example = torch.randn(2, len(IFOS), int(SAMPLE_RATE * DATA["kernel_length"]))
-    export_torchscript(Energy(), example, path, {"data": data or DATA, "psd": PSD})
+    export_torchscript(Energy(), example, path, {"data": data or DATA, "psd": PSD, **meta})
     return path
 
 

@@ -7,8 +7,7 @@ import re
 import h5py
 import numpy as np
 import pytest
-import torch
-from helpers.search import DATA, PSD, Energy
+from helpers.search import export_oracle
 
 # the own injections' population: distances uniform in volume over 50-300 Mpc
 NEAR = ('{"distance": {"class_path": "ml4gw.distributions.PowerLaw", '
@@ -16,13 +15,10 @@ NEAR = ('{"distance": {"class_path": "ml4gw.distributions.PowerLaw", '
 
 
 def test_evaluate_writes_report_plots_and_numbers(tmp_path, capsys):
-    from aframe_lib.export import export_torchscript
     from aframe_lib.search.metrics import SECONDS_PER_YEAR
     from aframe_train.cli import main
 
-    export_torchscript(
-        Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", {"data": DATA, "psd": PSD}
-    )
+    export_oracle(tmp_path / "model.pt")
     out = tmp_path / "eval"
     main([
         "evaluate", "--model", str(tmp_path / "model.pt"), "--out", str(out),
@@ -85,12 +81,9 @@ def test_evaluate_writes_report_plots_and_numbers(tmp_path, capsys):
 
 
 def test_evaluate_refuses_a_match_window_that_reaches_the_next_injection(tmp_path, capsys):
-    from aframe_lib.export import export_torchscript
     from aframe_train.cli import main
 
-    export_torchscript(
-        Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", {"data": DATA, "psd": PSD}
-    )
+    export_oracle(tmp_path / "model.pt")
     with pytest.raises(SystemExit) as exc:
         main([
             "evaluate", "--model", str(tmp_path / "model.pt"), "--out", str(tmp_path / "e"),
@@ -131,12 +124,9 @@ def _fast_mdc(path, seed: int, tmp_path, injected: bool = False):
 def test_evaluate_scores_an_external_injection_set_in_fast_mdc_files(tmp_path, capsys):
     """The user's path: MDC background and foreground files at 2x the model's rate, and a CSV
     table of the injections they hold; evaluate resamples, searches both, matches the table."""
-    from aframe_lib.export import export_torchscript
     from aframe_train.cli import main
 
-    export_torchscript(
-        Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", {"data": DATA, "psd": PSD}
-    )
+    export_oracle(tmp_path / "model.pt")
     _fast_mdc(tmp_path / "background.hdf5", 11, tmp_path)
     table = _fast_mdc(tmp_path / "foreground.hdf5", 12, tmp_path, injected=True)
     rows = ["gps_time,snr,distance,approximant"] + [
@@ -166,12 +156,9 @@ def test_evaluate_scores_an_external_injection_set_in_fast_mdc_files(tmp_path, c
 
 
 def test_evaluate_injects_its_own_population_into_a_fast_mdc_file(tmp_path, capsys):
-    from aframe_lib.export import export_torchscript
     from aframe_train.cli import main
 
-    export_torchscript(
-        Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", {"data": DATA, "psd": PSD}
-    )
+    export_oracle(tmp_path / "model.pt")
     _fast_mdc(tmp_path / "mdc.hdf5", 13, tmp_path)
     out = tmp_path / "eval"
     argv = [
@@ -251,13 +238,11 @@ def test_evaluate_injects_the_training_population_into_noise_no_training_set_has
     set's, bit for bit)."""
     from aframe_lib.data import provenance
     from aframe_lib.data.noise import generate_background
-    from aframe_lib.export import export_torchscript
     from aframe_train.cli import main
 
     population = {"masses": {"class_path": "torch.distributions.Uniform",
                              "init_args": {"low": 20.0, "high": 21.0}}}  # fmt: skip
-    meta = {"data": DATA, "psd": PSD, "population": population}
-    export_torchscript(Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", meta)
+    export_oracle(tmp_path / "model.pt", population=population)
     out = tmp_path / "eval"
     main([
         "evaluate", "--model", str(tmp_path / "model.pt"), "--out", str(out),
@@ -296,20 +281,12 @@ def test_evaluate_refuses_data_the_model_trained_or_validated_on(tmp_path, capsy
 
     from aframe_lib.data import provenance
     from aframe_lib.data.noise import generate_background
-    from aframe_lib.export import export_torchscript
     from aframe_train.cli import main
 
     files = generate_background(str(tmp_path / "data"), ["H1", "L1"], 360.0, 256.0, 120.0)
     train, valid, test = ([f] for f in files)
-    meta = {
-        "data": DATA,
-        "psd": PSD,
-        "provenance": {
-            "train": provenance.of_files(train)[0],
-            "valid": provenance.of_files(valid)[0],
-        },
-    }
-    export_torchscript(Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", meta)
+    trained_on = {"train": provenance.of_files(train)[0], "valid": provenance.of_files(valid)[0]}
+    export_oracle(tmp_path / "model.pt", provenance=trained_on)
     copy = tmp_path / "copy"
     copy.mkdir()
     shutil.copy(valid[0], copy)  # the validation file, under another path

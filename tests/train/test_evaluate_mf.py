@@ -9,21 +9,18 @@ import re
 import h5py
 import numpy as np
 import pytest
-import torch
-from helpers.search import DATA, PSD, Energy
+from helpers.search import export_oracle
 
 pytest.importorskip("pycbc")
 
 
 @pytest.mark.slow
 def test_evaluate_reports_the_matched_filter_ideal_with_its_rho(tmp_path, capsys):
-    from aframe_lib.export import export_torchscript
     from aframe_train.cli import main
 
     population = {"masses": {"class_path": "torch.distributions.Uniform",
                              "init_args": {"low": 20.0, "high": 22.0}}}  # fmt: skip
-    meta = {"data": DATA, "psd": PSD, "population": population}
-    export_torchscript(Energy(), torch.randn(2, 2, 256), tmp_path / "model.pt", meta)
+    export_oracle(tmp_path / "model.pt", population=population)
     out = tmp_path / "eval"
     main([
         "evaluate", "--model", str(tmp_path / "model.pt"), "--out", str(out),
