@@ -4,13 +4,13 @@ evaluation refuses noise whose glitches came from the training bank (by content,
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 
 import h5py
 import numpy as np
 import pytest
+from helpers.glitches import bank_digest
 from helpers.tiny_data import SAMPLE_RATE, dataset_kwargs
 
 from aframe_lib.data import AframeDataset, provenance
@@ -33,22 +33,10 @@ def _bank(path, seed=0, rate=SAMPLE_RATE):
     return str(path)
 
 
-def _independent_digest(path):
-    """sha256 of the bank's arrays, computed here from the file with numpy and hashlib."""
-    with h5py.File(path) as f:
-        h = hashlib.sha256(f"sample_rate={float(f.attrs['sample_rate'])!r}".encode())
-        for ifo in ("H1", "L1"):
-            h.update(ifo.encode())
-            h.update(np.asarray(f[ifo]["strain"], "<f4").tobytes())
-            h.update(np.asarray(f[ifo]["snr"], "<f8").tobytes())
-            h.update(b"|".join(bytes(t) for t in f[ifo]["type"][:]))
-    return "sha256:" + h.hexdigest()
-
-
 def test_bank_record_names_its_content_model_and_generators(tmp_path):
     path = _bank(tmp_path / "a.hdf5")
     record = provenance.read(path)
-    assert record["what"] == "glitches" and record["content"] == _independent_digest(path)
+    assert record["what"] == "glitches" and record["content"] == bank_digest(path)
     assert record["noise"]["glitch_types"] == PARAMETRIC["glitch_types"]
     assert record["settings"] == {"ifos": ["H1", "L1"], "num_glitches": 12,
                                   "sample_rate": SAMPLE_RATE, "duration": 2.0}  # fmt: skip
@@ -72,7 +60,7 @@ def test_a_changed_bank_gets_its_new_digest(tmp_path, caplog):
         f["L1/strain"][0, :] *= 2
     with caplog.at_level(logging.WARNING):
         after = glitch_bank_record(path)["content"]
-    assert after != before and after == _independent_digest(path)
+    assert after != before and after == bank_digest(path)
     assert "not those it was written with" in caplog.text
 
 
@@ -81,7 +69,7 @@ def test_model_json_provenance_records_the_bank(tiny_data_dir, tmp_path):
     kw = dataset_kwargs(data_dir=str(tiny_data_dir))
     ds = AframeDataset(**kw, glitch_bank=path, glitch_prob=0.5)
     ds.setup("fit")
-    assert ds.data_provenance()["glitch_bank"]["content"] == _independent_digest(path)
+    assert ds.data_provenance()["glitch_bank"]["content"] == bank_digest(path)
     plain = AframeDataset(**kw, glitch_bank=path, glitch_prob=0.0)  # augmentation off
     plain.setup("fit")
     assert "glitch_bank" not in plain.data_provenance()
@@ -101,7 +89,7 @@ def test_noise_draws_its_glitches_from_a_bank(tmp_path):
         types = {i: set(np.asarray(f[i]["type"]).astype(str)) for i in ("H1", "L1")}
     assert all(t in types[i] for i, t in zip(log["ifo"], log["type"], strict=True))
     record = provenance.read(str(glitchy / "glitches.hdf5"))
-    assert record["glitch_bank"]["content"] == _independent_digest(bank)
+    assert record["glitch_bank"]["content"] == bank_digest(bank)
     # each glitch is a bank row, scaled to its logged SNR (the PSD is the design PSD)
     freqs = np.arange(0.0, SAMPLE_RATE / 2 + PSD_DF / 2, PSD_DF)
     psd = aligo_design_psd(freqs)
