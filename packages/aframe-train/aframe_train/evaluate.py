@@ -303,7 +303,7 @@ def evaluate(
     numbers["realtime_factor_foreground"] = foreground.realtime_factor
     _write_outputs(run, engine, background, foreground, injections, curves, distance_range)
     _plots(run, curves, fars_per_year, background.livetime)
-    _report(run, model, data, numbers, sources, population_source, mf)
+    _report(run, model, data, numbers, sources, population_source, mf, curves)
     for cache in (run / "resampled", run / "without_glitches" / "resampled"):
         shutil.rmtree(cache, ignore_errors=True)  # a cache for reruns after a kill
     for key, value in numbers.items():
@@ -760,6 +760,8 @@ def _metrics(
     bg, T = background.events.stat, background.livetime
     fg = foreground.events
     found = m.match_injections(injections["time"], fg.time, fg.stat, fg.var, window)
+    # scored as an external scorer would, with the events' own ``var`` only (no window floor)
+    own = m.match_injections(injections["time"], fg.time, fg.stat, fg.var) if window else found
     numbers: dict[str, float] = {
         "background_livetime_s": T,
         "background_events": float(len(bg)),
@@ -782,12 +784,19 @@ def _metrics(
             m.sensitive_volume(found, threshold, distance_range) if distance_range else math.nan
         )
         numbers[f"efficiency_at_far_{far:g}_per_yr"] = eff
+        # item 4's check: what the events' own var finds, over what the window finds
+        with_window = int(np.sum(found > threshold))
+        numbers[f"injections_found_at_far_{far:g}_per_yr"] = float(with_window)
+        numbers[f"own_var_found_ratio_at_far_{far:g}_per_yr"] = (
+            float(np.sum(own > threshold)) / with_window if with_window else math.nan
+        )
         distance = m.volume_to_distance(volume)
         numbers[f"sensitive_distance_mpc_at_far_{far:g}_per_yr"] = distance
         numbers[f"fraction_of_ideal_distance_at_far_{far:g}_per_yr"] = (
             distance / ideal if ideal > 0 else math.nan
         )
         curves["efficiency_vs_snr"][far] = m.efficiency_vs_snr(found, snr, threshold, SNR_BINS)
+    curves["snr_bin_counts"] = np.histogram(snr[np.isfinite(snr)], SNR_BINS)[0]
     loudest = float(bg.max()) if len(bg) else -math.inf
     numbers["efficiency_above_loudest_background"] = m.efficiency(found, loudest)
     # ROC: every background event's stat as a threshold (its FAR = rank / T)
@@ -901,6 +910,7 @@ def _report(
     sources: dict[str, list[str]] | None = None,
     population: str = "",
     mf=None,
+    curves: dict[str, Any] | None = None,
 ) -> None:
     """``report.md``: where each number comes from (model, data and their provenance, the
     population), the two references the detector is compared with, the numbers, and the plots;
@@ -911,6 +921,7 @@ def _report(
     from aframe_lib.utils.fs import write_bytes_atomic
 
     sources = sources or {}
+    per_bin = _efficiency_per_snr_bin(curves or {})
     described = [
         (f"- `--{k}`: " if k in ("data", "foreground") else f"- {k}: ")
         + "; ".join(v or ["no files"])
@@ -938,6 +949,7 @@ def _report(
             else ["Injections: the external table given (`--injections`).", ""]
         ),
         *_glitch_table(numbers),
+        *_snr_bin_table(per_bin),
         "| number | value |",
         "|---|---|",
         *[f"| {k} | {v:.6g} |" for k, v in numbers.items()],
@@ -957,8 +969,54 @@ def _report(
         "matched_filter": None if mf is None else {**mf.to_dict(), "what": MF_REFERENCE},
     }
     clean = {k: (v if math.isfinite(v) else None) for k, v in numbers.items()}
-    text = json.dumps({"numbers": clean, "references": references}, indent=1, default=float)
+    text = json.dumps(
+        {"numbers": clean, "references": references, "efficiency_per_snr_bin": per_bin},
+        indent=1,
+        default=float,
+    )
     write_bytes_atomic(run / "numbers.json", text.encode())
+
+
+def _efficiency_per_snr_bin(curves: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per SNR bin: its injections and, at each FAR, the efficiency and its binomial standard
+    error ``sqrt(e (1 - e) / n)`` (``None`` where the bin is empty or the FAR not measured)."""
+    counts = curves.get("snr_bin_counts")
+    if counts is None:
+        return []
+    rows = []
+    for b, n in enumerate(counts):
+        row: dict[str, Any] = {"snr": [float(SNR_BINS[b]), float(SNR_BINS[b + 1])],
+                               "injections": int(n), "efficiency": {}, "error": {}}  # fmt: skip
+        for far, eff in curves["efficiency_vs_snr"].items():
+            e = float(eff[b])
+            ok = n > 0 and math.isfinite(e)
+            row["efficiency"][f"{far:g}"] = e if ok else None
+            row["error"][f"{far:g}"] = math.sqrt(e * (1 - e) / n) if ok else None
+        rows.append(row)
+    return rows
+
+
+def _snr_bin_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The report's efficiency-per-SNR-bin table (efficiency +- binomial standard error)."""
+    if not rows:
+        return []
+    fars = list(rows[0]["efficiency"])
+    lines = [
+        "Efficiency per bin of network optimal SNR (the `snr` column), +- its binomial "
+        "standard error sqrt(e (1 - e) / n):",
+        "",
+        "| SNR | injections | " + " | ".join(f"FAR {f}/yr" for f in fars) + " |",
+        "|---|---|" + "---|" * len(fars),
+    ]
+    for row in rows:
+        lo, hi = row["snr"]
+        cells = [
+            "-" if row["efficiency"][f] is None
+            else f"{row['efficiency'][f]:.3f} +- {row['error'][f]:.3f}"
+            for f in fars
+        ]  # fmt: skip
+        lines.append(f"| {lo:g}-{hi:g} | {row['injections']} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 FIXED_REFERENCE = (
