@@ -148,7 +148,12 @@ def main() -> None:
     add("--segment", type=float, default=256.0, help="seconds per background file")
     add("--batches", type=int, default=30)
     add("--batch-size", type=int, default=32)
-    add("--max-memory", type=float, default=0.004, help="GiB (chunked buffer bound)")
+    add(
+        "--max-memory",
+        type=float,
+        default=0.0067,
+        help="GiB (data.max_memory): ~2.7 MiB of validation data + 4 MiB of chunk buffers",
+    )
     add("--chunk-length", type=float, default=64.0)
     add("--repeats", type=int, default=5)
     add("--set", action="append", help="a further aframe-train fit override (repeatable)")

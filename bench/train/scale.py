@@ -20,7 +20,13 @@ Headlines (``name: value``):
   sampled from /proc every 0.2 s), GB (goal <= 2.0);
 - ``train_chunk_loads_at_scale``: chunk loads read in the run (each ``chunks_per_load`` chunks);
 - ``train_files_loaded_fraction``: training files of which at least one chunk was loaded, over
-  all training files (1.0: every file was read).
+  all training files (1.0: every file was read);
+- ``train_rss_fixed_gb``: what the process costs besides its data: peak RSS of the same run with
+  ``max_memory`` ``--small-memory`` GiB (default 0.1), less those GiB (torch, lightning, the model,
+  a training step; the same at any data size);
+- ``train_rss_per_max_memory``: (peak at ``--max-memory`` - peak at ``--small-memory``) / the
+  difference in ``max_memory``: how much of ``max_memory`` the process really takes (<= 1: the
+  knob bounds the data, validation set included).
 
 Notes give the data size, the chunks read and the run's wall time (setup's NaN/inf scan of every
 file included).
@@ -96,6 +102,7 @@ def main() -> None:
     add("--chunk-length", type=float, default=256.0, help="s (data.chunk_length)")
     add("--batches", type=int, default=40, help="batches in the epoch (>= the loads)")
     add("--batch-size", type=int, default=32)
+    add("--small-memory", type=float, default=0.1, help="GiB of the fixed-cost run (0: skip)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="aframe-bench-scale-") as tmp:
@@ -128,6 +135,20 @@ def main() -> None:
         common.headline("train_rss_at_scale_gb", result["tree_peak_bytes"] / 1e9, ".3f")
         common.headline("train_chunk_loads_at_scale", result["chunk_loads"])
         common.headline("train_files_loaded_fraction", loaded, ".3f")
+        if args.small_memory > 0:
+            small_args = argparse.Namespace(**{**vars(run_args), "max_memory": args.small_memory})
+            small = memory.run_child(root, Path(tmp) / "run-small", "chunked", small_args)
+            GiB = 2**30
+            common.note(f"max_memory={args.small_memory:g} GiB: peak RSS of the tree "
+                        f"{small['tree_peak_bytes'] / 1e9:.2f} GB (anonymous "
+                        f"{small['tree_anon_peak_bytes'] / 1e9:.2f} GB), {small['chunk_loads']} "
+                        f"loads")  # fmt: skip
+            fixed = small["tree_peak_bytes"] - args.small_memory * GiB
+            slope = (result["tree_peak_bytes"] - small["tree_peak_bytes"]) / (
+                (args.max_memory - args.small_memory) * GiB
+            )
+            common.headline("train_rss_fixed_gb", fixed / 1e9, ".3f")
+            common.headline("train_rss_per_max_memory", slope, ".3f")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def test_trainer_fit_with_chunked_background(tiny_data_dir, tmp_path):
         str(tiny_data_dir), sample_rate=SAMPLE_RATE, kernel_length=1.0, fduration=1.0,
         psd_length=4.0, highpass=20.0, batch_size=8, batches_per_epoch=4, valid_frac=0.34,
         valid_livetime=100.0, valid_stride=2.0, valid_batch_size=32, num_valid_views=2,
-        snr_sampler=PowerLaw(10.0, 20.0, -3.0), max_memory=0.0004, **CHUNKED,
+        snr_sampler=PowerLaw(10.0, 20.0, -3.0), max_memory=0.001, **CHUNKED,
     )  # fmt: skip
     arch = SupervisedTimeDomainResNet(2, SAMPLE_RATE, 1.0, layers=[1, 1], norm_groups=4)
     model = SupervisedAframe(arch, TimeSlideAUROC(max_fpr=0.1, pool_length=2.0, stride=2.0))
@@ -84,7 +84,7 @@ def test_ddp_ranks_read_disjoint_chunks(tmp_path):
         "--data.init_args.synthetic.num_waveforms=64",
         "--data.init_args.synthetic.num_val_waveforms=16",
         "--data.init_args.background_loading=chunked", "--data.init_args.chunk_length=32",
-        "--data.init_args.chunks_per_epoch=4", "--data.init_args.max_memory=0.0008",
+        "--data.init_args.chunks_per_epoch=4", "--data.init_args.max_memory=0.0019",
         "--trainer.callbacks+=chunk_probe.ChunkProbe",
     ]  # fmt: skip
     path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])

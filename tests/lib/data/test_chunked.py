@@ -216,8 +216,8 @@ def make(data_dir, **kwargs):
     "kwargs, expected",
     [
         (dict(max_memory=1.0), "memory"),  # auto: the tiny set fits
-        (dict(max_memory=0.0005), "chunked"),  # auto: it does not
-        (dict(max_memory=0.0005, background_loading="memory"), "memory"),  # override
+        (dict(max_memory=0.0016), "chunked"),  # auto: it does not (validation counts)
+        (dict(max_memory=0.0016, background_loading="memory"), "memory"),  # override
         (dict(max_memory=1.0, background_loading="chunked"), "chunked"),  # override
     ],
 )
@@ -232,8 +232,35 @@ def test_loading_is_chosen_by_size_unless_the_config_says(tiny_data_dir, kwargs,
     ds.teardown()
 
 
+def test_max_memory_holds_the_validation_set_beside_the_chunk_buffers(tiny_data_dir):
+    """max_memory bounds all the data a rank holds: the validation set (its background and
+    projected waveforms, counted from the tensors themselves) plus two loads and the training
+    waveforms; validation that alone exceeds it is refused naming the fields."""
+    max_memory = 0.0016
+    ds = make(tiny_data_dir, max_memory=max_memory, background_loading="chunked")
+    ds.setup("fit")
+    valid = sum(b.numel() for b in ds.valid_windows.background) + ds.valid_responses.numel()
+    b = ds.chunked.budget
+    loads = 2 * b.chunks_per_load * 2 * ds.chunked.chunk_size
+    waveforms = 2 * b.waveform_rows * 2 * int(4.0 * SAMPLE_RATE)  # two subsets of (rows, 2, T)
+    assert 4 * (valid + loads + waveforms) <= max_memory * GiB
+    assert ds._held_out_bytes(ds._split_paths["valid"]) == 4 * valid
+    # without the validation set the same max_memory held more chunks per load
+    alone = ChunkBudget.plan(
+        max_memory=max_memory, chunk_size=ds.chunked.chunk_size, num_ifos=2,
+        table=ds.chunked.table, chunks_per_epoch=None, world_size=1,
+        batches_per_rank=ds.batches_per_epoch, num_waveforms=64,
+        waveform_size=int(4.0 * SAMPLE_RATE),
+    )  # fmt: skip
+    assert alone.chunks_per_load > b.chunks_per_load
+    ds.teardown()
+    with pytest.raises(DataConfigError, match=r"data.max_memory=0.001: the validation data "
+                       r"alone hold .* lower data.valid_livetime"):  # fmt: skip
+        make(tiny_data_dir, max_memory=0.001, background_loading="chunked").setup("fit")
+
+
 def test_chunked_waveforms_are_a_bounded_subset_refreshed_per_load(tiny_data_dir):
-    ds = make(tiny_data_dir, max_memory=0.0005, background_loading="chunked")
+    ds = make(tiny_data_dir, max_memory=0.0016, background_loading="chunked")
     ds.setup("fit")
     rows = ds.chunked.budget.waveform_rows
     assert ds.train_waveforms is None and 0 < rows < 64  # the file holds 64
@@ -273,7 +300,7 @@ def test_bad_loading_fields_fail_at_construction(tiny_data_dir, field, value, ma
 def test_chunked_settings_that_cannot_work_fail_naming_the_field(tiny_data_dir):
     with pytest.raises(DataConfigError, match=r"data.chunk_length=5.0: must be longer than one"):
         make(tiny_data_dir, chunk_length=5.0, background_loading="chunked")
-    ds = make(tiny_data_dir, chunk_length=5.0, max_memory=0.0005)  # auto picks chunked
+    ds = make(tiny_data_dir, chunk_length=5.0, max_memory=0.0016)  # auto picks chunked
     with pytest.raises(DataConfigError, match=r"data.chunk_length=5.0"):
         ds.setup("fit")
     with pytest.raises(DataConfigError, match=r"data.max_memory=1e-06: .*raise max_memory"):

@@ -200,12 +200,12 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
             len(test),
         )
         self._split_paths = {"train": train, "valid": valid, "test": test}
-        self._setup_training(train)
+        held_out, held_out_waveforms = (
+            (test, self._test_waveforms()) if stage == "test" else (valid, None)
+        )
+        self._setup_training(train, self._held_out_bytes(held_out, held_out_waveforms))
         self._setup_glitches()
-        if stage == "test":
-            self._setup_validation(test, self._test_waveforms())
-        else:
-            self._setup_validation(valid)
+        self._setup_validation(held_out, held_out_waveforms)
 
     def _check_finite(self, segments: list) -> None:
         """Scan local files for NaN/inf now; s3:// files are checked as they are read (every
@@ -288,8 +288,20 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
         logger.info("no test_waveforms.hdf5: the test split injects val_waveforms.hdf5")
         return fs.join(self.local_dir, "val_waveforms.hdf5")
 
-    def _setup_training(self, train: list) -> None:
-        """Training background and waveforms, in memory or chunked (``background_loading``)."""
+    def _held_out_bytes(self, held_out: list, waveforms: str | None = None) -> int:
+        """Host memory the validation (or test) set holds for the whole run: its background
+        (the segments :meth:`_livetime_segments` keeps) and its projected waveforms."""
+        if not held_out:
+            return 0
+        samples = sum(s.size for s in self._livetime_segments(held_out))
+        path = waveforms or fs.join(self.local_dir, "val_waveforms.hdf5")
+        rows, size, _ = waveform_shape(path, self.sample_rate)
+        rows = min(rows, self.max_valid_waveforms or rows)
+        return (samples + rows * size) * self.num_ifos * 4
+
+    def _setup_training(self, train: list, held_out_bytes: int = 0) -> None:
+        """Training background and waveforms, in memory or chunked (``background_loading``),
+        in what ``max_memory`` leaves beside the ``held_out_bytes`` of validation data."""
         rank, world_size = self._rank()
         if self.chunked is not None:
             self.chunked.close()
@@ -301,11 +313,12 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
         waveform_bytes = num_waveforms * 2 * waveform_size * 4
         self.loading = self.background_loading
         if self.loading == "auto":
-            fits = background_bytes + waveform_bytes <= self.max_memory * GiB
+            fits = background_bytes + waveform_bytes + held_out_bytes <= self.max_memory * GiB
             self.loading = "memory" if fits else "chunked"
         logger.info(
-            "training data: %.3g GiB of background, %.3g GiB of waveforms: %s (max_memory=%g)",
-            background_bytes / GiB, waveform_bytes / GiB, self.loading, self.max_memory,
+            "training data: %.3g GiB of background, %.3g GiB of waveforms, beside %.3g GiB of "
+            "validation data: %s (max_memory=%g)", background_bytes / GiB,
+            waveform_bytes / GiB, held_out_bytes / GiB, self.loading, self.max_memory,
         )  # fmt: skip
         waveform_rows = None
         if self.loading == "memory":
@@ -321,7 +334,7 @@ class AframeDataset(pl.LightningDataModule, _SettingsView):
                 max_memory=self.max_memory, chunk_size=chunk_size, num_ifos=self.num_ifos,
                 table=table, chunks_per_epoch=self.chunks_per_epoch, world_size=world_size,
                 batches_per_rank=batches, num_waveforms=num_waveforms,
-                waveform_size=waveform_size,
+                waveform_size=waveform_size, reserved_bytes=held_out_bytes,
             )  # fmt: skip
             trainer = getattr(self, "trainer", None)
             self.chunked = ChunkedTrainingData(

@@ -1,5 +1,9 @@
 """Chunked training data: host memory per rank bounded by ``data.max_memory``, not by the data.
 
+``max_memory`` holds everything the Dataset keeps in host memory: the validation (or test) set,
+held for the whole run, is set aside first, and the chunk buffers and training waveforms fit in
+what is left.
+
 Each background segment is tiled into chunks of ``chunk_length`` seconds that overlap by one
 window minus a sample, so every window start belongs to exactly one chunk. Every epoch, all ranks
 draw the same set of chunks (seeded by ``data.seed`` and the epoch) and deal it out, so each rank
@@ -134,13 +138,21 @@ class ChunkBudget:
         batches_per_rank: int,
         num_waveforms: int,
         waveform_size: int,
+        reserved_bytes: int = 0,
     ) -> ChunkBudget:
-        """Fit two loads (the one in use and the next) and the waveforms into ``max_memory`` GiB.
+        """Fit two loads (the one in use and the next) and the waveforms into ``max_memory`` GiB
+        less ``reserved_bytes`` (the validation data, held for the whole run).
 
         Raises:
             DataConfigError: naming ``max_memory`` or ``chunk_length`` when nothing fits.
         """
-        budget = max_memory * GiB
+        budget = max_memory * GiB - reserved_bytes
+        if budget <= 0:
+            raise DataConfigError(
+                f"data.max_memory={max_memory!r}: the validation data alone hold "
+                f"{reserved_bytes / GiB:.3g} GiB; raise max_memory or lower data.valid_livetime"
+                " (or data.max_valid_waveforms)"
+            )
         row = 2 * waveform_size * _BYTES
         rows: int | None = None
         waveform_bytes = num_waveforms * row

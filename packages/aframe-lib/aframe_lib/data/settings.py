@@ -82,10 +82,13 @@ class DatasetSettings:
             (and on the device); ``chunked`` streams background from HDF5 in chunks, a bounded
             buffer per rank (see :mod:`~aframe_lib.data.chunked`); ``auto`` picks ``memory``
             when the training background and waveforms fit in ``max_memory``.
-        max_memory: GiB of host memory per rank for training background and waveforms: the
-            ``auto`` threshold, and in the chunked path the bound on the chunk buffers (two
-            loads: the one in use and the next) plus waveforms (all of them when they fit in a
-            quarter of it, else a fresh random subset per load).
+        max_memory: GiB of host memory per rank for the data the Dataset holds: the
+            validation set (its background and projected waveforms, held for the run) plus the
+            training background and waveforms. The ``auto`` threshold, and in the chunked path
+            the bound on the validation set plus the chunk buffers (two loads: the one in use
+            and the next) plus waveforms (all of them when they fit in a quarter of what the
+            validation set leaves, else a fresh random subset per load). The process itself
+            (torch, the model, a training step) comes on top: see the real-data results.
         chunk_length: Seconds of background per chunk (chunked path); longer than a window.
         chunks_per_epoch: Chunks each rank reads per epoch (chunked path), read in loads that
             fit ``max_memory``; ``None``: one load per epoch, as many chunks as fit.
