@@ -327,10 +327,9 @@ def test_s3_background_is_streamed_each_rank_reading_only_its_share(
     import h5py
     import s3fs
 
-    from aframe_lib.data import background
     from aframe_lib.utils import fs
 
-    monkeypatch.setattr(background, "_S3_BLOCK", 2048)  # read-ahead well below a file
+    monkeypatch.setattr(fs, "HDF5_BLOCK", 2048)  # read-ahead well below a file
     local, size, ifos = tmp_path / "local", int(200 * SAMPLE_RATE), ["H1", "L1"]
     rng = np.random.default_rng(0)
     for k in range(5):

@@ -27,6 +27,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from aframe_lib.utils import fs as fsutil
 from aframe_lib.utils.errors import DataError
 from aframe_lib.utils.fs import (
     atomic_local_path,
@@ -38,7 +39,6 @@ from aframe_lib.utils.fs import (
 
 _NAME = re.compile(r"^background-(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\.hdf5$")
 _IFO_CODE = re.compile(r"^[A-Z][0-9]$")  # H1, L1, V1, K1, G1, ...: what a detector dataset is named
-_S3_BLOCK = 4 * 2**20  # small blocks: listing reads only HDF5 headers, not 50 MiB per file
 
 
 class BackgroundError(DataError, ValueError):
@@ -130,12 +130,12 @@ def _open(path: str, fs=None) -> Iterator[h5py.File]:
     """Open ``path`` (local or remote) with h5py, turning unreadable files into BackgroundError."""
     with contextlib.ExitStack() as stack:
         try:
-            if is_remote(path):  # h5py reads through a file object; small blocks: see _S3_BLOCK
+            if is_remote(path):  # h5py reads through a file object; small blocks: see HDF5_BLOCK
                 fs = fs or filesystem(path)[0]
                 # a storage failure (endpoint, credentials) is said as such, not as corruption
                 with explain_storage_errors(path, "data.data_dir"):
                     src = stack.enter_context(
-                        fs.open(path.split("://", 1)[1], "rb", block_size=_S3_BLOCK)
+                        fs.open(path.split("://", 1)[1], "rb", block_size=fsutil.HDF5_BLOCK)
                     )
             else:
                 src = filesystem(path)[1]

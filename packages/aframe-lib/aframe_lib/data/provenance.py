@@ -222,7 +222,8 @@ def read(path: str) -> dict[str, Any] | None:
     from aframe_lib.utils import fs
 
     filesystem, inner = fs.filesystem(path)
-    with filesystem.open(inner, "rb") as src, h5py.File(src, "r") as f:
+    # small read-ahead: the attributes are in the header, not the whole (s3://) file
+    with filesystem.open(inner, "rb", block_size=fs.HDF5_BLOCK) as src, h5py.File(src, "r") as f:
         return from_attrs(f.attrs)
 
 

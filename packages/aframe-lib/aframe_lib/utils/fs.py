@@ -34,6 +34,12 @@ _PERMANENT = (
     IsADirectoryError,
     NotADirectoryError,
 )
+# read-ahead (bytes) of an s3:// HDF5 file read in part (a background file's header or chunks, a
+# data file's provenance attributes): one default HDF5 chunk of background (131072 float32
+# samples), so a header costs about one block and a chunk read fetches its bytes plus at most one
+# block per IFO, where s3fs's default (5 MiB) would fetch whole small files and several times a
+# chunk of a large one
+HDF5_BLOCK = 512 * 2**10
 # botocore/aiohttp network errors that are not OSErrors (matched by name: no import needed).
 # Connect errors (EndpointConnectionError) are left out: botocore has already retried those.
 _TRANSIENT_NAMES = {
