@@ -255,7 +255,7 @@ def test_the_bbh_cpu_recipe_cfg_resolves():
     assert config == str(bbh / "train.yaml") and tune_config == str(bbh / "tune.yaml")
     assert rate == "512.0" and heldout == "(2048.0, 259200.0, 512.0)"
     assert "[12, 120, 1200]" in args  # per year: 1, 10 and 100 per month
-    assert "'--mf_budget_s', '3600'" in args  # the matched-filter ideal, one CPU-hour
+    assert "'--mf_budget_s', '1800'" in args  # the matched-filter ideal, half a CPU-hour
     assert direct == "(2048.0, 259200.0, 2029)"  # run alone, the same held-out data
 
 
