@@ -172,7 +172,7 @@ def test_calibration_at_snr_8_to_20_gives_each_event_the_var_of_its_stat(
         snr_range=(40.0, 60.0), highpass=32.0, seed=1, var_injections=24,
     )  # fmt: skip
     bins = timing["var_bins"]
-    assert bins["snr_range"] == [8.0, 20.0] and bins["quantile"] == 0.95
+    assert bins["snr_range"] == [8.0, 20.0] and bins["quantile"] == 0.99
     assert bins["num_matched"] >= 16 and len(bins["var"]) == len(bins["edges"]) + 1 >= 2
     model = tmp_path / "model.pt"
     model.write_bytes(focus.read_bytes())
