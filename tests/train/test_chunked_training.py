@@ -69,34 +69,44 @@ def test_trainer_fit_with_chunked_background(tiny_data_dir, tmp_path):
 
 @pytest.mark.slow  # ~25 s of CPU, over a minute on a busy 2-core machine
 def test_ddp_ranks_read_disjoint_chunks(tmp_path):
-    (tmp_path / "chunk_probe.py").write_text(PROBE)
-    out = tmp_path / "run"
-    cmd = [
-        *aframe_train(), "fit", "--config", str(QUICKSTART),
-        f"--trainer.default_root_dir={out}", f"--trainer.logger.init_args.save_dir={out}",
-        f"--data.init_args.data_dir={tmp_path / 'data'}", "--trainer.accelerator=cpu",
-        "--trainer.enable_progress_bar=false", "--trainer.max_epochs=2",
-        "--trainer.devices=2", "--trainer.strategy=ddp",
-        "--data.init_args.batches_per_epoch=4", "--data.init_args.batch_size=16",
-        "--data.init_args.valid_livetime=300", "--data.init_args.valid_batch_size=32",
+    out = fit_two_ranks(
+        tmp_path, PROBE, "chunk_probe.ChunkProbe",
+        f"--data.init_args.data_dir={tmp_path / 'data'}",
         "--data.init_args.synthetic.background_duration=768",
         "--data.init_args.synthetic.segment_duration=256",
         "--data.init_args.synthetic.num_waveforms=64",
         "--data.init_args.synthetic.num_val_waveforms=16",
-        "--data.init_args.background_loading=chunked", "--data.init_args.chunk_length=32",
-        "--data.init_args.chunks_per_epoch=4", "--data.init_args.max_memory=0.0019",
-        "--trainer.callbacks+=chunk_probe.ChunkProbe",
-    ]  # fmt: skip
-    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+        "--data.init_args.max_memory=0.0019",
+    )  # fmt: skip
     ranks = [json.loads((out / f"chunks-rank{r}.json").read_text()) for r in range(2)]
     for epoch in ("0", "1"):
         shares = [{c for load in r[epoch] for c in load} for r in ranks]
         assert len(shares[0]) == len(shares[1]) == 4  # 2 loads x 2 chunks each
         assert not shares[0] & shares[1]
     assert (out / "model.pt").exists()
+
+
+def fit_two_ranks(tmp_path: Path, probe: str, callback: str, *args: str) -> Path:
+    """``aframe-train fit`` of the quickstart model with 2 gloo DDP ranks, chunked background
+    (2 epochs of 4 batches, 4 chunks of 32 s per rank and epoch), the probe module ``probe``
+    importable and its ``callback`` added; ``args`` name the data. Returns the run directory."""
+    (tmp_path / f"{callback.split('.')[0]}.py").write_text(probe)
+    out = tmp_path / "run"
+    cmd = [
+        *aframe_train(), "fit", "--config", str(QUICKSTART),
+        f"--trainer.default_root_dir={out}", f"--trainer.logger.init_args.save_dir={out}",
+        "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
+        "--trainer.max_epochs=2", "--trainer.devices=2", "--trainer.strategy=ddp",
+        "--data.init_args.batches_per_epoch=4", "--data.init_args.batch_size=16",
+        "--data.init_args.valid_livetime=300", "--data.init_args.valid_batch_size=32",
+        "--data.init_args.background_loading=chunked", "--data.init_args.chunk_length=32",
+        "--data.init_args.chunks_per_epoch=4", f"--trainer.callbacks+={callback}", *args,
+    ]  # fmt: skip
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out
 
 
 PROBE = '''
@@ -194,26 +204,13 @@ def test_ddp_ranks_stream_their_own_chunks_from_s3(tiny_data_dir, s3_bucket, tmp
     for path in sorted(local.iterdir()):
         store.put_file(str(path), f"{inner}/{path.name}")
 
-    (tmp_path / "s3_probe.py").write_text(S3_PROBE)
-    out = tmp_path / "run"
-    cmd = [
-        *aframe_train(), "fit", "--config", str(QUICKSTART),
-        f"--trainer.default_root_dir={out}", f"--trainer.logger.init_args.save_dir={out}",
+    out = fit_two_ranks(
+        tmp_path, S3_PROBE, "s3_probe.S3Probe",
         f"--data.init_args.data_dir={s3_bucket}/data", "--data.init_args.synthetic=null",
         f"--data.init_args.cache_dir={tmp_path / 'cache'}",
         f"--data.init_args.sample_rate={SAMPLE_RATE:g}", "--data.init_args.valid_frac=0.15",
-        "--data.init_args.test_frac=0.15", "--trainer.accelerator=cpu",
-        "--trainer.enable_progress_bar=false", "--trainer.max_epochs=2",
-        "--trainer.devices=2", "--trainer.strategy=ddp",
-        "--data.init_args.batches_per_epoch=4", "--data.init_args.batch_size=16",
-        "--data.init_args.valid_livetime=300", "--data.init_args.valid_batch_size=32",
-        "--data.init_args.background_loading=chunked", "--data.init_args.chunk_length=32",
-        "--data.init_args.chunks_per_epoch=4", "--trainer.callbacks+=s3_probe.S3Probe",
-    ]  # fmt: skip
-    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+        "--data.init_args.test_frac=0.15",
+    )  # fmt: skip
     ranks = [json.loads((out / f"s3-rank{r}.json").read_text()) for r in range(2)]
     train = ranks[0]["train"]
     assert len(train) == 4 and ranks[1]["train"] == train

@@ -110,3 +110,29 @@ def test_a_data_module_with_example_batch_but_no_transform_is_refused(tiny, tmp_
     )  # fmt: skip
     with pytest.raises(ConfigError, match=r"HalfData has example_batch but no transform"):
         trainer.fit(TinyModule(), HalfData())
+
+
+def test_a_run_resumed_from_its_last_checkpoint_still_exports(tiny, tmp_path):
+    """Rerunning a command that was killed while it exported resumes from the last epoch's
+    checkpoint, trains nothing, and Lightning skips on_train_end: the model is exported at
+    on_fit_end from the tracing batch the checkpoint carries."""
+    import lightning.pytorch as pl
+
+    TinyModule, TinyData = tiny
+
+    def trainer(root):
+        return pl.Trainer(
+            default_root_dir=root, max_epochs=1, limit_train_batches=2, limit_val_batches=2,
+            callbacks=[ExportModel(onnx=False)], logger=False, enable_progress_bar=False,
+            enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0,
+        )  # fmt: skip
+
+    first = trainer(tmp_path / "first")
+    first.fit(TinyModule(), TinyData())
+    checkpoint = first.checkpoint_callback.best_model_path
+    assert checkpoint and (tmp_path / "first" / "model.pt").is_file()
+    again = trainer(tmp_path / "again")
+    again.fit(TinyModule(), TinyData(), ckpt_path=checkpoint)
+    assert again.current_epoch == 1  # nothing was trained again
+    traced, _ = load_exported(tmp_path / "again" / "model.pt")
+    assert traced(torch.randn(3, 2, 64)).shape[0] == 3

@@ -141,6 +141,7 @@ class ExportModel(pl.Callback):
         self.timing: dict[str, Any] | None = None
         self._example: torch.Tensor | None = None
         self._previous: torch.Tensor | None = None
+        self._exported = False
         self.path: str | None = None
         self.onnx_path: str | None = None
 
@@ -154,9 +155,31 @@ class ExportModel(pl.Callback):
         self._previous = self._example
         self._example = X[: self.num_examples].detach().cpu()
 
+    def state_dict(self) -> dict[str, Any]:
+        """The tracing batches travel in the checkpoint, so a resumed run can export."""
+        return {"example": self._example, "previous": self._previous}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._example = state_dict.get("example", self._example)
+        self._previous = state_dict.get("previous", self._previous)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._exported = False
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._export(trainer, pl_module)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # a run resumed from its last epoch's checkpoint trains nothing, and Lightning then
+        # skips on_train_end: export here, or rerunning a command killed while it exported
+        # would finish without a model
+        if not self._exported:
+            self._export(trainer, pl_module)
+
+    def _export(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or self._example is None:
             return
+        self._exported = True
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")
         if best:
             filesystem, inner = fs.filesystem(best)
