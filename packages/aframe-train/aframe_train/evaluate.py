@@ -28,8 +28,9 @@ streams).
    - its own injections: IMRPhenomD binaries (ml4gw) from ``population``, by default the
      population the model was trained on (``model.json``'s, recorded at export), drawn from
      the streams ``EVALUATE + 1`` (binaries) and ``+ 2`` (sky positions, times) of ``seed``,
-     injected every ``injection_spacing`` s at their physical amplitude into the unshifted
-     background ->
+     injected every ``injection_spacing`` s (each moved later by a random fraction of the
+     search's output step, so they fall at every phase of its output grid) at their physical
+     amplitude into the unshifted background ->
      ``foreground/`` (the data at the model's rate, and ``injections.hdf5``: times,
      parameters, optimal SNRs); or
    - an external set (``--injections``, see
@@ -716,8 +717,11 @@ def _inject(
     from aframe_lib.search import inject_population
 
     start_pad = engine.min_duration + 1.0
+    # injections fall at every phase of the search's output grid (see inject_population)
+    jitter = 1.0 / engine.rate
     fits = sum(
-        max(0, math.ceil((s.duration - start_pad - (wf_duration - tc)) / spacing)) for s in spans
+        max(0, math.ceil((s.duration - start_pad - (wf_duration - tc) - jitter) / spacing))
+        for s in spans
     )
     where.mkdir(parents=True, exist_ok=True)
     rates = {s.sample_rate * s.factor for s in spans}
@@ -748,6 +752,7 @@ def _inject(
         highpass=F_MIN if snr_highpass is None else snr_highpass,
         distance_range=tuple(distances) if distances else None,
         seed=stream_seed(seed, EVALUATE + 2),
+        jitter=jitter,
     )
 
 

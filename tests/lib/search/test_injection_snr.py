@@ -42,3 +42,42 @@ def test_injection_snr_is_against_the_true_psd(noise_dir, tmp_path):
         rho2 = 4 * (np.abs(hf[:, band]) ** 2 / S).sum(-1) * (f[1] - f[0])
         np.testing.assert_allclose(injections["ifo_snr"][i], np.sqrt(rho2), rtol=0.03)
         np.testing.assert_allclose(injections["snr"][i], np.sqrt(rho2.sum()), rtol=0.03)
+
+
+def test_jitter_spreads_injections_over_every_phase_of_the_output_grid(noise_dir, tmp_path):
+    """With ``jitter`` one output step, the injections' phases within that step are uniform
+    (counted per quarter of the step, against binomial bounds); without it they all share one
+    phase. The sky positions do not depend on the jitter, and the same seed gives the same
+    times (the clean and glitchy twins of an evaluation)."""
+    from aframe_lib.data.synthetic import generate_waveforms
+    from aframe_lib.search import inject_population
+
+    step = 0.25
+    waveforms = generate_waveforms(
+        str(tmp_path / "waveforms.hdf5"), 400, SAMPLE_RATE,
+        waveform_duration=1.0, coalescence_time=0.5, seed=11,
+    )  # fmt: skip
+    t0 = list_segments(str(noise_dir), IFOS)[0].t0
+
+    def inject(name, jitter):
+        return inject_population(
+            str(noise_dir), str(tmp_path / name), waveforms, IFOS, spacing=1.0, start_pad=2.0,
+            seed=12, jitter=jitter,
+        )  # fmt: skip
+
+    fixed, jittered, again = inject("fixed", 0.0), inject("a", step), inject("b", step)
+    n = len(jittered["time"])
+    assert n >= 100
+    phase = np.mod(jittered["time"] - t0, step) / step
+    counts = np.histogram(phase, bins=4, range=(0, 1))[0]
+    sigma = np.sqrt(n * 0.25 * 0.75)
+    assert np.all(np.abs(counts - n / 4) < 4 * sigma), counts
+    fixed_phase = np.mod(fixed["time"] - t0, step)
+    assert np.ptp(fixed_phase) < 1.5 / SAMPLE_RATE
+    # each moved by less than one step from its regular time, later
+    shift = jittered["time"] - fixed["time"][:n]
+    assert shift.min() >= -0.5 / SAMPLE_RATE and shift.max() < step + 0.5 / SAMPLE_RATE
+    np.testing.assert_array_equal(jittered["time"], again["time"])
+    np.testing.assert_array_equal(jittered["dec"], fixed["dec"][:n])
+    with h5py.File(tmp_path / "a" / "injections.hdf5") as f:
+        assert f.attrs["jitter"] == step

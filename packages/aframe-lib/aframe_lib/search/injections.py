@@ -4,11 +4,12 @@ injections already in the strain (:func:`read_injection_table`).
 :func:`inject_population` copies each span of strain (any layout the search reads, resampled
 to the search's rate when faster) with waveforms added at regular times (``spacing`` seconds
 apart, the first ``start_pad`` seconds after the span starts, the last ending before it
-does) to the strain as recorded (resampled with it, as a real signal is), projected onto the
-IFOs at random sky positions with ml4gw (:class:`~aframe_lib.data.injection.Injector`) and
-kept at their physical amplitude (their distance is the one they were generated at). The
-result is a directory in the background layout (so the search reads it like any other) and
-``injections.hdf5`` beside it:
+does; each moved later by a random fraction of ``jitter`` seconds) to the strain as recorded
+(resampled with it, as a real signal is), projected onto the IFOs at random sky positions
+with ml4gw (:class:`~aframe_lib.data.injection.Injector`) and kept at their physical
+amplitude (their distance is the one they were generated at). The result is a directory in
+the background layout (so the search reads it like any other) and ``injections.hdf5``
+beside it:
 
 - ``time``: GPS time of coalescence at the geocentre (s);
 - ``snr``: network optimal SNR in the strain as recorded (against ``psd.hdf5`` beside the
@@ -16,7 +17,8 @@ result is a directory in the background layout (so the search reads it like any 
   the span it was injected into), ``ifo_snr`` ``(N, num_ifos)``;
 - ``dec``, ``psi``, ``phi`` (rad) and every source parameter of the waveform file;
 - attributes: ``ifos``, ``sample_rate`` (of the written strain), ``waveform_sample_rate``
-  (of the recorded strain and the waveforms), ``spacing``, ``distance_range`` (when given).
+  (of the recorded strain and the waveforms), ``spacing``, ``jitter``, ``distance_range``
+  (when given).
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ def inject_population(
     distance_range: tuple[float, float] | None = None,
     seed: int = 0,
     sample_rate: float | None = None,
+    jitter: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """Write ``out_dir``: the strain of ``data`` plus injections, and their table.
 
@@ -144,9 +147,14 @@ def inject_population(
             warm-up, ``Search.min_duration``, or early injections are never searched).
         highpass: Hz below which nothing counts towards the SNRs.
         distance_range: ``(min, max)`` Mpc the distances were drawn from, stored for volumes.
-        seed: seed of the sky positions.
+        seed: seed of the sky positions and of the jitter.
         sample_rate: rate of the written strain when ``data`` is a path (``None``: the
             waveforms' rate); spans keep their own.
+        jitter: seconds; each injection moves later by a time drawn uniformly from
+            ``[0, jitter)``. Pass the search's output step (``1 / inference_sampling_rate``)
+            so that injections fall at every phase of its output grid, as real signals do: at
+            ``0`` every injection of a span whose ``start_pad`` and ``spacing`` are whole steps
+            sits at the same phase, and timing and efficiency are measured at that phase only.
 
     Returns:
         The injection table (also written to ``out_dir/injections.hdf5``).
@@ -168,13 +176,20 @@ def inject_population(
     after = waveforms.duration - waveforms.coalescence_time
     used, table = 0, []
     out_rate = spans[0].sample_rate if spans else rate
+    if not 0 <= jitter < spacing:
+        raise ValueError(f"jitter={jitter}: must be >= 0 and less than spacing ({spacing} s)")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    # the jitter has its own stream, so the sky positions do not depend on it
+    shifts = np.random.default_rng([seed, 1]) if jitter else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for seg in spans:
             q = seg.factor
-            times = np.arange(seg.t0 + start_pad, seg.t0 + seg.duration - after, spacing)
+            end = seg.t0 + seg.duration - after - jitter
+            times = np.arange(seg.t0 + start_pad, end, spacing)
             times = times[: len(waveforms.plus) - used]
+            if shifts is not None:
+                times = times + shifts.uniform(0.0, jitter, len(times))
             strain = seg.read().astype(np.float64)
             if len(times):
                 rows = slice(used, used + len(times))
@@ -223,7 +238,11 @@ def inject_population(
         for key, value in injections.items():
             f.create_dataset(key, data=value)
         f.attrs.update(
-            ifos=",".join(ifos), sample_rate=out_rate, waveform_sample_rate=rate, spacing=spacing
+            ifos=",".join(ifos),
+            sample_rate=out_rate,
+            waveform_sample_rate=rate,
+            spacing=spacing,
+            jitter=jitter,
         )
         if distance_range is not None:
             f.attrs["distance_range"] = np.asarray(distance_range, np.float64)
