@@ -173,6 +173,10 @@ def test_calibration_at_snr_8_to_20_gives_each_event_the_var_of_its_stat(
     )  # fmt: skip
     bins = timing["var_bins"]
     assert bins["snr_range"] == [8.0, 20.0] and bins["quantile"] == 0.99
+    # the offset is the SNR 8-20 injections': the model's response does not move with SNR
+    assert timing["offset_snr_range"] == [8.0, 20.0]
+    assert timing["offset"] == pytest.approx(OFFSET, abs=0.03)
+    assert timing["loud_offset"] == pytest.approx(OFFSET, abs=0.015)
     assert bins["num_matched"] >= 16 and len(bins["var"]) == len(bins["edges"]) + 1 >= 2
     model = tmp_path / "model.pt"
     model.write_bytes(focus.read_bytes())
@@ -186,3 +190,69 @@ def test_calibration_at_snr_8_to_20_gives_each_event_the_var_of_its_stat(
     # noise events are quiet: the lowest bin's var; a loud event would take the top bin's
     loud = np.array([min(bins["edges"]) - 1.0, max(bins["edges"]) + 1.0])
     assert lookup_var(bins, loud).tolist() == [bins["var"][0], bins["var"][-1]]
+
+
+def _measured(centre: float, n: int, rng, stat_lo: float, stat_hi: float, spread: float = 0.05):
+    """``(d, stat)`` of ``n`` injections whose events sit ``centre`` s after them."""
+    return rng.uniform(-spread, spread, n) + centre, rng.uniform(stat_lo, stat_hi, n)
+
+
+def test_the_offset_is_that_of_the_snr_8_to_20_injections_where_alerts_live(monkeypatch):
+    """Item 4 of issue 21: the bbh-cpu model's SNR 8-20 events peak later than its loud ones;
+    with the loud set's offset they sat a median +0.055 s from their injections, outside their
+    own var. The offset must be the median of the SNR 8-20 injections the network responds to,
+    and each bin's var must cover 99 % of them about that centre."""
+    from types import SimpleNamespace
+
+    from aframe_lib.search import calibration
+
+    rng = np.random.default_rng(3)
+    loud = _measured(0.80, 16, rng, 20.0, 30.0)
+    d, stat = _measured(0.85, 192, rng, 5.0, 15.0, spread=0.1)
+    d[:10], stat[:10] = rng.uniform(0.0, 3.0, 10), rng.uniform(0.0, 1.0, 10)  # noise matches
+    calls = iter([(*loud, 2.0), (d, stat, 2.0)])
+    monkeypatch.setattr(calibration, "_measure", lambda *a, **k: next(calls))
+    search = SimpleNamespace(integration_size=4, rate=4.0)
+    timing = calibration.calibrate_timing(search, [], None, None, 0, var_injections=192)
+    half = 3 / 8
+    responding = stat > 2.0
+    assert timing["offset"] == pytest.approx(np.median(d[responding]) - half)
+    assert timing["loud_offset"] == pytest.approx(np.median(loud[0]) - half)
+    assert timing["offset_snr_range"] == [8.0, 20.0]
+    assert timing["var_bins"]["num_responding"] == 182
+    # about the quiet centre every bin's var covers 99 % of its injections' errors
+    centre = timing["offset"] + half
+    var = calibration.lookup_var(timing["var_bins"], stat)
+    for lo, hi in zip([-np.inf, *timing["var_bins"]["edges"]],
+                      [*timing["var_bins"]["edges"], np.inf], strict=True):  # fmt: skip
+        inside = (stat >= lo) & (stat < hi)
+        assert np.mean(np.abs(d[inside] - centre) <= var[inside]) >= 0.99
+    # about the loud set's centre (0.05 s early) the same vars would miss a fifth of them
+    loud_centre = timing["loud_offset"] + half
+    assert np.mean(np.abs(d[responding] - loud_centre) <= var[responding]) < 0.9
+
+    # too few respond at SNR 8-20: the loud set's offset stays, and says so
+    stat_quiet = np.where(np.arange(192) < 20, 5.0, 1.0)
+    calls = iter([(*loud, 2.0), (d, stat_quiet, 2.0)])
+    timing = calibration.calibrate_timing(search, [], None, None, 0, var_injections=192)
+    assert timing["offset"] == pytest.approx(np.median(loud[0]) - half)
+    assert timing["offset_snr_range"] == [20.0, 40.0] and "loud_offset" not in timing
+
+
+def test_a_timing_calibrated_before_the_snr_8_to_20_offset_is_flagged(focus, tmp_path, caplog):
+    from aframe_lib.search import Search
+    from aframe_lib.search.calibration import update_metadata
+
+    model = tmp_path / "model.pt"
+    model.write_bytes(focus.read_bytes())
+    model.with_suffix(".json").write_bytes(focus.with_suffix(".json").read_bytes())
+    old = {"offset": OFFSET, "var": 0.1, "var_bins": {"edges": [1.0], "var": [0.2, 0.1]}}
+    update_metadata(str(model), {"timing": old})
+    with caplog.at_level("WARNING", logger="aframe_lib.search.pipeline"):
+        Search.from_exported(str(model), device="cpu")
+    assert "recalibrate" in caplog.text and "calibrate_exported" in caplog.text
+    caplog.clear()
+    update_metadata(str(model), {"timing": {**old, "offset_snr_range": [8.0, 20.0]}})
+    with caplog.at_level("WARNING", logger="aframe_lib.search.pipeline"):
+        Search.from_exported(str(model), device="cpu")
+    assert "recalibrate" not in caplog.text

@@ -13,14 +13,21 @@ has no timing to calibrate). With ``d`` the peak's stamp time minus the injectio
   it holds for any ``integration_length`` at search time;
 - ``spread``: the standard deviation of ``d``; ``var``: the 99th percentile of
   ``|d - median(d)|``, the matching tolerance the search then writes with each event;
-- ``var_bins`` (with ``var_injections``): loud injections time better than the SNR 8-20 ones
-  where alerts live, so a second, independent set at SNR 8-20 calibrates ``var`` per bin of the
-  event stat: in each bin, at least 99 % of its injections lie within ``var`` of their event
-  (:func:`var_by_stat`); the search then writes each event's ``var`` from its stat's bin. (At
-  95 % from 48 injections, 12 per bin, the bbh-cpu model's events' own ``var`` found only 78 %
-  of what a 0.5 s window finds: its timing error is bounded, ~0.2 s, by the inference step and
-  the integration, but a quarter of the events sit at the far end, which 12 draws and a 95 %
-  quantile miss.)
+- ``var_bins`` (with ``var_injections``): loud injections time differently from the SNR 8-20
+  ones where alerts live, so a second, independent set at SNR 8-20 calibrates both where
+  events sit and how far: ``offset`` is then the median ``d`` of those of its injections the
+  network responds to (``offset_snr_range`` says which set gave it; ``loud_offset`` keeps the
+  loud set's), and ``var`` per bin of the event stat is such that in each bin at least 99 % of
+  its injections lie within ``var`` of their event (:func:`var_by_stat`); the search then
+  writes each event's ``var`` from its stat's bin.
+
+Why the offset comes from SNR 8-20 (measured on the bbh-cpu model, 2026-12-06): its integrated
+output peaks 0.03 s later for SNR 8-20 injections than for SNR 20-40 ones, and a median of 16
+injections at a random phase of the 0.25 s output grid is itself uncertain by ~0.02 s. With the
+offset of 16 loud injections, its evaluation events sat a median +0.055 s from their injections
+(at every SNR from 6 to 20), and the events' own ``var`` found 95-98 % of what a 0.5 s window
+finds; with the offset of the 192 SNR 8-20 injections, 100 %. (Before that, at 95 % from 48
+injections, 12 per bin, it found 78 %.)
 
 :func:`calibrate_exported` does this for an exported model on a background directory with a
 waveform file (the :class:`~aframe_lib.callbacks.ExportModel` callback runs it after export
@@ -211,15 +218,19 @@ def calibrate_timing(
         highpass: Hz below which nothing counts towards the SNRs.
         seed: seed of the times, sky positions and SNRs.
         var_injections: injections (other ones, seed ``seed + 1``) at network SNRs in
-            ``var_snr_range``, where alerts live, calibrating ``var`` per bin of the event
-            stat (:func:`var_by_stat`): ``var_bins``; 0: none, one ``var`` for all events.
+            ``var_snr_range``, where alerts live, calibrating the ``offset`` (the median of
+            those the network responds to, when at least a quarter and 8 do) and ``var`` per
+            bin of the event stat (:func:`var_by_stat`): ``var_bins``; 0: none, the loud
+            injections' offset and one ``var`` for all events.
         var_snr_range: network SNRs of those injections.
         var_quantile: the fraction of them each bin's ``var`` covers.
 
     Returns:
-        ``{"offset", "spread", "var", "num_injections", "num_found", "inference_sampling_rate",
-        "integration_length", "snr_range"}`` (seconds where relevant), and ``var_bins`` (with
-        ``snr_range``, ``num_injections`` and ``num_matched``) when ``var_injections`` > 0.
+        ``{"offset", "offset_snr_range", "spread", "var", "num_injections", "num_found",
+        "inference_sampling_rate", "integration_length", "snr_range"}`` (seconds where
+        relevant; ``spread``, ``var`` and the counts are the loud set's), and ``var_bins``
+        (with ``snr_range``, ``num_injections``, ``num_matched`` and ``num_responding``) when
+        ``var_injections`` > 0, with ``loud_offset`` when the offset is theirs.
     """
     d, stat, cut = _measure(
         search, spans, cross, plus, reference_index, num_injections, snr_range, spacing,
@@ -236,8 +247,10 @@ def calibrate_timing(
         )
     found = d[responds]
     centre = float(np.median(found))
+    half = (search.integration_size - 1) / (2 * search.rate)  # the integration's delay
     result = {
-        "offset": centre - (search.integration_size - 1) / (2 * search.rate),
+        "offset": centre - half,
+        "offset_snr_range": [float(x) for x in snr_range],
         "spread": float(np.std(found)),
         "var": float(np.quantile(np.abs(found - centre), 0.99)),
         "num_injections": len(d),
@@ -247,16 +260,31 @@ def calibrate_timing(
         "snr_range": [float(x) for x in snr_range],
     }
     if var_injections > 0:
-        d, stat, _ = _measure(
+        d, stat, cut = _measure(
             search, spans, cross, plus, reference_index, var_injections, var_snr_range,
             spacing, highpass, seed + 1,
         )  # fmt: skip
         matched = np.isfinite(d)  # what a scorer matches: the loudest event within reach
+        # where alerts live, events sit where these injections' do: the offset is theirs
+        # (of those the network responds to, as for the loud set; too few: the loud one)
+        quiet = matched & (stat > cut)
+        if quiet.sum() >= max(8, len(d) / 4):
+            result["loud_offset"] = result["offset"]
+            centre = float(np.median(d[quiet]))
+            result["offset"] = centre - half
+            result["offset_snr_range"] = [float(x) for x in var_snr_range]
+        else:
+            logger.warning(
+                "the network responds to only %d of %d timing injections at SNR %s: their "
+                "offset is not measured, the loud injections' is used",
+                quiet.sum(), len(d), var_snr_range,
+            )  # fmt: skip
         if matched.sum() >= 2:
             bins = var_by_stat(d[matched] - centre, stat[matched], var_quantile)
             result["var_bins"] = {
                 **bins, "snr_range": [float(x) for x in var_snr_range],
                 "num_injections": len(d), "num_matched": int(matched.sum()),
+                "num_responding": int(quiet.sum()),
             }  # fmt: skip
     logger.info(
         "timing calibration on %d injections: response offset %.4f s, spread %.4f s, var %.4f s",

@@ -13,8 +13,9 @@ the kernel, so the integrated output peaks ``offset + (n - 1) / (2 r)`` seconds 
 coalescence (``n`` outputs integrated at ``r`` Hz), ``offset`` the centre of the raw response.
 When ``model.json`` holds a ``timing`` calibration (:mod:`.calibration`, run at export on
 injections at known times), ``offset`` and ``var`` are the measured ones (``var`` covers 99 % of
-the calibration injections' time errors; at least a quarter step; with ``var_bins``, each event
-gets the ``var`` of its stat's bin, calibrated at SNR 8-20). Otherwise ``offset`` is
+the calibration injections' time errors; at least a quarter step; with ``var_bins``, the
+``offset`` is that of the SNR 8-20 injections and each event gets the ``var`` of its stat's
+bin, calibrated at SNR 8-20). Otherwise ``offset`` is
 where training put coalescence, ``(kernel_length - left_pad + right_pad) / 2``, and ``var`` half
 the coalescence range, ``(kernel_length - left_pad - right_pad) / 2`` (at least one step).
 
@@ -243,6 +244,15 @@ class Search:
         }
         if info.get("timing") and "offset" in info["timing"]:
             kwargs["timing"] = info["timing"]
+            if "var_bins" in info["timing"] and "offset_snr_range" not in info["timing"]:
+                logger.warning(
+                    "%s: its timing calibration predates 2026-12-06: the offset is that of "
+                    "the loud (SNR 20-40) injections, which put the bbh-cpu model's SNR 8-20 "
+                    "events ~0.05 s late and outside their own var; recalibrate it (no "
+                    "retraining): python -c \"from aframe_lib.search.calibration import "
+                    "calibrate_exported; calibrate_exported('%s', DATA_DIR, var_injections=192)\"",
+                    path, path,
+                )  # fmt: skip
         fields, overrides = SearchSettings.split(
             {k: v for k, v in overrides.items() if v is not None}
         )
