@@ -104,17 +104,18 @@ class ExportModel(pl.Callback):
         opset: ONNX opset version.
         tolerance: Largest acceptable max absolute difference from the eager model.
         calibrate_timing: After export, measure where the network's response peaks relative
-            to coalescence on ``calibration_injections`` loud injections into the data module's
-            latest background (:func:`aframe_lib.search.calibration.calibrate_exported`) and
-            store it as ``timing`` in ``model.json`` (the search's event times and ``var``).
+            to coalescence on injections into the data module's latest background
+            (:func:`aframe_lib.search.calibration.calibrate_exported`) and store it as
+            ``timing`` in ``model.json`` (the search's event times and ``var``).
             Only for data modules with a background directory (``local_dir``); a failure is a
             warning and ``timing: {"skipped": reason}``.
-        calibration_injections: Injections of the timing calibration.
+        calibration_injections: Loud injections (SNR 20-40) of the timing calibration: the
+            network must respond to them (else the calibration is skipped).
         var_injections: Injections at network SNR 8-20 (where alerts live) that calibrate
-            each event's ``var`` per bin of its stat (``timing["var_bins"]``: at least 99 % of
-            them lie within their bin's ``var`` of their event); 0: one ``var``, from the
-            loud injections. 192: four bins of 48, so each bin's 99 % is measured, not its
-            largest of a dozen.
+            the response offset (their median) and each event's ``var`` per bin of its stat
+            (``timing["var_bins"]``: at least 99 % of them lie within their bin's ``var`` of
+            their event); 0: the offset and one ``var`` from the loud injections. 192: four
+            bins of 48, so each bin's 99 % is measured, not its largest of a dozen.
     """
 
     def __init__(
