@@ -716,14 +716,12 @@ def _inject(
 ):
     from aframe_lib.data.synthetic import EVALUATE, F_MIN, generate_waveforms, stream_seed
     from aframe_lib.search import inject_population
+    from aframe_lib.search.injections import num_injection_slots
 
     start_pad = engine.min_duration + 1.0
     # injections fall at every phase of the search's output grid (see inject_population)
     jitter = 1.0 / engine.rate
-    fits = sum(
-        max(0, math.ceil((s.duration - start_pad - (wf_duration - tc) - jitter) / spacing))
-        for s in spans
-    )
+    fits = num_injection_slots(spans, start_pad, wf_duration - tc, spacing, jitter)
     where.mkdir(parents=True, exist_ok=True)
     rates = {s.sample_rate * s.factor for s in spans}
     if len(rates) != 1:

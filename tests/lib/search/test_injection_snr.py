@@ -81,3 +81,15 @@ def test_jitter_spreads_injections_over_every_phase_of_the_output_grid(noise_dir
     np.testing.assert_array_equal(jittered["dec"], fixed["dec"][:n])
     with h5py.File(tmp_path / "a" / "injections.hdf5") as f:
         assert f.attrs["jitter"] == step
+    # the count evaluate sizes its population by is the number placed (400 waveforms: enough)
+    from aframe_lib.search import find_spans
+    from aframe_lib.search.injections import num_injection_slots
+
+    spans = find_spans(str(noise_dir), IFOS, SAMPLE_RATE)
+    assert n < 400 and len(fixed["time"]) < 400
+    assert num_injection_slots(spans, 2.0, 0.5, 1.0, step) == n
+    assert num_injection_slots(spans, 2.0, 0.5, 1.0) == len(fixed["time"])
+    # by hand: per span, slots at t0 + 2, 3, ... strictly before its end less 0.5 s (less the
+    # jitter), a span of whole seconds holding duration - 2 - 0.5 (- jitter) rounded up
+    by_hand = sum(int(np.ceil(s.duration - 2.0 - 0.5 - step)) for s in spans)
+    assert by_hand == n

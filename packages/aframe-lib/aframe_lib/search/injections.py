@@ -110,6 +110,26 @@ def _add(strain: np.ndarray, responses: np.ndarray, starts: np.ndarray, factor: 
             strain[:, lo:hi] += added[:, lo - at : hi - at]
 
 
+def injection_times(
+    t0: float, duration: float, start_pad: float, after: float, spacing: float, jitter: float = 0.0
+) -> np.ndarray:
+    """The slots of a span's injections before their jitter: ``spacing`` s apart from
+    ``start_pad`` s after ``t0``, each leaving ``after`` s (the waveform past coalescence) plus
+    ``jitter`` before the span ends. :func:`inject_population` uses the first of them that its
+    waveforms fill; :func:`num_injection_slots` counts them."""
+    return np.arange(t0 + start_pad, t0 + duration - after - jitter, spacing)
+
+
+def num_injection_slots(
+    spans: Sequence[Span], start_pad: float, after: float, spacing: float, jitter: float = 0.0
+) -> int:
+    """How many injections :func:`inject_population` can place in ``spans`` (with as many
+    waveforms)."""
+    return sum(
+        len(injection_times(s.t0, s.duration, start_pad, after, spacing, jitter)) for s in spans
+    )
+
+
 def inject_population(
     data: str | Sequence[Span],
     out_dir: str,
@@ -185,8 +205,7 @@ def inject_population(
         torch.manual_seed(seed)
         for seg in spans:
             q = seg.factor
-            end = seg.t0 + seg.duration - after - jitter
-            times = np.arange(seg.t0 + start_pad, end, spacing)
+            times = injection_times(seg.t0, seg.duration, start_pad, after, spacing, jitter)
             times = times[: len(waveforms.plus) - used]
             if shifts is not None:
                 times = times + shifts.uniform(0.0, jitter, len(times))
