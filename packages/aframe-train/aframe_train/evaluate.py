@@ -139,9 +139,8 @@ def evaluate(
         match_window: seconds either side of an injection within which its loudest event
             counts as finding it, at least each event's own ``var`` (the model's timing
             calibration at SNR 8-20, per bin of the stat); ``own_var_found_ratio_*`` in the
-            report says what ``var`` alone finds over what this window finds (1.000 for the
-            bbh-cpu models; 0.95-0.98 for models calibrated before 2026-12-06, whose offset
-            came from loud injections).
+            report says what ``var`` alone finds over what this window finds (below 1 for
+            models calibrated before 2026-12-06, whose offset came from loud injections).
         settings: how the search runs (``None``: the defaults; keep ``cluster_window`` below
             ``injection_spacing``); the preprocessing is the model's.
         progress: show progress bars.

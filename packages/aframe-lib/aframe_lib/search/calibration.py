@@ -21,13 +21,11 @@ has no timing to calibrate). With ``d`` the peak's stamp time minus the injectio
   its injections lie within ``var`` of their event (:func:`var_by_stat`); the search then
   writes each event's ``var`` from its stat's bin.
 
-Why the offset comes from SNR 8-20 (measured on the bbh-cpu model, 2026-12-06): its integrated
-output peaks 0.03 s later for SNR 8-20 injections than for SNR 20-40 ones, and a median of 16
-injections at a random phase of the 0.25 s output grid is itself uncertain by ~0.02 s. With the
-offset of 16 loud injections, its evaluation events sat a median +0.055 s from their injections
-(at every SNR from 6 to 20), and the events' own ``var`` found 95-98 % of what a 0.5 s window
-finds; with the offset of the 192 SNR 8-20 injections, 100 %. (Before that, at 95 % from 48
-injections, 12 per bin, it found 78 %.)
+Why the offset comes from SNR 8-20: a network's integrated output can peak later for quiet
+signals than for loud ones, and the median of a few loud injections at random phases of the
+output grid is itself uncertain by a fraction of a step; either puts events outside their own
+``var`` where alerts live (measured on the bbh-cpu models: docs/results, "Timing calibrated where
+alerts live").
 
 :func:`calibrate_exported` does this for an exported model on a background directory with a
 waveform file (the :class:`~aframe_lib.callbacks.ExportModel` callback runs it after export
