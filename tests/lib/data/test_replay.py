@@ -44,3 +44,13 @@ def test_replay_keeps_only_the_last_seconds_when_asked(tmp_path):
     replay(str(tmp_path / "data"), str(tmp_path / "f"), speed=0, ifos=["H1"], keep=2)
     assert sorted(p.name for p in (tmp_path / "f").glob("*.gwf")) == [
         "H-H1_llhoft-1000000004-1.gwf", "H-H1_llhoft-1000000005-1.gwf"]  # fmt: skip
+
+
+def test_replay_bad_injection_jitter_is_exit_2(tmp_path, capsys):
+    from aframe_lib.data.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", "--data", str(tmp_path), "--out", str(tmp_path / "f"),
+              "--injections", str(tmp_path / "w.hdf5"), "--injection_spacing", "4",
+              "--injection_jitter", "4"])  # fmt: skip
+    assert exc.value.code == 2 and "--injection_jitter=4.0" in capsys.readouterr().err

@@ -97,6 +97,10 @@ def test_an_injection_in_a_replay_arrives_with_its_gps_time_and_a_far_below_thre
            injection_start=24.0)  # fmt: skip
     table, _ = read_injections(str(frames / "injections.hdf5"))
     assert len(table["time"]) >= 3
+    # jittered by up to 1 s (the default) after their slots: at different phases of the
+    # search's 1/4 s output grid, as real mergers are
+    late = (table["time"] - T0 - 24.0) % 16.0
+    assert ((late >= 0) & (late <= 1.0)).all() and len(np.unique(np.round(late % 0.25, 4))) > 1
     summary = _online(world, frames, tmp_path, gracedb)
     threshold = 1.5 / world["livetime"] * 3.15576e7
     events = list(gracedb.events.values())

@@ -17,7 +17,9 @@ fast as the disk allows). The gaps between the data's files are replayed as gaps
 those seconds, the clock running on), as a detector's downtime looks to a consumer.
 
 With ``--injections WAVEFORMS`` (a waveform file of the data contract, at the strain's rate), the
-waveforms are first added to the strain every ``--injection_spacing`` seconds by
+waveforms are first added to the strain every ``--injection_spacing`` seconds (each moved later
+by up to ``--injection_jitter``, 1 s by default, so that mergers fall at every phase of the
+search's output grid) by
 :func:`~aframe_lib.search.injections.inject_population` (the injections ``aframe-train evaluate``
 makes, at random sky positions, at their physical amplitude), into ``OUT/.injected/``; the
 table of what was injected (GPS times, SNRs, parameters) is ``OUT/injections.hdf5``.
@@ -74,6 +76,7 @@ def replay(
     ifos: list[str] = ["H1", "L1"],  # noqa: B006 - shown in --help
     injection_spacing: float = 16.0,
     injection_start: float = 32.0,
+    injection_jitter: float = 1.0,
     max_seconds: float | None = None,
     keep: int | None = None,
     seed: int = 0,
@@ -91,10 +94,15 @@ def replay(
         injection_spacing: seconds between injections.
         injection_start: seconds from each file's start to its first injection (leave the
             online search its ``psd.length`` of warm-up).
+        injection_jitter: seconds; each injection moves later by a time drawn uniformly from
+            ``[0, injection_jitter)``, so mergers fall at every phase of the online search's
+            output grid and of the 1-second frames, as real signals do (1 s covers every
+            inference rate of at least 1 Hz); 0 puts them on ``injection_start`` plus whole
+            ``injection_spacing`` seconds.
         max_seconds: stop after this many seconds of GPS time (``None``: replay everything).
         keep: delete each frame this many seconds after writing it, as a low-latency frame
             directory keeps only its last few minutes (``None``: keep every frame).
-        seed: seed of the injections' sky positions.
+        seed: seed of the injections' sky positions and jitter.
 
     Returns:
         ``out``.
@@ -104,6 +112,11 @@ def replay(
 
     if speed < 0:
         raise ConfigError(f"--speed={speed}: must be >= 0 (0 replays as fast as possible)")
+    if injections is not None and not 0 <= injection_jitter < injection_spacing:
+        raise ConfigError(
+            f"--injection_jitter={injection_jitter}: must be >= 0 and less than "
+            f"--injection_spacing ({injection_spacing} s)"
+        )
     Path(out).mkdir(parents=True, exist_ok=True)
     if injections is not None:
         from aframe_lib.data.waveforms import read_waveforms
@@ -112,7 +125,14 @@ def replay(
         where = Path(out) / ".injected"
         waveforms = read_waveforms(injections)
         table = inject_population(
-            data, str(where), waveforms, ifos, injection_spacing, injection_start, seed=seed
+            data,
+            str(where),
+            waveforms,
+            ifos,
+            injection_spacing,
+            injection_start,
+            seed=seed,
+            jitter=injection_jitter,
         )
         (where / "injections.hdf5").replace(Path(out) / "injections.hdf5")
         logger.info("replay: %d injections, table in %s", len(table["time"]), out)
