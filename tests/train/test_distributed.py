@@ -98,9 +98,38 @@ def test_a_missing_bucket_fails_before_ray(tmp_path, capsys, s3_bucket):
 
 def logged(out: Path, key: str) -> list[tuple[int, float]]:
     rows = []
-    for path in sorted(out.glob("logs/version_*/metrics.csv")):
+    paths = sorted(out.glob("logs/version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
+    for path in paths:
         rows += [(int(r["epoch"]), float(r[key])) for r in csv.DictReader(open(path)) if r.get(key)]
     return rows
+
+
+def model_checkpoint_state(path: Path) -> dict:
+    """The ``ModelCheckpoint`` state a Lightning checkpoint file holds."""
+    import torch
+
+    states = torch.load(path, map_location="cpu", weights_only=False)["callbacks"]
+    (state,) = [v for k, v in states.items() if k.startswith("ModelCheckpoint")]
+    return state
+
+
+def assert_exports_the_best_epoch(out: Path, storage: Path) -> None:
+    """The exported model is the checkpoint of the best-scoring epoch over the whole run (each
+    epoch's last logged score, attempts before and after the resume alike), and the run's latest
+    Ray checkpoint says so too, carrying a copy of that file."""
+    scores = dict(logged(out, "valid_auroc"))  # the latest logging of each epoch
+    best_epoch = max(scores, key=scores.get)
+    info = json.loads((out / "model.json").read_text())
+    assert Path(info["checkpoint"]).name.startswith(f"epoch={best_epoch}-"), (scores, info)
+    assert Path(info["checkpoint"]).parent == out / "checkpoints"  # one folder for all attempts
+    latest = max(p for p in storage.glob("fit/checkpoint_*") if p.is_dir())
+    state = model_checkpoint_state(latest / "checkpoint.ckpt")
+    assert state["best_model_path"] == info["checkpoint"]
+    assert float(state["best_model_score"]) == pytest.approx(scores[best_epoch], abs=1e-6)
+    manifest = json.loads((latest / "model_checkpoint" / "manifest.json").read_text())
+    (copy,) = [name for name, path in manifest.items() if path == info["checkpoint"]]
+    kept = (latest / "model_checkpoint" / copy).read_bytes()
+    assert kept == Path(info["checkpoint"]).read_bytes()
 
 
 def aframe_train(args: list[str], env: dict, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -161,7 +190,7 @@ def test_two_workers_score_equals_one_process_and_export(head_and_data, s3_bucke
     assert len(saved) == 1
     # the 2-rank score equals a single-process validation of the same weights
     ((epoch, ray_score),) = logged(out, "valid_auroc")
-    last = next(out.glob("logs/version_0/checkpoints/last.ckpt"))
+    last = out / "checkpoints" / "last.ckpt"
     check = tmp_path / "check"
     proc = aframe_train(["validate", *fit_args(check, root / "data", f"--ckpt_path={last}")[1:]],
                         search_env())  # fmt: skip
@@ -250,6 +279,7 @@ def test_a_killed_worker_is_survived_by_rerunning_the_command(head_and_data, tmp
     epochs = [e for e, _ in logged(out, "valid_auroc")]
     assert epochs[-1] == 4 and epochs.count(0) == 1  # epoch 0 was not trained again
     assert (out / "model.pt").is_file()
+    assert_exports_the_best_epoch(out, storage)
     # one W&B run for the job: the resumed run logs into the first one (same id)
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and len({r.name.rsplit("-", 1)[-1] for r in runs}) == 1
@@ -286,3 +316,14 @@ def test_a_killed_driver_is_survived_by_rerunning_the_command(head_and_data, tmp
     epochs = [e for e, _ in logged(out, "valid_auroc")]
     assert epochs[-1] == 1 and epochs.count(0) == 1
     assert (out / "model.pt").is_file()
+    assert_exports_the_best_epoch(out, storage)
+    # the best checkpoint file lost (deleted by a later save before the driver died, or on a
+    # node's local disk): the run's checkpoint carries it, and the command again exports it
+    best = Path(json.loads((out / "model.json").read_text())["checkpoint"])
+    content = best.read_bytes()
+    for path in (best, out / "model.pt", out / "model.json"):
+        path.unlink()
+    again = aframe_train(args, search_env())
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-5000:]
+    assert best.read_bytes() == content and (out / "model.pt").is_file()
+    assert json.loads((out / "model.json").read_text())["checkpoint"] == str(best)

@@ -10,12 +10,14 @@ What runs where:
   trainer given Ray's strategy (``RayDDPStrategy``: DDP over the process group that Ray Train
   set up, gloo on CPU, NCCL on GPU), cluster environment (``RayLightningEnvironment``: rank
   and world size from Ray) and ``RayTrainReportCallback`` (each epoch's checkpoint and metrics
-  to the run's storage), checked by ``prepare_trainer``.
+  to the run's storage, reported after ``ModelCheckpoint`` judged that epoch and carrying its
+  kept files: :mod:`.checkpoints`), checked by ``prepare_trainer``.
 
 Everything else is the one-node ``fit``: the data module splits its data by the trainer's rank
 (each worker reads its own share of the training chunks and validation batches, equal counts per
 rank), the loggers write on rank zero only (one W&B run for the job), ``ModelCheckpoint`` keeps
-the best checkpoint and ``ExportModel`` exports it on rank zero into ``default_root_dir``. A
+the best checkpoint (in ``<default_root_dir>/checkpoints`` unless its ``dirpath`` is set) and
+``ExportModel`` exports it on rank zero into ``default_root_dir``. A
 restarted or resumed run goes on logging into the same W&B run (:func:`worker_setup`).
 
 Resume: the run's checkpoints live in ``<storage_dir>/<name>`` (local or ``s3://``). A failed
@@ -321,7 +323,6 @@ def ray_cli(cli_cls: type, accelerator: str, extra_callbacks: list | tuple = ())
             from ray.train.lightning import (
                 RayDDPStrategy,
                 RayLightningEnvironment,
-                RayTrainReportCallback,
                 prepare_trainer,
             )
 
@@ -336,8 +337,24 @@ def ray_cli(cli_cls: type, accelerator: str, extra_callbacks: list | tuple = ())
                 "devices": "auto",  # the GPUs Ray made visible to this worker, or one CPU
                 "num_nodes": 1,
             }
-            callbacks = [*callbacks, RayTrainReportCallback(), *extra_callbacks]
+            from lightning.pytorch.callbacks import ModelCheckpoint
+
+            from .checkpoints import reporter, stable_dirpath
+
+            # Ray's report after ModelCheckpoint's save of the same epoch (see .checkpoints);
+            # as a Checkpoint callback it would keep Lightning from adding its default
+            # ModelCheckpoint, so that one is added here when the config has none
+            checkpointing = config.get("enable_checkpointing")
+            configured = config.get("callbacks") or []
+            configured = configured if isinstance(configured, list) else [configured]
+            default = []
+            if checkpointing is not False and not any(
+                isinstance(c, ModelCheckpoint) for c in [*configured, *callbacks]
+            ):
+                default = [ModelCheckpoint()]
+            callbacks = [*callbacks, *default, reporter(checkpointing), *extra_callbacks]
             trainer = super()._instantiate_trainer(config, callbacks)
+            stable_dirpath(trainer)
             return prepare_trainer(trainer)
 
     return RayTrainCLI
@@ -353,6 +370,7 @@ def train_loop(setup: dict[str, Any]) -> None:
     from ray.train.lightning import RayTrainReportCallback
 
     from ..tune.training import import_cli
+    from .checkpoints import restore_kept
 
     for key, value in setup["default_env"].items():
         os.environ.setdefault(key, value)
@@ -369,6 +387,8 @@ def train_loop(setup: dict[str, Any]) -> None:
             local = Path(tmp, "restored")
             fs.retry(lambda: checkpoint.to_directory(str(local)), attempts=5, delay=1.0)
             args.append(f"--ckpt_path={local / RayTrainReportCallback.CHECKPOINT_NAME}")
+            if ray.train.get_context().get_world_rank() == 0:
+                restore_kept(local)  # ModelCheckpoint's files since deleted or out of reach
             print(f"resuming from {checkpoint.path}", flush=True)
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         cli = ray_cli(import_cli(setup["cli"]), setup["accelerator"], setup.get("callbacks", ()))
