@@ -1,7 +1,8 @@
 """A LightningCLI that is not aframe's: the tuning library must work for any CLI.
 
 A linear model on a fixed synthetic regression; it logs ``valid_score`` (higher is better,
-best at ``learning_rate`` near 0.1) and can sleep per epoch, so that trials take known time.
+best at ``learning_rate`` near 0.1) and can sleep per epoch, so that trials take known time;
+``kick_epoch`` knocks the weights off at that epoch's start (its score drops).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 
 class TinyModel(pl.LightningModule):
-    def __init__(self, learning_rate: float = 0.01, sleep: float = 0.0, fail: bool = False):
+    def __init__(self, learning_rate: float = 0.01, sleep: float = 0.0, fail: bool = False,
+                 kick_epoch: int = -1):  # fmt: skip
         super().__init__()
         self.save_hyperparameters()
         self.layer = torch.nn.Linear(4, 1)
@@ -29,6 +31,11 @@ class TinyModel(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         x, y = batch
         self.log("valid_score", -torch.nn.functional.mse_loss(self.layer(x), y))
+
+    def on_train_epoch_start(self):
+        if self.current_epoch == self.hparams.kick_epoch:  # a worse epoch after better ones
+            with torch.no_grad():
+                self.layer.weight.add_(5.0)
 
     def on_train_epoch_end(self):
         time.sleep(self.hparams.sleep)

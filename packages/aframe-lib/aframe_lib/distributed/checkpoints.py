@@ -104,6 +104,20 @@ def stable_dirpath(trainer) -> None:
             callback.dirpath = fs.join(root, "checkpoints")
 
 
+def default_model_checkpoint(config: dict, callbacks: list) -> list:
+    """``[ModelCheckpoint()]`` where Lightning would add its default one (checkpointing on and
+    none configured), else ``[]``: a ``Checkpoint`` reporter keeps Lightning from adding it."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    configured = config.get("callbacks") or []
+    configured = configured if isinstance(configured, list) else [configured]
+    if config.get("enable_checkpointing") is False:
+        return []
+    if any(isinstance(c, ModelCheckpoint) for c in [*configured, *callbacks]):
+        return []
+    return [ModelCheckpoint()]
+
+
 def reporter(enable_checkpointing: bool | None = True) -> Any:
     """Ray's report callback, run after ``ModelCheckpoint`` and carrying its files.
 

@@ -337,22 +337,12 @@ def ray_cli(cli_cls: type, accelerator: str, extra_callbacks: list | tuple = ())
                 "devices": "auto",  # the GPUs Ray made visible to this worker, or one CPU
                 "num_nodes": 1,
             }
-            from lightning.pytorch.callbacks import ModelCheckpoint
+            from .checkpoints import default_model_checkpoint, reporter, stable_dirpath
 
-            from .checkpoints import reporter, stable_dirpath
-
-            # Ray's report after ModelCheckpoint's save of the same epoch (see .checkpoints);
-            # as a Checkpoint callback it would keep Lightning from adding its default
-            # ModelCheckpoint, so that one is added here when the config has none
-            checkpointing = config.get("enable_checkpointing")
-            configured = config.get("callbacks") or []
-            configured = configured if isinstance(configured, list) else [configured]
-            default = []
-            if checkpointing is not False and not any(
-                isinstance(c, ModelCheckpoint) for c in [*configured, *callbacks]
-            ):
-                default = [ModelCheckpoint()]
-            callbacks = [*callbacks, *default, reporter(checkpointing), *extra_callbacks]
+            # Ray's report after ModelCheckpoint's save of the same epoch (see .checkpoints)
+            default = default_model_checkpoint(config, callbacks)
+            report = reporter(config.get("enable_checkpointing"))
+            callbacks = [*callbacks, *default, report, *extra_callbacks]
             trainer = super()._instantiate_trainer(config, callbacks)
             stable_dirpath(trainer)
             return prepare_trainer(trainer)

@@ -1,10 +1,16 @@
-"""The Lightning callback a trial's training process runs: one line per validation epoch.
+"""The Lightning callback a trial's training process runs: one line per validation.
 
 The training process of a trial is a plain LightningCLI ``fit`` (see :mod:`.worker`); it does not
-talk to Ray. After each validation epoch this callback saves a checkpoint into a fresh directory
-and appends one JSON line (the epoch, the logged metrics, that directory) to a report file; the
+talk to Ray. After each validation this callback saves a checkpoint into a fresh directory and
+appends one JSON line (the epoch, the logged metrics, that directory) to a report file; the
 trial's Ray side (:mod:`.trainable`) reads the lines and hands them to ``ray.tune.report``, with
 retries on transient storage errors.
+
+A validation is reported once ``ModelCheckpoint`` has judged it (it saves at the epoch's end,
+after every other callback, when validation runs once per epoch), so that the checkpoint a
+retried trial resumes from names that epoch's best; the checkpoint also carries a copy of the
+files ``ModelCheckpoint`` keeps, written back on a retry where they are missing (as for a Ray
+Train run: :mod:`aframe_lib.distributed.checkpoints`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ import lightning.pytorch as pl
 
 
 class TrialReporter(pl.Callback):
-    """Write ``{"epoch", "metrics", "checkpoint", "last", "time"}`` per validation epoch.
+    """Write ``{"epoch", "metrics", "checkpoint", "last", "time"}`` per validation.
+
+    Use :func:`trial_reporter`, which places it after ``ModelCheckpoint``.
 
     Args:
         report_file: the JSON-lines file the trial's Ray side reads (appended to).
@@ -30,16 +38,32 @@ class TrialReporter(pl.Callback):
     def __init__(self, report_file: str | os.PathLike, checkpoint_dir: str | os.PathLike) -> None:
         self.report_file = Path(report_file)
         self.checkpoint_dir = Path(checkpoint_dir)
+        self._pending = False
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
+        # reported at the next hook, after ModelCheckpoint's save for this validation
+        # (at this hook's end, or at the epoch's end when validation runs once per epoch)
+        self._pending = not trainer.sanity_checking
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self._flush(trainer)  # a validation within the epoch
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush(trainer)
+
+    def _flush(self, trainer: pl.Trainer) -> None:
+        if not self._pending:
             return
+        self._pending = False
+        from ..distributed.checkpoints import KEPT, copy_kept
+
         epoch = trainer.current_epoch
         directory = self.checkpoint_dir / f"epoch={epoch:04d}"
         # every rank calls save_checkpoint (a collective under DDP); rank zero writes
         trainer.save_checkpoint(directory / "last.ckpt")
         if not trainer.is_global_zero:
             return
+        copy_kept(trainer, directory / KEPT)
         metrics = {}
         for key, value in trainer.callback_metrics.items():
             value = value.item() if hasattr(value, "item") and value.numel() == 1 else value
@@ -57,6 +81,22 @@ class TrialReporter(pl.Callback):
             f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+def trial_reporter(
+    report_file: str | os.PathLike, checkpoint_dir: str | os.PathLike,
+    enable_checkpointing: bool | None = True,
+) -> TrialReporter:  # fmt: skip
+    """A :class:`TrialReporter` in Lightning's checkpoint group (run after the config's
+    ``ModelCheckpoint`` at the epoch's end); a plain one where checkpointing is off (Lightning
+    refuses a ``Checkpoint`` callback then, and there is no ``ModelCheckpoint`` to wait for)."""
+    if enable_checkpointing is False:
+        return TrialReporter(report_file, checkpoint_dir)
+    return _CheckpointGroupReporter(report_file, checkpoint_dir)
+
+
+class _CheckpointGroupReporter(TrialReporter, pl.callbacks.Checkpoint):
+    pass
 
 
 class ExportReport(pl.Callback):

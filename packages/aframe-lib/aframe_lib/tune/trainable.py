@@ -138,6 +138,9 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
         shutil.rmtree(local, ignore_errors=True)
         restored.to_directory(str(local))
         args.append(f"--ckpt_path={local / 'last.ckpt'}")
+        from ..distributed.checkpoints import restore_kept
+
+        restore_kept(local)  # ModelCheckpoint's files a later save deleted before the failure
     cmd = [sys.executable, "-m", "aframe_lib.tune.worker", "--cli", setup.cli]
     cmd += ["--report-file", str(report_file), "--checkpoint-dir", str(checkpoint_dir), "--"]
     cmd += args

@@ -14,16 +14,25 @@ import argparse
 import sys
 import warnings
 
-from .callbacks import TrialReporter
+from .callbacks import trial_reporter
 from .training import import_cli
 
 
-def trial_cli(cli_cls: type, reporter: TrialReporter) -> type:
-    """``cli_cls`` whose trainer also gets ``reporter`` as a callback."""
+def trial_cli(cli_cls: type, report_file: str, checkpoint_dir: str) -> type:
+    """``cli_cls`` whose trainer also reports each validation (:func:`.trial_reporter`, after
+    ``ModelCheckpoint``, which writes into ``<default_root_dir>/checkpoints`` unless the config
+    says otherwise: the same folder when a failed trial is retried)."""
 
     class TrialCLI(cli_cls):  # type: ignore[misc, valid-type]
         def _instantiate_trainer(self, config, callbacks):
-            return super()._instantiate_trainer(config, [*callbacks, reporter])
+            from ..distributed.checkpoints import default_model_checkpoint, stable_dirpath
+
+            checkpointing = config.get("enable_checkpointing")
+            reporter = trial_reporter(report_file, checkpoint_dir, checkpointing)
+            default = default_model_checkpoint(config, callbacks)
+            trainer = super()._instantiate_trainer(config, [*callbacks, *default, reporter])
+            stable_dirpath(trainer)
+            return trainer
 
     return TrialCLI
 
@@ -37,11 +46,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint-dir", required=True)
     options = parser.parse_args(argv[:split])
     _die_with_parent()
-    reporter = TrialReporter(options.report_file, options.checkpoint_dir)
     # sys.argv stays whole (the DDP launcher re-executes it), so LightningCLI would warn that
     # both sys.argv and args are given
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-    trial_cli(import_cli(options.cli), reporter)(args=argv[split + 1 :])
+    cli = trial_cli(import_cli(options.cli), options.report_file, options.checkpoint_dir)
+    cli(args=argv[split + 1 :])
 
 
 def _die_with_parent() -> None:
