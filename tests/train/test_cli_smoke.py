@@ -60,7 +60,7 @@ def test_run_directory_has_model_checkpoints_metrics_and_config(run_dir):
     assert train["spans"]["H1"][-1][1] <= valid["spans"]["H1"][0][0]
     assert set(info["population"]) >= {"masses", "spins", "distance"}
     version = run_dir / "logs" / "version_0"
-    assert list((version / "checkpoints").glob("*.ckpt"))
+    assert list((run_dir / "checkpoints").glob("*.ckpt"))
     rows = list(csv.DictReader(open(version / "metrics.csv")))
     aurocs = [float(r["valid_auroc"]) for r in rows if r.get("valid_auroc")]
     assert len(aurocs) == 2 and all(0.0 <= a <= 1.0 for a in aurocs)

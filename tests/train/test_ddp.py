@@ -9,6 +9,7 @@ waveforms are split across ranks, the metric states gathered), and a 2-rank fit 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -55,7 +56,7 @@ def logged(out: Path, key: str) -> list[float]:
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     aframe_train("fit", root / "single", root / "data", "--trainer.max_epochs=1")
-    ckpt = sorted((root / "single").glob("logs/version_0/checkpoints/last.ckpt"))[0]
+    ckpt = root / "single" / "checkpoints" / "last.ckpt"
     return root, ckpt
 
 
@@ -91,7 +92,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(trained):
     out = root / "killed"
     cmd = aframe_train_cmd("fit", out, root / "data", "--trainer.max_epochs=3")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-    last = out / "logs" / "version_0" / "checkpoints" / "last.ckpt"
+    last = out / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while not last.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -100,11 +101,19 @@ def test_killed_training_resumes_from_its_last_checkpoint(trained):
     proc.wait()
     assert last.exists() and not (out / "model.pt").exists()
     aframe_train("fit", out, root / "data", "--trainer.max_epochs=3", f"--ckpt_path={last}")
-    epochs = []
+    rows = []
     for path in sorted(out.glob("logs/version_*/metrics.csv")):
-        epochs += [int(r["epoch"]) for r in csv.DictReader(open(path)) if r.get("valid_auroc")]
+        rows += [(int(r["epoch"]), float(r["valid_auroc"]))
+                 for r in csv.DictReader(open(path)) if r.get("valid_auroc")]  # fmt: skip
+    epochs = [e for e, _ in rows]
     assert epochs[-2:] == [1, 2] and 0 not in epochs[1:]
     assert (out / "model.pt").exists()
+    # the export is the best epoch of both attempts (the resumed run kept ModelCheckpoint's
+    # score: one checkpoint folder, not the logger's version_N)
+    scores = dict(rows)
+    best = max(scores, key=scores.get)
+    exported = json.loads((out / "model.json").read_text())["checkpoint"]
+    assert Path(exported).name.startswith(f"epoch={best}-"), (scores, exported)
 
 
 def test_test_subcommand_scores_the_test_split_not_validation(trained):

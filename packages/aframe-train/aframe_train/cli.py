@@ -171,6 +171,16 @@ class AframeCLI(LightningCLI):
         if self._route() is None:
             super().instantiate_classes()
 
+    def _instantiate_trainer(self, config, callbacks):
+        from aframe_lib.distributed.checkpoints import stable_dirpath
+
+        trainer = super()._instantiate_trainer(config, callbacks)
+        # ModelCheckpoint in <default_root_dir>/checkpoints (unless its dirpath is set), not in
+        # the logger's version_N: a run resumed with --ckpt_path keeps its best score and files,
+        # as a Ray Train run or a retried trial does
+        stable_dirpath(trainer)
+        return trainer
+
     def _run_subcommand(self, subcommand: str) -> None:
         route = self._route()
         if route is None:
@@ -221,7 +231,7 @@ class AframeCLI(LightningCLI):
         if ckpt and ckpt.endswith(".ckpt") and "://" not in ckpt and not Path(ckpt).is_file():
             raise ModelFileError(
                 f"{ckpt} (--ckpt_path): no such file; give a checkpoint of this run, e.g. "
-                "<default_root_dir>/.../checkpoints/last.ckpt"
+                "<default_root_dir>/checkpoints/last.ckpt"
             )
         with explain_model_file(ckpt or "", "checkpoint"):
             super()._parse_ckpt_path()
