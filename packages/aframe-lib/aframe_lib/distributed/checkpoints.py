@@ -19,7 +19,8 @@ in three ways, fixed here:
 - **Directory.** Without a ``dirpath``, ``ModelCheckpoint`` writes into the logger's
   ``version_N`` folder, a new one on every restart, and Lightning then restores only its best
   path, not its score: the first epoch after a resume became "best" whatever it scored.
-  :func:`stable_dirpath` points such a callback at ``<default_root_dir>/checkpoints`` instead.
+  :func:`stable_dirpath` points such a callback at ``<default_root_dir>/checkpoints`` instead
+  (aframe-train's CLI does so for a one-node fit too, resumed with ``--ckpt_path``).
 
 The copies cost one upload of each kept file per epoch (``save_top_k`` files, each the
 checkpoint ``ModelCheckpoint`` wrote: weights and optimizer state).
