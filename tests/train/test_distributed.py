@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.checkpoints import model_checkpoint_state
 from helpers.console import aframe_train as console_script
 from helpers.fixtures_ray import free_port, pids_using, search_env, start_ray_head
 from helpers.fixtures_s3 import CREDENTIALS
@@ -102,15 +103,6 @@ def logged(out: Path, key: str) -> list[tuple[int, float]]:
     for path in paths:
         rows += [(int(r["epoch"]), float(r[key])) for r in csv.DictReader(open(path)) if r.get(key)]
     return rows
-
-
-def model_checkpoint_state(path: Path) -> dict:
-    """The ``ModelCheckpoint`` state a Lightning checkpoint file holds."""
-    import torch
-
-    states = torch.load(path, map_location="cpu", weights_only=False)["callbacks"]
-    (state,) = [v for k, v in states.items() if k.startswith("ModelCheckpoint")]
-    return state
 
 
 def assert_exports_the_best_epoch(out: Path, storage: Path) -> None:

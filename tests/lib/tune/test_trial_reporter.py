@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers.checkpoints import model_checkpoint_state
 
 pytest.importorskip("ray")
 
@@ -56,12 +57,6 @@ def run(tmp_path: Path, *extra: str, callbacks: list | None = None) -> tuple[lis
     return [json.loads(line) for line in report.read_text().splitlines()], root
 
 
-def state_of(checkpoint: Path) -> dict:
-    states = torch.load(checkpoint, map_location="cpu", weights_only=False)["callbacks"]
-    (state,) = [v for k, v in states.items() if k.startswith("ModelCheckpoint")]
-    return state
-
-
 CHECKPOINT = {
     "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
     "init_args": {"monitor": "valid_score", "mode": "max", "filename": "{epoch}-{valid_score:.6f}"},
@@ -74,7 +69,7 @@ def test_each_report_names_the_best_epoch_so_far_and_carries_its_file(tmp_path):
     scores = [r["metrics"]["valid_score"] for r in records]
     assert scores[0] < scores[1] and max(scores) == scores[1]
     for i, record in enumerate(records):
-        state = state_of(Path(record["checkpoint"], "last.ckpt"))
+        state = model_checkpoint_state(Path(record["checkpoint"], "last.ckpt"))
         best = max(range(i + 1), key=lambda k: scores[k])
         assert float(state["best_model_score"]) == pytest.approx(scores[best], abs=1e-6)
         assert Path(state["best_model_path"]).name.startswith(f"epoch={best}-")
@@ -86,7 +81,7 @@ def test_each_report_names_the_best_epoch_so_far_and_carries_its_file(tmp_path):
         assert torch.load(copy, weights_only=False)["epoch"] == best
     # a retry that finds the best file gone (a later save deleted it before the failure)
     last = Path(records[-1]["checkpoint"])
-    best_path = Path(state_of(last / "last.ckpt")["best_model_path"])
+    best_path = Path(model_checkpoint_state(last / "last.ckpt")["best_model_path"])
     content = best_path.read_bytes()
     best_path.unlink()
     assert restore_kept(last) == [str(best_path)]
@@ -98,7 +93,7 @@ def test_a_config_without_model_checkpoint_keeps_lightning_s_default(tmp_path):
     """The reporter is a ``Checkpoint`` callback (run after ``ModelCheckpoint``): Lightning adds
     no default ``ModelCheckpoint`` then, so the trial's CLI does."""
     records, root = run(tmp_path, "--trainer.max_epochs=2")
-    state = state_of(Path(records[-1]["checkpoint"], "last.ckpt"))
+    state = model_checkpoint_state(Path(records[-1]["checkpoint"], "last.ckpt"))
     assert Path(state["best_model_path"]).name == "epoch=1-step=8.ckpt"  # Lightning's default
     assert Path(state["best_model_path"]).is_file()
 
@@ -115,5 +110,5 @@ def test_validation_within_the_epoch_is_reported_after_its_save(tmp_path):
                      callbacks=[CHECKPOINT])  # fmt: skip
     assert [r["epoch"] for r in records] == [0, 0, 1, 1]
     scores = [r["metrics"]["valid_score"] for r in records]
-    state = state_of(Path(records[-1]["checkpoint"], "last.ckpt"))
+    state = model_checkpoint_state(Path(records[-1]["checkpoint"], "last.ckpt"))
     assert float(state["best_model_score"]) == pytest.approx(max(scores), abs=1e-6)

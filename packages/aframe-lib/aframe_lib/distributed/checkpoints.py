@@ -28,6 +28,7 @@ checkpoint ``ModelCheckpoint`` wrote: weights and optimizer state).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -66,8 +67,8 @@ def copy_kept(trainer, folder: str | os.PathLike) -> dict[str, str]:
     for i, path in enumerate(kept_files(trainer)):
         filesystem, inner = fs.filesystem(path)
         name = f"{i:02d}-{Path(inner).name}"
-        get = filesystem.get
-        fs.retry(lambda s=inner, d=str(folder / name), get=get: get(s, d), attempts=5, delay=1.0)
+        copy = functools.partial(filesystem.get, inner, str(folder / name))
+        fs.retry(copy, attempts=5, delay=1.0)
         manifest[name] = path
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest
@@ -87,8 +88,8 @@ def restore_kept(restored: str | os.PathLike) -> list[str]:
         parent = inner.rsplit("/", 1)[0] if "/" in inner else ""
         if parent:
             filesystem.makedirs(parent, exist_ok=True)
-        put = filesystem.put
-        fs.retry(lambda s=str(folder / name), d=inner, put=put: put(s, d), attempts=5, delay=1.0)
+        copy = functools.partial(filesystem.put, str(folder / name), inner)
+        fs.retry(copy, attempts=5, delay=1.0)
         written.append(path)
         logger.info("restored %s from the run's checkpoint", path)
     return written
@@ -131,12 +132,8 @@ def reporter(enable_checkpointing: bool | None = True) -> Any:
     return _reporter_class()()
 
 
-_CLASS: list[type] = []
-
-
+@functools.cache
 def _reporter_class() -> type:
-    if _CLASS:
-        return _CLASS[0]
     from lightning.pytorch.callbacks import Checkpoint
     from ray.train.lightning import RayTrainReportCallback
 
@@ -151,5 +148,4 @@ def _reporter_class() -> type:
                 copy_kept(trainer, folder)
             super().on_train_epoch_end(trainer, pl_module)
 
-    _CLASS.append(ReportAfterModelCheckpoint)
     return ReportAfterModelCheckpoint

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 
+from ..distributed.checkpoints import KEPT, copy_kept
+
 
 class TrialReporter(pl.Callback):
     """Write ``{"epoch", "metrics", "checkpoint", "last", "time"}`` per validation.
@@ -55,8 +57,6 @@ class TrialReporter(pl.Callback):
         if not self._pending:
             return
         self._pending = False
-        from ..distributed.checkpoints import KEPT, copy_kept
-
         epoch = trainer.current_epoch
         directory = self.checkpoint_dir / f"epoch={epoch:04d}"
         # every rank calls save_checkpoint (a collective under DDP); rank zero writes
