@@ -63,8 +63,7 @@ CHECKPOINT = {
 }
 
 
-def test_each_report_names_the_best_epoch_so_far_and_carries_its_file(tmp_path):
-    records, root = run(tmp_path, callbacks=[CHECKPOINT])
+def assert_each_report_names_the_best_epoch_so_far(records: list[dict], root: Path) -> None:
     assert [r["epoch"] for r in records] == [0, 1, 2, 3]
     scores = [r["metrics"]["valid_score"] for r in records]
     assert scores[0] < scores[1] and max(scores) == scores[1]
@@ -79,6 +78,11 @@ def test_each_report_names_the_best_epoch_so_far_and_carries_its_file(tmp_path):
         assert list(manifest.values()) == [state["best_model_path"]]
         copy = Path(record["checkpoint"], KEPT, next(iter(manifest)))
         assert torch.load(copy, weights_only=False)["epoch"] == best
+
+
+def test_each_report_names_the_best_epoch_so_far_and_carries_its_file(tmp_path):
+    records, root = run(tmp_path, callbacks=[CHECKPOINT])
+    assert_each_report_names_the_best_epoch_so_far(records, root)
     # a retry that finds the best file gone (a later save deleted it before the failure)
     last = Path(records[-1]["checkpoint"])
     best_path = Path(model_checkpoint_state(last / "last.ckpt")["best_model_path"])
@@ -87,6 +91,13 @@ def test_each_report_names_the_best_epoch_so_far_and_carries_its_file(tmp_path):
     assert restore_kept(last) == [str(best_path)]
     assert best_path.read_bytes() == content
     assert restore_kept(last) == []  # present: left alone
+
+
+def test_a_model_checkpoint_from_the_model_s_configure_callbacks_is_judged_first(tmp_path):
+    """Lightning attaches the model's callbacks after the trainer's, so after the reporter;
+    the reporter moves itself after them and gives theirs the stable folder."""
+    records, root = run(tmp_path, "--model.own_checkpoint=true")
+    assert_each_report_names_the_best_epoch_so_far(records, root)
 
 
 def test_a_config_without_model_checkpoint_keeps_lightning_s_default(tmp_path):

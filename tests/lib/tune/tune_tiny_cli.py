@@ -2,7 +2,8 @@
 
 A linear model on a fixed synthetic regression; it logs ``valid_score`` (higher is better,
 best at ``learning_rate`` near 0.1) and can sleep per epoch, so that trials take known time;
-``kick_epoch`` knocks the weights off at that epoch's start (its score drops).
+``kick_epoch`` knocks the weights off at that epoch's start (its score drops);
+``own_checkpoint`` returns a ``ModelCheckpoint`` from ``configure_callbacks``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 class TinyModel(pl.LightningModule):
     def __init__(self, learning_rate: float = 0.01, sleep: float = 0.0, fail: bool = False,
-                 kick_epoch: int = -1):  # fmt: skip
+                 kick_epoch: int = -1, own_checkpoint: bool = False):  # fmt: skip
         super().__init__()
         self.save_hyperparameters()
         self.layer = torch.nn.Linear(4, 1)
@@ -39,6 +40,16 @@ class TinyModel(pl.LightningModule):
 
     def on_train_epoch_end(self):
         time.sleep(self.hparams.sleep)
+
+    def configure_callbacks(self):
+        if not self.hparams.own_checkpoint:
+            return []
+        # the model's own ModelCheckpoint: Lightning attaches it after the trainer's callbacks
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        return [
+            ModelCheckpoint(monitor="valid_score", mode="max", filename="{epoch}-{valid_score:.6f}")
+        ]
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.learning_rate)

@@ -11,7 +11,8 @@ in three ways, fixed here:
   epoch. Epoch N's checkpoint named epoch N-1's best, whose file epoch N's save may have deleted:
   a run resumed from it failed exporting (``FileNotFoundError``), which is what the CI's
   killed-driver test met. :func:`reporter` is a ``Checkpoint`` too, listed after the config's
-  ``ModelCheckpoint``, so it reports what that callback decided at the same epoch.
+  ``ModelCheckpoint``, so it reports what that callback decided at the same epoch; at ``setup``
+  it moves after one that a model's ``configure_callbacks`` adds (:func:`after_model_checkpoints`).
 - **Files.** The checkpoint carries a copy of each file ``ModelCheckpoint`` keeps at that moment
   (``model_checkpoint/``, rank zero's), and :func:`restore_kept` writes back, on rank zero when a
   run resumes, the ones that are missing: those a later save deleted before the driver died
@@ -106,6 +107,25 @@ def stable_dirpath(trainer) -> None:
             callback.dirpath = fs.join(root, "checkpoints")
 
 
+def after_model_checkpoints(callback, trainer) -> None:
+    """Run ``callback`` after every ``ModelCheckpoint`` of ``trainer``, each in a stable folder.
+
+    Called from the reporters' ``setup``: a ``ModelCheckpoint`` that a model's
+    ``configure_callbacks`` returns is attached after the trainer's own callbacks, so after the
+    reporter, and has had no :func:`stable_dirpath` (the reporter's ``setup`` runs before its
+    own, which fixes the folder). The list is replaced, not edited, since Lightning is
+    iterating over it when ``setup`` is called."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    stable_dirpath(trainer)
+    callbacks = list(trainer.callbacks)
+    kept = [i for i, c in enumerate(callbacks) if isinstance(c, ModelCheckpoint)]
+    if kept and kept[-1] > callbacks.index(callback):
+        callbacks.remove(callback)
+        callbacks.insert(kept[-1], callback)  # right after the last one (indices shift by one)
+        trainer.callbacks = callbacks
+
+
 def default_model_checkpoint(config: dict, callbacks: list) -> list:
     """``[ModelCheckpoint()]`` where Lightning would add its default one (checkpointing on and
     none configured), else ``[]``: a ``Checkpoint`` reporter keeps Lightning from adding it."""
@@ -140,6 +160,10 @@ def _reporter_class() -> type:
     class ReportAfterModelCheckpoint(RayTrainReportCallback, Checkpoint):
         """``RayTrainReportCallback`` in Lightning's checkpoint group (after the config's
         ``ModelCheckpoint``), its checkpoint carrying ``ModelCheckpoint``'s kept files."""
+
+        def setup(self, trainer, pl_module, stage: str) -> None:
+            super().setup(trainer, pl_module, stage)
+            after_model_checkpoints(self, trainer)
 
         def on_train_epoch_end(self, trainer, pl_module) -> None:
             if trainer.is_global_zero:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 
-from ..distributed.checkpoints import KEPT, copy_kept
+from ..distributed.checkpoints import KEPT, after_model_checkpoints, copy_kept
 
 
 class TrialReporter(pl.Callback):
@@ -96,7 +96,9 @@ def trial_reporter(
 
 
 class _CheckpointGroupReporter(TrialReporter, pl.callbacks.Checkpoint):
-    pass
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        after_model_checkpoints(self, trainer)  # one from the model's configure_callbacks too
 
 
 class ExportReport(pl.Callback):
