@@ -120,6 +120,14 @@ def test_validation_within_the_epoch_is_reported_after_its_save(tmp_path):
     records, _ = run(tmp_path, "--trainer.max_epochs=2", "--trainer.val_check_interval=0.5",
                      callbacks=[CHECKPOINT])  # fmt: skip
     assert [r["epoch"] for r in records] == [0, 0, 1, 1]
+    # ASHA's time counts epochs, not reports; the possibly-last report is the final one
+    assert [r["epochs"] for r in records] == [0.5, 1.0, 1.5, 2.0]
+    assert [r["last"] for r in records] == [False, False, False, True]
+    # one checkpoint per validation, each its own step's (none overwritten by the next)
+    assert len({r["checkpoint"] for r in records}) == 4
+    steps = [torch.load(Path(r["checkpoint"], "last.ckpt"), weights_only=False)["global_step"]
+             for r in records]  # fmt: skip
+    assert steps == [2, 4, 6, 8]  # 4 batches an epoch
     scores = [r["metrics"]["valid_score"] for r in records]
     state = model_checkpoint_state(Path(records[-1]["checkpoint"], "last.ckpt"))
     assert float(state["best_model_score"]) == pytest.approx(max(scores), abs=1e-6)

@@ -56,6 +56,23 @@ def test_two_one_cpu_trials_run_side_by_side_on_two_cpus(tmp_path, ray_temp_dir)
     assert csv[0].startswith("trial_id,status") and len(csv) == 3
 
 
+def test_asha_counts_epochs_with_validation_twice_an_epoch(tmp_path, ray_temp_dir):
+    """ASHA's ``max_t`` is ``tune.max_epochs`` epochs: with ``val_check_interval`` 0.5 its
+    four reports must not stop the trial after its first epoch (the second report)."""
+    proc = search(
+        tmp_path, ray_temp_dir, "--tune.name=half", "--tune.num_samples=1",
+        "--tune.max_epochs=2", "--tune.grace_period=1", "--trainer.val_check_interval=0.5",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads((tmp_path / "runs" / "half" / "summary.json").read_text())
+    [trial] = summary["trials"]
+    assert (trial["status"], trial["epochs"]) == ("completed", 2)
+    # what the training itself wrote: both epochs, two validations each
+    [report] = (tmp_path / "runs" / "half").glob("*/report.jsonl")
+    records = [json.loads(line) for line in report.read_text().splitlines()]
+    assert [(r["epoch"], r["epochs"]) for r in records] == [(0, 0.5), (0, 1), (1, 1.5), (1, 2)]
+
+
 @pytest.mark.parametrize(
     ("entry", "words"),
     [

@@ -27,13 +27,18 @@ from ..distributed.checkpoints import KEPT, after_model_checkpoints, copy_kept
 
 
 class TrialReporter(pl.Callback):
-    """Write ``{"epoch", "metrics", "checkpoint", "last", "time"}`` per validation.
+    """Write ``{"epoch", "epochs", "metrics", "checkpoint", "last", "time"}`` per validation.
+
+    ``epochs`` is the training done at that validation in epochs (``epoch + 1`` at an epoch's
+    end, ``1.5`` for a validation half-way through the second): ASHA's time, so that its
+    ``max_t`` and grace period count epochs whatever ``val_check_interval`` is.
 
     Use :func:`trial_reporter`, which places it after ``ModelCheckpoint``.
 
     Args:
         report_file: the JSON-lines file the trial's Ray side reads (appended to).
-        checkpoint_dir: where ``epoch=NNNN/last.ckpt`` checkpoints go, one directory per epoch
+        checkpoint_dir: where ``epoch=NNNN-step=SSSSSSSS/last.ckpt`` checkpoints go, one directory
+            per validation
             (the Ray side uploads each one and then deletes it).
     """
 
@@ -48,17 +53,23 @@ class TrialReporter(pl.Callback):
         self._pending = not trainer.sanity_checking
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        self._flush(trainer)  # a validation within the epoch
+        # a validation within the epoch, after batch_idx of its batches
+        batches = trainer.num_training_batches
+        done = batch_idx / batches if 0 < batches < math.inf else 0.0
+        self._flush(trainer, done)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._flush(trainer)
+        self._flush(trainer, 1.0)
 
-    def _flush(self, trainer: pl.Trainer) -> None:
+    def _flush(self, trainer: pl.Trainer, done: float) -> None:
         if not self._pending:
             return
         self._pending = False
         epoch = trainer.current_epoch
-        directory = self.checkpoint_dir / f"epoch={epoch:04d}"
+        epochs = round(epoch + done, 6)  # epochs trained at this validation (ASHA's time)
+        # one directory per validation: two within an epoch must not share one (the Ray side
+        # may still be uploading the first when the second is saved)
+        directory = self.checkpoint_dir / f"epoch={epoch:04d}-step={trainer.global_step:08d}"
         # every rank calls save_checkpoint (a collective under DDP); rank zero writes
         trainer.save_checkpoint(directory / "last.ckpt")
         if not trainer.is_global_zero:
@@ -71,10 +82,11 @@ class TrialReporter(pl.Callback):
                 metrics[key] = float(value)
         record = {
             "epoch": epoch,
+            "epochs": epochs,
             "metrics": metrics,
             "checkpoint": str(directory),
             # the Ray side holds back a possibly-last report until the export has been written
-            "last": epoch + 1 >= (trainer.max_epochs or 0) or trainer.should_stop,
+            "last": epochs >= (trainer.max_epochs or 0) or trainer.should_stop,
             "time": time.time(),
         }
         with open(self.report_file, "a") as f:

@@ -10,6 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# the metric every trial reports with each result: epochs trained at that validation (1.5 half-way
+# through the second); ASHA's time, so that max_epochs and grace_period count epochs whatever
+# the trainer's val_check_interval (Tune's training_iteration counts reports instead)
+EPOCHS_TRAINED = "epochs_trained"
+
 
 @dataclass
 class TuneSettings:

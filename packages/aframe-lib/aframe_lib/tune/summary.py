@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils import fs
-from .config import TuneSettings
+from .config import EPOCHS_TRAINED, TuneSettings
 from .storage import copy_exported_model, write_summary
 
 
@@ -31,7 +31,8 @@ def summarize(results: Any, settings: TuneSettings, search_dir: str) -> dict[str
         metrics = result.metrics or {}
         frame = result.metrics_dataframe
         values = frame[metric].dropna() if frame is not None and metric in frame else []
-        epochs = int(metrics.get("training_iteration", 0) or 0)
+        epochs = float(metrics.get(EPOCHS_TRAINED, metrics.get("training_iteration")) or 0)
+        epochs = int(epochs) if epochs.is_integer() else epochs
         status = "error" if result.error else (
             "completed" if epochs >= settings.max_epochs else "stopped")  # fmt: skip
         rows.append({

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils import fs
+from .config import EPOCHS_TRAINED
 from .space import format_value
 
 
@@ -291,6 +292,7 @@ def _report_writer(report_file: Path, checkpoint_dir: Path, max_epochs: int) -> 
             }  # fmt: skip
             record = {
                 "epoch": epoch,
+                "epochs": epoch + 1,  # Ray Train reports at each epoch's end
                 "metrics": numbers,
                 "checkpoint": str(directory),
                 "last": epoch + 1 >= max_epochs,
@@ -342,7 +344,7 @@ def _report(record: dict[str, Any], start: float, extra: list[Path] = ()) -> Non
     directory.mkdir(parents=True, exist_ok=True)
     for path in extra:
         shutil.copy2(path, directory / path.name)
-    metrics = {**record["metrics"], "epoch": record["epoch"]}
+    metrics = {**record["metrics"], "epoch": record["epoch"], EPOCHS_TRAINED: record["epochs"]}
     # the trial's own clock: when it started and when this epoch ended (epoch seconds)
     metrics.update(trial_start_time=start, report_time=record["time"])
     checkpoint = tune.Checkpoint.from_directory(str(directory))

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..utils import fs
 from ..utils.ray_connect import DEFAULT_ENV, FORWARDED_ENV, connect, worker_places
-from .config import TuneSettings
+from .config import EPOCHS_TRAINED, TuneSettings
 from .space import load_space
 from .storage import ray_storage
 from .summary import summarize
@@ -171,7 +171,7 @@ def _fit(training, space, settings: TuneSettings, storage_path: str, storage_fs,
         )
     else:
         scheduler = ASHAScheduler(
-            time_attr="training_iteration",
+            time_attr=EPOCHS_TRAINED,
             max_t=settings.max_epochs,
             grace_period=settings.grace_period,
             reduction_factor=settings.reduction_factor,
