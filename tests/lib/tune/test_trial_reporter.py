@@ -121,7 +121,7 @@ def test_validation_within_the_epoch_is_reported_after_its_save(tmp_path):
                      callbacks=[CHECKPOINT])  # fmt: skip
     assert [r["epoch"] for r in records] == [0, 0, 1, 1]
     # ASHA's time counts epochs, not reports; the possibly-last report is the final one
-    assert [r["epochs"] for r in records] == [0.5, 1.0, 1.5, 2.0]
+    assert [r["epochs_trained"] for r in records] == [0.5, 1.0, 1.5, 2.0]
     assert [r["last"] for r in records] == [False, False, False, True]
     # one checkpoint per validation, each its own step's (none overwritten by the next)
     assert len({r["checkpoint"] for r in records}) == 4

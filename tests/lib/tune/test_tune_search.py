@@ -70,7 +70,8 @@ def test_asha_counts_epochs_with_validation_twice_an_epoch(tmp_path, ray_temp_di
     # what the training itself wrote: both epochs, two validations each
     [report] = (tmp_path / "runs" / "half").glob("*/report.jsonl")
     records = [json.loads(line) for line in report.read_text().splitlines()]
-    assert [(r["epoch"], r["epochs"]) for r in records] == [(0, 0.5), (0, 1), (1, 1.5), (1, 2)]
+    trained = [(r["epoch"], r["epochs_trained"]) for r in records]
+    assert trained == [(0, 0.5), (0, 1), (1, 1.5), (1, 2)]
 
 
 @pytest.mark.parametrize(

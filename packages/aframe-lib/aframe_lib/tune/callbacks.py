@@ -24,22 +24,23 @@ from pathlib import Path
 import lightning.pytorch as pl
 
 from ..distributed.checkpoints import KEPT, after_model_checkpoints, copy_kept
+from .config import EPOCHS_TRAINED
 
 
 class TrialReporter(pl.Callback):
-    """Write ``{"epoch", "epochs", "metrics", "checkpoint", "last", "time"}`` per validation.
+    """Write ``{"epoch", "epochs_trained", "metrics", "checkpoint", "last", "time"}`` per
+    validation.
 
-    ``epochs`` is the training done at that validation in epochs (``epoch + 1`` at an epoch's
-    end, ``1.5`` for a validation half-way through the second): ASHA's time, so that its
-    ``max_t`` and grace period count epochs whatever ``val_check_interval`` is.
+    ``epochs_trained`` is the training done at that validation in epochs (``epoch + 1`` at an
+    epoch's end, ``1.5`` for a validation half-way through the second): ASHA's time, so that
+    its ``max_t`` and grace period count epochs whatever ``val_check_interval`` is.
 
     Use :func:`trial_reporter`, which places it after ``ModelCheckpoint``.
 
     Args:
         report_file: the JSON-lines file the trial's Ray side reads (appended to).
         checkpoint_dir: where ``epoch=NNNN-step=SSSSSSSS/last.ckpt`` checkpoints go, one directory
-            per validation
-            (the Ray side uploads each one and then deletes it).
+            per validation (the Ray side uploads each one and then deletes it).
     """
 
     def __init__(self, report_file: str | os.PathLike, checkpoint_dir: str | os.PathLike) -> None:
@@ -82,7 +83,7 @@ class TrialReporter(pl.Callback):
                 metrics[key] = float(value)
         record = {
             "epoch": epoch,
-            "epochs": epochs,
+            EPOCHS_TRAINED: epochs,
             "metrics": metrics,
             "checkpoint": str(directory),
             # the Ray side holds back a possibly-last report until the export has been written

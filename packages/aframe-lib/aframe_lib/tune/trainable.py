@@ -292,7 +292,7 @@ def _report_writer(report_file: Path, checkpoint_dir: Path, max_epochs: int) -> 
             }  # fmt: skip
             record = {
                 "epoch": epoch,
-                "epochs": epoch + 1,  # Ray Train reports at each epoch's end
+                EPOCHS_TRAINED: epoch + 1,  # Ray Train reports at each epoch's end
                 "metrics": numbers,
                 "checkpoint": str(directory),
                 "last": epoch + 1 >= max_epochs,
@@ -344,7 +344,8 @@ def _report(record: dict[str, Any], start: float, extra: list[Path] = ()) -> Non
     directory.mkdir(parents=True, exist_ok=True)
     for path in extra:
         shutil.copy2(path, directory / path.name)
-    metrics = {**record["metrics"], "epoch": record["epoch"], EPOCHS_TRAINED: record["epochs"]}
+    metrics = {**record["metrics"], "epoch": record["epoch"]}
+    metrics[EPOCHS_TRAINED] = record[EPOCHS_TRAINED]
     # the trial's own clock: when it started and when this epoch ended (epoch seconds)
     metrics.update(trial_start_time=start, report_time=record["time"])
     checkpoint = tune.Checkpoint.from_directory(str(directory))
