@@ -54,6 +54,8 @@ class TrialReporter(pl.Callback):
         self._pending = not trainer.sanity_checking
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if not self._pending:  # every batch: nothing to do unless a validation just ran
+            return
         # a validation within the epoch, after batch_idx of its batches
         batches = trainer.num_training_batches
         done = batch_idx / batches if 0 < batches < math.inf else 0.0
